@@ -1,0 +1,81 @@
+"""Finding the database: DATABASE_URL, or an embedded PostgreSQL (pgserver) under DATA_DIR."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+from pipeline.errors import ConfigError, TransientError
+from pipeline.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Keep the embedded server object alive for the life of the process; pgserver stops the
+# server when the last process using it lets go.
+_embedded: dict[str, Any] = {}
+
+
+def embedded_database_url(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL under DATA_DIR and return its URL."""
+    data_dir = settings.data_dir / "postgres"
+    key = str(data_dir)
+    if key not in _embedded:
+        import pgserver  # imported lazily: production sets DATABASE_URL
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
+            data_dir, cleanup_mode="stop"
+        )
+    return str(_embedded[key].get_uri())
+
+
+def database_url(settings: Settings, announce: Callable[[str], None] | None = None) -> str:
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    url = embedded_database_url(settings)
+    if announce is not None:
+        announce(
+            f"DATABASE_URL is not set: using the embedded PostgreSQL in "
+            f"{settings.data_dir / 'postgres'} (set DATABASE_URL in production)"
+        )
+    return url
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb in and out as Python values.
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """One plain connection (used for LISTEN and migrations)."""
+    try:
+        connection = await asyncpg.connect(url, timeout=10)
+    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
+        raise TransientError(f"cannot reach PostgreSQL: {error}") from None
+    except asyncpg.InvalidCatalogNameError as error:
+        raise ConfigError(f"DATABASE_URL: {error}") from None
+    except asyncpg.InvalidPasswordError:
+        raise ConfigError("DATABASE_URL: PostgreSQL refused the user or password") from None
+    await _init_connection(connection)
+    return connection
+
+
+async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=size, init=_init_connection, timeout=10
+        )
+    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
+        raise TransientError(f"cannot reach PostgreSQL: {error}") from None
+    except asyncpg.InvalidCatalogNameError as error:
+        raise ConfigError(f"DATABASE_URL: {error}") from None
+    except asyncpg.InvalidPasswordError:
+        raise ConfigError("DATABASE_URL: PostgreSQL refused the user or password") from None
+    assert pool is not None
+    return pool

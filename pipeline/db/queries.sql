@@ -1,0 +1,201 @@
+-- Every query click-deploy runs, by name. Values only ever as $n parameters.
+-- Loaded by pipeline/db/queries.py; a block starts with "-- name: NAME".
+
+-- name: service_insert
+INSERT INTO services (name, provider, repository, branch, root_dir, config)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING *;
+
+-- name: service_by_id
+SELECT * FROM services WHERE id = $1;
+
+-- name: service_by_name
+SELECT * FROM services WHERE name = $1;
+
+-- name: services_by_repository
+SELECT * FROM services WHERE provider = $1 AND repository = $2 AND branch = $3 ORDER BY name;
+
+-- name: services_list
+SELECT * FROM services ORDER BY name;
+
+-- name: service_update
+UPDATE services SET
+    provider   = coalesce($2, provider),
+    repository = coalesce($3, repository),
+    branch     = coalesce($4, branch),
+    root_dir   = coalesce($5, root_dir),
+    config     = coalesce($6, config),
+    updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: service_delete
+DELETE FROM services WHERE id = $1 RETURNING id;
+
+-- name: service_pending_count
+SELECT count(*) FROM deployments
+WHERE service_id = $1 AND status IN ('queued', 'cloning', 'building', 'pushing');
+
+-- name: target_lock
+-- Serializes enqueue and hand-back for one service and environment.
+SELECT pg_advisory_xact_lock(hashtextextended('click-deploy:target:' || $1::bigint::text || ':' || $2, 0));
+
+-- name: deployment_next_id
+SELECT nextval(pg_get_serial_sequence('deployments', 'id'));
+
+-- name: deployments_supersede_queued
+UPDATE deployments
+SET status = 'superseded', superseded_by = $3::bigint, finished_at = now(), updated_at = now(),
+    progress_message = 'superseded by deployment ' || $3::bigint::text
+WHERE service_id = $1 AND environment = $2 AND status = 'queued'
+RETURNING id;
+
+-- name: deployment_insert
+WITH inserted AS (
+    INSERT INTO deployments (id, service_id, environment, ref, commit_sha, trigger, max_attempts)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING *
+), woken AS (
+    SELECT pg_notify('click_deploy_queue', id::text) FROM inserted
+)
+SELECT inserted.*, (SELECT count(*) FROM woken) AS _notified FROM inserted;
+
+-- name: deployment_by_id
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.id = $1;
+
+-- name: deployments_by_service
+-- Newest first; $2 is the cursor (the last id of the previous page), $3 the page size.
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.service_id = $1 AND ($2::bigint IS NULL OR d.id < $2)
+  AND ($4::text IS NULL OR d.status = $4)
+ORDER BY d.id DESC
+LIMIT $3;
+
+-- name: deployment_set_status
+-- Only from the states the state machine allows ($3); fenced by the lease token when given.
+UPDATE deployments SET
+    status           = $2,
+    phase            = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN $2 ELSE phase END,
+    error            = coalesce($5, error),
+    error_kind       = coalesce($6, error_kind),
+    image            = coalesce($7, image),
+    finished_at      = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'superseded')
+                            THEN now() ELSE finished_at END,
+    worker_id        = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN worker_id END,
+    lease_token      = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN lease_token END,
+    lease_expires_at = CASE WHEN $2 IN ('cloning', 'building', 'pushing')
+                            THEN lease_expires_at END,
+    updated_at       = now()
+WHERE id = $1 AND status = ANY($3::text[]) AND ($4::uuid IS NULL OR lease_token = $4)
+RETURNING *;
+
+-- name: deployment_set_progress
+UPDATE deployments SET
+    step = $3, steps_total = $4, progress_message = $5,
+    phase = coalesce($6, phase), updated_at = now()
+WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)
+  AND status IN ('cloning', 'building', 'pushing')
+RETURNING id;
+
+-- name: claim
+-- The oldest runnable deployment whose target has nothing active; concurrent claimers skip
+-- rows another claimer holds. The unique index deployments_one_active is the backstop.
+WITH next AS (
+    SELECT d.id FROM deployments d
+    WHERE d.status = 'queued' AND d.run_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM deployments a
+          WHERE a.service_id = d.service_id AND a.environment = d.environment
+            AND a.status IN ('cloning', 'building', 'pushing'))
+    ORDER BY d.run_at, d.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deployments d SET
+    status = 'cloning', phase = 'cloning', attempts = d.attempts + 1,
+    worker_id = $1, lease_token = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => $2), heartbeat_at = now(),
+    started_at = coalesce(d.started_at, now()), cancel_requested = false,
+    step = NULL, steps_total = NULL, progress_message = NULL, updated_at = now()
+FROM next WHERE d.id = next.id
+RETURNING d.*, (SELECT name FROM services WHERE id = d.service_id) AS service_name;
+
+-- name: next_run_at
+SELECT min(run_at) FROM deployments WHERE status = 'queued';
+
+-- name: heartbeat
+-- Extends the leases this worker still holds; a row missing from the answer is lost.
+UPDATE deployments d SET
+    heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::uuid[]) AS held (id, token)
+WHERE d.id = held.id AND d.lease_token = held.token
+  AND d.status IN ('cloning', 'building', 'pushing')
+RETURNING d.id, d.cancel_requested;
+
+-- name: hand_back
+-- A running deployment goes back to the queue (retry, lost worker, shutdown) at $3, or
+-- is superseded when a newer request for its target is already waiting.
+WITH waiting AS (
+    SELECT w.id FROM deployments w, deployments d
+    WHERE d.id = $1 AND w.service_id = d.service_id AND w.environment = d.environment
+      AND w.status = 'queued'
+)
+UPDATE deployments SET
+    status = CASE WHEN EXISTS (SELECT 1 FROM waiting) THEN 'superseded' ELSE 'queued' END,
+    superseded_by = (SELECT id FROM waiting),
+    finished_at = CASE WHEN EXISTS (SELECT 1 FROM waiting) THEN now() END,
+    run_at = $3, attempts = attempts - $5::integer,
+    error = $4, error_kind = CASE WHEN $4 IS NULL THEN error_kind ELSE 'transient' END,
+    worker_id = NULL, lease_token = NULL, lease_expires_at = NULL,
+    progress_message = $4, updated_at = now()
+WHERE id = $1 AND status IN ('cloning', 'building', 'pushing')
+  AND ($2::uuid IS NULL OR lease_token = $2)
+RETURNING *;
+
+-- name: expired_leases
+SELECT id, service_id, environment, attempts, max_attempts, worker_id, heartbeat_at
+FROM deployments
+WHERE status IN ('cloning', 'building', 'pushing') AND lease_expires_at < now()
+ORDER BY id
+LIMIT 100
+FOR UPDATE SKIP LOCKED;
+
+-- name: cancel_queued
+UPDATE deployments SET status = 'cancelled', finished_at = now(), updated_at = now(),
+    progress_message = 'cancelled before it started'
+WHERE id = $1 AND status = 'queued'
+RETURNING *;
+
+-- name: cancel_running
+WITH flagged AS (
+    UPDATE deployments SET cancel_requested = true, updated_at = now()
+    WHERE id = $1 AND status IN ('cloning', 'building', 'pushing')
+    RETURNING *
+), told AS (
+    SELECT pg_notify('click_deploy_cancel', id::text) FROM flagged
+)
+SELECT flagged.*, (SELECT count(*) FROM told) AS _notified FROM flagged;
+
+-- name: notify_queue
+SELECT pg_notify('click_deploy_queue', $1::bigint::text);
+
+-- name: logs_append
+-- A batch of lines in one round trip; seq numbers come from the writer.
+INSERT INTO deployment_logs (deployment_id, seq, at, stream, line)
+SELECT $1, seq, at, stream, line
+FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) AS l (seq, at, stream, line);
+
+-- name: logs_notify
+SELECT pg_notify('click_deploy_logs', $1::bigint::text || ':' || $2::bigint::text);
+
+-- name: logs_last_seq
+SELECT coalesce(max(seq), 0) FROM deployment_logs WHERE deployment_id = $1;
+
+-- name: logs_after
+SELECT seq, at, stream, line FROM deployment_logs
+WHERE deployment_id = $1 AND seq > $2
+ORDER BY seq
+LIMIT $3;

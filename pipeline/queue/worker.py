@@ -1,0 +1,323 @@
+"""The worker: N slots that claim deployments and run them through a pipeline.
+
+Only the loop lives here; every query is the queue's or the store's. Around each run the
+worker keeps the lease alive (heartbeat), listens for cancels, enforces the build timeout,
+retries transient failures with backoff, and on shutdown hands unfinished work back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from pipeline.errors import DeploymentFailure, TransientError
+from pipeline.models import Deployment
+from pipeline.queue.listener import Listener
+from pipeline.queue.queue import CANCEL_CHANNEL, QUEUE_CHANNEL, Queue
+from pipeline.runner import BuildResult, Job, Pipeline
+from pipeline.settings import Settings
+from pipeline.states import Status
+from pipeline.store import LeaseLost, Store
+
+log = structlog.get_logger(__name__)
+
+# Faults of the database connection itself: the loop waits and tries again.
+DATABASE_FAULTS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class StopReason(Enum):
+    USER = "cancelled by request"
+    SHUTDOWN = "worker shutting down"
+    LEASE_LOST = "lease lost"
+
+
+@dataclass
+class Slot:
+    deployment: Deployment
+    lease_token: UUID
+    task: asyncio.Task[None]
+    run: asyncio.Task[BuildResult] | None = None
+    stop_reason: StopReason | None = None
+    started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        database_url: str,
+        pipeline: Pipeline,
+        *,
+        slots: int | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = Store(pool)
+        self.queue = Queue(pool, settings)
+        self.pipeline = pipeline
+        self.slots = slots or settings.worker_slots
+        self.worker_id = worker_id or make_worker_id()
+        self.running: dict[int, Slot] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.listener = Listener(
+            database_url,
+            {QUEUE_CHANNEL: self._on_queue_notify, CANCEL_CHANNEL: self._on_cancel_notify},
+            on_connect=self._wake.set,
+        )
+        self.claimed = 0
+
+    # --- control ----------------------------------------------------------------------
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming; `run` then lets running work finish within the grace period.
+        With `now`, running work is handed back to the queue at once."""
+        self._stopping.set()
+        self._wake.set()
+        if now:
+            for deployment_id in list(self.running):
+                self._interrupt(deployment_id, StopReason.SHUTDOWN)
+
+    def _on_queue_notify(self, _payload: str) -> None:
+        self._wake.set()
+
+    def _on_cancel_notify(self, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._interrupt(int(payload), StopReason.USER)
+
+    def _interrupt(self, deployment_id: int, reason: StopReason) -> None:
+        slot = self.running.get(deployment_id)
+        if slot is None or slot.stop_reason is not None:
+            return
+        slot.stop_reason = reason
+        if slot.run is not None:
+            slot.run.cancel()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        log.info("worker started", worker=self.worker_id, slots=self.slots)
+        background = [
+            asyncio.create_task(self.listener.run(), name="listen"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._reaper_loop(), name="reaper"),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            self.listener.stop()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            log.info("worker stopped", worker=self.worker_id)
+
+    async def _claim_loop(self) -> None:
+        fault_backoff = 0.1
+        while not self._stopping.is_set():
+            self._wake.clear()
+            timeout = self.settings.queue_poll_seconds
+            try:
+                while len(self.running) < self.slots and not self._stopping.is_set():
+                    deployment = await self.queue.claim(self.worker_id)
+                    if deployment is None:
+                        break
+                    self._start(deployment)
+                if len(self.running) < self.slots:
+                    timeout = await self._until_next_backoff(timeout)
+                fault_backoff = 0.1
+            except DATABASE_FAULTS as error:
+                log.warning("cannot reach the queue", error=str(error) or type(error).__name__)
+                timeout, fault_backoff = fault_backoff, min(fault_backoff * 2, 5.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _until_next_backoff(self, poll: float) -> float:
+        next_run: datetime | None = await self.queue.next_run_at()
+        if next_run is None:
+            return poll
+        wait = (next_run - datetime.now().astimezone()).total_seconds()
+        return min(poll, max(wait, 0.01))
+
+    def _start(self, deployment: Deployment) -> None:
+        assert deployment.lease_token is not None
+        self.claimed += 1
+        task = asyncio.create_task(self._run_one(deployment, deployment.lease_token))
+        self.running[deployment.id] = Slot(deployment, deployment.lease_token, task)
+        task.add_done_callback(lambda _t: self._finished(deployment.id))
+
+    def _finished(self, deployment_id: int) -> None:
+        self.running.pop(deployment_id, None)
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        """Let running work finish within the grace period, then hand the rest back."""
+        tasks = [slot.task for slot in self.running.values()]
+        if not tasks:
+            return
+        log.info("waiting for running deployments", count=len(tasks))
+        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        for deployment_id in list(self.running):
+            self._interrupt(deployment_id, StopReason.SHUTDOWN)
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+
+    # --- one deployment ---------------------------------------------------------------
+
+    async def _run_one(self, deployment: Deployment, lease_token: UUID) -> None:
+        bound = log.bind(deployment_id=deployment.id, service=deployment.service_name)
+        slot = self.running.get(deployment.id)
+        job = Job(self.store, deployment, lease_token)
+        try:
+            await job.start()
+            job.log(
+                f"attempt {deployment.attempts} of {deployment.max_attempts} "
+                f"on worker {self.worker_id}",
+                stream="system",
+            )
+            run = asyncio.create_task(self.pipeline.run(job))
+            if slot is None:  # pragma: no cover - _start always registers first
+                slot = self.running[deployment.id]
+            slot.run = run
+            if slot.stop_reason is not None:  # cancelled before it began
+                run.cancel()
+            await asyncio.wait({run}, timeout=self.settings.build_timeout_seconds)
+            if not run.done():
+                run.cancel()
+                with contextlib.suppress(BaseException):
+                    await run
+                if slot.stop_reason is None:
+                    await self._fail(
+                        job,
+                        f"the build took longer than BUILD_TIMEOUT_SECONDS "
+                        f"({self.settings.build_timeout_seconds:g} s) and was stopped",
+                        "timeout",
+                    )
+                    return
+            await self._settle(job, run, slot, bound)
+        except LeaseLost:
+            bound.warning("lease lost; another worker owns the deployment now")
+        except DATABASE_FAULTS as error:
+            # The lease runs out and the reaper hands the deployment on; nothing to do here.
+            bound.warning("database fault while finishing a deployment", error=str(error))
+        finally:
+            with contextlib.suppress(*DATABASE_FAULTS):
+                await job.close()
+
+    async def _settle(
+        self,
+        job: Job,
+        run: asyncio.Task[BuildResult],
+        slot: Slot,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        deployment = job.deployment
+        if run.cancelled():
+            reason = slot.stop_reason or StopReason.SHUTDOWN
+            if reason is StopReason.USER:
+                job.log("cancelled by request", stream="system")
+                await job.flush()
+                await self.store.set_status(
+                    deployment.id,
+                    Status.CANCELLED,
+                    lease_token=job.lease_token,
+                    error="cancelled by request",
+                    error_kind="cancelled",
+                )
+            elif reason is StopReason.SHUTDOWN:
+                job.log("worker shutting down: handed back to the queue", stream="system")
+                await job.flush()
+                await self.queue.hand_back(
+                    deployment, job.lease_token, reason=None, refund_attempt=True
+                )
+            return
+        error = run.exception()
+        if error is None:
+            result = run.result()
+            await job.flush()
+            await self.store.set_status(
+                deployment.id, Status.SUCCEEDED, lease_token=job.lease_token, image=result.image
+            )
+            bound.info("deployment succeeded", image=result.image)
+        elif isinstance(error, TransientError):
+            await self._retry_or_fail(job, error)
+        elif isinstance(error, LeaseLost):
+            raise error
+        elif isinstance(error, DeploymentFailure):
+            await self._fail(job, str(error), "failed")
+        else:
+            bound.error("pipeline crashed", exc_info=error)
+            await self._fail(
+                job, f"internal error in the build pipeline ({type(error).__name__})", "internal"
+            )
+
+    async def _retry_or_fail(self, job: Job, error: TransientError) -> None:
+        deployment = job.deployment
+        if deployment.attempts >= deployment.max_attempts:
+            await self._fail(
+                job,
+                f"{error} (gave up after {deployment.attempts} attempts)",
+                "transient",
+            )
+            return
+        delay = self.settings.backoff_seconds(deployment.attempts)
+        job.log(f"{error}; retrying in {delay:g} s", stream="system")
+        await job.flush()
+        await self.queue.hand_back(deployment, job.lease_token, delay=delay, reason=str(error))
+
+    async def _fail(self, job: Job, message: str, kind: str) -> None:
+        job.log(message, stream="system")
+        await job.flush()
+        await self.store.set_status(
+            job.deployment.id,
+            Status.FAILED,
+            lease_token=job.lease_token,
+            error=message,
+            error_kind=kind,
+        )
+
+    # --- lease keeping ----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            held = {i: slot.lease_token for i, slot in self.running.items()}
+            try:
+                beat = await self.queue.heartbeat(held)
+            except DATABASE_FAULTS as error:
+                log.warning("heartbeat failed", error=str(error) or type(error).__name__)
+                continue
+            for deployment_id in beat.cancel_requested:
+                self._interrupt(deployment_id, StopReason.USER)
+            for deployment_id in beat.lost:
+                self._interrupt(deployment_id, StopReason.LEASE_LOST)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reaper_interval_seconds)
+            try:
+                await self.queue.reap()
+            except DATABASE_FAULTS as error:
+                log.warning("reaper failed", error=str(error) or type(error).__name__)

@@ -1,0 +1,103 @@
+"""One settings object, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+APP_NAME = "click-deploy"
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+class Settings(BaseSettings):
+    """Every knob click-deploy has. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Where the truth lives. Unset: an embedded PostgreSQL under DATA_DIR.
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_pool_size: int = Field(default=10, ge=2, le=200)
+
+    # Build and registry (used by the build pipeline).
+    buildkit_address: str | None = None
+    build_dir: Path | None = None
+    registry_url: str | None = None
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+
+    # Worker and queue timings, in seconds.
+    worker_slots: int = Field(default=2, ge=1, le=64)
+    worker_lease_seconds: float = Field(default=30.0, gt=0)
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    queue_poll_seconds: float = Field(default=10.0, gt=0)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    build_timeout_seconds: float = Field(default=1800.0, gt=0)
+
+    # Retries of transient failures: attempt n waits base * 2**(n-1), capped.
+    retry_max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff_seconds: float = Field(default=5.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
+
+    # What runs a claimed deployment: "module:factory" returning a Pipeline.
+    worker_pipeline: str = "pipeline.runner:default_pipeline"
+
+    # HTTP (serve).
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_lease(self) -> Settings:
+        if self.worker_heartbeat_seconds >= self.worker_lease_seconds:
+            raise ValueError(
+                "WORKER_HEARTBEAT_SECONDS must be shorter than WORKER_LEASE_SECONDS "
+                f"(got {self.worker_heartbeat_seconds} and {self.worker_lease_seconds})"
+            )
+        return self
+
+    @property
+    def effective_build_dir(self) -> Path:
+        return self.build_dir or self.data_dir / "builds"
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Delay before retrying after failed attempt number `attempt` (1-based)."""
+        delay: float = self.retry_backoff_seconds * 2 ** max(attempt - 1, 0)
+        return min(delay, self.retry_backoff_max_seconds)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad variable, naming it; never echoes the value of a secret."""
+    lines = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        name = location[0].upper() if location else ""
+        message = str(item.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        if name:
+            lines.append(f"{name}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration: {describe_validation_error(error)}") from None

@@ -1,0 +1,131 @@
+"""Fixtures: a real PostgreSQL (DATABASE_URL, else an embedded one), a fresh database per
+test cloned from a migrated template, and the store, queue and worker on top of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from pipeline.db.connect import create_pool
+from pipeline.db.migrate import migrate
+from pipeline.queue.queue import Queue
+from pipeline.settings import Settings
+from pipeline.store import NewService, Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The PostgreSQL server the tests use. Under CI=true a missing server is a failure."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver  # the embedded default, as on a newcomer's machine
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    name = f"cd_template_{os.getpid()}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        connection = await asyncpg.connect(_with_database(server_url, name))
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"cd_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield _with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Short timings so leases, retries and polls happen within a test."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        worker_slots=2,
+        worker_lease_seconds=2.0,
+        worker_heartbeat_seconds=0.3,
+        queue_poll_seconds=30.0,
+        reaper_interval_seconds=0.5,
+        shutdown_grace_seconds=5.0,
+        retry_max_attempts=3,
+        retry_backoff_seconds=0.2,
+        retry_backoff_max_seconds=2.0,
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> Store:
+    return Store(pool)
+
+
+@pytest.fixture
+def queue(pool: asyncpg.Pool, settings: Settings) -> Queue:
+    return Queue(pool, settings)
+
+
+@pytest.fixture
+async def service(store: Store) -> int:
+    created = await store.create_service(
+        NewService(name="web", repository="acme/web", provider="github")
+    )
+    return created.id
