@@ -186,8 +186,7 @@ class Store:
             image,
         )
         if row is not None:
-            await self._wake_if_freed(status, deployment_id)
-            return await self.get_deployment(deployment_id)
+            return Deployment.from_row(row)
         current = await self.get_deployment(deployment_id)
         if lease_token is not None and current.lease_token != lease_token:
             raise LeaseLost(deployment_id)
@@ -196,11 +195,6 @@ class Store:
                 f"deployment {deployment_id} is {current.status}; it cannot become {status}"
             )
         raise InvalidTransition(f"deployment {deployment_id} changed while being updated")
-
-    async def _wake_if_freed(self, status: Status, deployment_id: int) -> None:
-        # A target just freed up: a deployment waiting behind it can now be claimed.
-        if status.is_final:
-            await self.pool.execute(q("notify_queue"), deployment_id)
 
     async def set_progress(
         self,

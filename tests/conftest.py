@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +16,8 @@ import pytest
 from pipeline.db.connect import create_pool
 from pipeline.db.migrate import migrate
 from pipeline.queue.queue import Queue
+from pipeline.queue.worker import Worker
+from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
 
@@ -129,3 +131,25 @@ async def service(store: Store) -> int:
         NewService(name="web", repository="acme/web", provider="github")
     )
     return created.id
+
+
+@pytest.fixture
+async def start_worker(
+    settings: Settings, pool: asyncpg.Pool, database_url: str
+) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Start in-process workers (real claim, heartbeat, LISTEN); stopped after the test."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(pipeline: Pipeline, slots: int = 2, **overrides: object) -> Worker:
+        worker = Worker(
+            settings.model_copy(update=overrides), pool, database_url, pipeline, slots=slots
+        )
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.listener.connected.wait(), 10)
+        running.append((worker, task))
+        return worker
+
+    yield start
+    for worker, _task in running:
+        worker.stop(now=True)
+    await asyncio.wait_for(asyncio.gather(*(task for _w, task in running)), 30)

@@ -76,21 +76,29 @@ LIMIT $3;
 
 -- name: deployment_set_status
 -- Only from the states the state machine allows ($3); fenced by the lease token when given.
-UPDATE deployments SET
-    status           = $2,
-    phase            = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN $2 ELSE phase END,
-    error            = coalesce($5, error),
-    error_kind       = coalesce($6, error_kind),
-    image            = coalesce($7, image),
-    finished_at      = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'superseded')
-                            THEN now() ELSE finished_at END,
-    worker_id        = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN worker_id END,
-    lease_token      = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN lease_token END,
-    lease_expires_at = CASE WHEN $2 IN ('cloning', 'building', 'pushing')
-                            THEN lease_expires_at END,
-    updated_at       = now()
-WHERE id = $1 AND status = ANY($3::text[]) AND ($4::uuid IS NULL OR lease_token = $4)
-RETURNING *;
+-- A final state frees the target, so the queue is woken for whatever waits behind it.
+WITH updated AS (
+    UPDATE deployments SET
+        status           = $2,
+        phase            = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN $2 ELSE phase END,
+        error            = coalesce($5, error),
+        error_kind       = coalesce($6, error_kind),
+        image            = coalesce($7, image),
+        finished_at      = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'superseded')
+                                THEN now() ELSE finished_at END,
+        worker_id        = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN worker_id END,
+        lease_token      = CASE WHEN $2 IN ('cloning', 'building', 'pushing') THEN lease_token END,
+        lease_expires_at = CASE WHEN $2 IN ('cloning', 'building', 'pushing')
+                                THEN lease_expires_at END,
+        updated_at       = now()
+    WHERE id = $1 AND status = ANY($3::text[]) AND ($4::uuid IS NULL OR lease_token = $4)
+    RETURNING *
+), woken AS (
+    SELECT pg_notify('click_deploy_queue', id::text) FROM updated
+    WHERE status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+)
+SELECT updated.*, s.name AS service_name, (SELECT count(*) FROM woken) AS _notified
+FROM updated JOIN services s ON s.id = updated.service_id;
 
 -- name: deployment_set_progress
 UPDATE deployments SET
@@ -147,10 +155,10 @@ UPDATE deployments SET
     status = CASE WHEN EXISTS (SELECT 1 FROM waiting) THEN 'superseded' ELSE 'queued' END,
     superseded_by = (SELECT id FROM waiting),
     finished_at = CASE WHEN EXISTS (SELECT 1 FROM waiting) THEN now() END,
-    run_at = $3, attempts = attempts - $5::integer,
-    error = $4, error_kind = CASE WHEN $4 IS NULL THEN error_kind ELSE 'transient' END,
+    run_at = $3::timestamptz, attempts = attempts - $5::integer,
+    error = $4::text, error_kind = CASE WHEN $4::text IS NULL THEN error_kind ELSE 'transient' END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-    progress_message = $4, updated_at = now()
+    progress_message = $4::text, updated_at = now()
 WHERE id = $1 AND status IN ('cloning', 'building', 'pushing')
   AND ($2::uuid IS NULL OR lease_token = $2)
 RETURNING *;

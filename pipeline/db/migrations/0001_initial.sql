@@ -54,7 +54,9 @@ CREATE TABLE deployments (
     lease_expires_at  timestamptz,
     heartbeat_at      timestamptz,
     cancel_requested  boolean NOT NULL DEFAULT false,
-    superseded_by     bigint REFERENCES deployments (id) ON DELETE SET NULL,
+    -- Deferred: enqueue marks older requests superseded before inserting the new row.
+    superseded_by     bigint REFERENCES deployments (id) ON DELETE SET NULL
+                      DEFERRABLE INITIALLY DEFERRED,
     -- Progress: phase, step i of n, and a line for people.
     phase             text,
     step              integer,
