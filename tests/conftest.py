@@ -72,21 +72,21 @@ def template_db(server_url: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
+async def _admin(server_url: str, statement: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
-async def database_url(server_url: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test alone."""
+def database_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone (sync, so CLI tests can use it)."""
     name = f"cd_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     yield _with_database(server_url, name)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

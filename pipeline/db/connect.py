@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,10 @@ def embedded_database_url(settings: Settings) -> str:
     data_dir = settings.data_dir / "postgres"
     key = str(data_dir)
     if key not in _embedded:
-        import pgserver  # imported lazily: production sets DATABASE_URL
+        with warnings.catch_warnings():
+            # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers; not ours to fix.
+            warnings.simplefilter("ignore")
+            import pgserver  # imported lazily: production sets DATABASE_URL
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
@@ -36,13 +40,14 @@ def embedded_database_url(settings: Settings) -> str:
 def database_url(settings: Settings, announce: Callable[[str], None] | None = None) -> str:
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    url = embedded_database_url(settings)
     if announce is not None:
         announce(
             f"DATABASE_URL is not set: using the embedded PostgreSQL in "
             f"{settings.data_dir / 'postgres'} (set DATABASE_URL in production)"
         )
-    return url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return embedded_database_url(settings)
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

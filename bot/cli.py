@@ -1,0 +1,300 @@
+"""`click-deploy`: the command line for people."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from bot import cli_format as fmt
+from bot.follow import follow_logs
+from bot.runtime import Runtime, apply_migrations, open_runtime, resolve_database_url
+from bot.serve import run_server, run_worker
+from pipeline.errors import ClickDeployError, ConfigError, TransientError
+from pipeline.queue.queue import CancelOutcome
+from pipeline.settings import Settings, load_settings
+from pipeline.states import Status
+from pipeline.store import NewService
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # not found, refused, or the deployment followed did not succeed
+EXIT_USAGE = 2  # click's own code for a bad command line
+EXIT_CONFIG = 3
+EXIT_UNAVAILABLE = 4  # the database cannot be reached
+
+EPILOG = """\b
+Configuration comes from environment variables (or a .env file): DATABASE_URL,
+WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see README). Without DATABASE_URL an
+embedded PostgreSQL is started under DATA_DIR.
+\b
+Exit codes: 0 ok; 1 not found, refused or failed; 2 bad command line;
+3 bad configuration; 4 database unreachable.
+"""
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"click-deploy: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        fail(str(error), EXIT_CONFIG)
+        raise AssertionError("unreachable") from None
+
+
+def run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; errors a person can act on become one line and an exit
+    code, never a traceback."""
+    try:
+        return asyncio.run(work)
+    except ConfigError as error:
+        fail(str(error), EXIT_CONFIG)
+    except TransientError as error:
+        fail(str(error), EXIT_UNAVAILABLE)
+    except ClickDeployError as error:
+        fail(str(error), EXIT_FAILED)
+    except OSError as error:
+        fail(f"cannot reach PostgreSQL: {error}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    raise AssertionError("unreachable")
+
+
+def with_runtime(action: Callable[[Runtime], Awaitable[T]], *, pool_size: int | None = 3) -> T:
+    settings = settings_or_exit()
+
+    async def main() -> T:
+        async with open_runtime(settings, pool_size=pool_size) as runtime:
+            return await action(runtime)
+
+    return run(main())
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="click-deploy")
+def main() -> None:
+    """click-deploy: a self-hosted deploy bot. A push, a /deploy comment, a Slack command
+    or a REST call builds a commit into an image and pushes it to your registry."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (also done at every start)."""
+    settings = settings_or_exit()
+
+    async def action() -> list[str]:
+        return await apply_migrations(resolve_database_url(settings))
+
+    applied = run(action())
+    click.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+@main.command()
+@click.option("--slots", type=click.IntRange(1, 64), help="Deployments run at once [WORKER_SLOTS].")
+def worker(slots: int | None) -> None:
+    """Run deployments from the queue until SIGTERM (then finish or hand back)."""
+    settings = settings_or_exit()
+    with_runtime(lambda runtime: run_worker(runtime, slots), pool_size=settings.database_pool_size)
+
+
+@main.command()
+@click.option("--slots", type=click.IntRange(1, 64), help="Deployments run at once [WORKER_SLOTS].")
+def serve(slots: int | None) -> None:
+    """Run the workers and the HTTP endpoints (GET /healthz) on HTTP_HOST:HTTP_PORT."""
+    settings = settings_or_exit()
+    with_runtime(lambda runtime: run_server(runtime, slots), pool_size=settings.database_pool_size)
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+@main.group()
+def service() -> None:
+    """Add, list, show and remove services."""
+
+
+@service.command("add")
+@click.argument("name")
+@click.option("--repo", "repository", required=True, help="owner/name on a forge, or a clone URL.")
+@click.option(
+    "--provider", type=click.Choice(["github", "gitlab", "git"]), default="git", show_default=True
+)
+@click.option(
+    "--branch", default="main", show_default=True, help="Pushes here deploy to production."
+)
+@click.option(
+    "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
+)
+def service_add(name: str, repository: str, provider: str, branch: str, root_dir: str) -> None:
+    """Add a service called NAME."""
+
+    async def action(runtime: Runtime) -> None:
+        created = await runtime.store.create_service(
+            NewService(name, repository, provider, branch, root_dir)
+        )
+        click.echo(f"added service {created.name} (id {created.id})")
+
+    with_runtime(action)
+
+
+@service.command("list")
+def service_list() -> None:
+    """List the services."""
+
+    async def action(runtime: Runtime) -> None:
+        click.echo(fmt.services_table(await runtime.store.list_services()))
+
+    with_runtime(action)
+
+
+@service.command("show")
+@click.argument("name")
+@click.option("--limit", default=10, show_default=True, help="Recent deployments to list.")
+def service_show(name: str, limit: int) -> None:
+    """Show a service (by name or id) and its recent deployments."""
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        click.echo(fmt.service_details(found))
+        page = await runtime.store.list_deployments(found.id, limit=limit)
+        click.echo()
+        click.echo(fmt.deployments_table(page.items))
+
+    with_runtime(action)
+
+
+@service.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def service_remove(name: str, yes: bool) -> None:
+    """Remove a service and its deployment history."""
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        if not yes and not click.confirm(
+            f"Remove service {found.name} and all its deployments?", default=False
+        ):
+            raise ClickDeployError("nothing removed")
+        await runtime.store.delete_service(found.id)
+        click.echo(f"removed service {found.name}")
+
+    with_runtime(action)
+
+
+# --- deployments ------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--ref", help="Branch or tag to deploy [the service's branch].")
+@click.option("--commit", "commit_sha", help="Exact commit to deploy.")
+@click.option("--env", "environment", default="production", show_default=True)
+@click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
+def deploy(
+    service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
+) -> None:
+    """Queue a deployment of SERVICE (name or id)."""
+
+    async def action(runtime: Runtime) -> int:
+        found = await runtime.store.find_service(service_name)
+        deployment = await runtime.queue.enqueue(
+            found.id,
+            environment=environment,
+            ref=ref or found.branch,
+            commit_sha=commit_sha,
+            trigger={"source": "cli"},
+        )
+        click.echo(f"queued deployment {deployment.id} of {found.name} ({environment})")
+        if follow:
+            return await follow_logs(runtime, deployment.id, click.echo)
+        return EXIT_OK
+
+    sys.exit(with_runtime(action))
+
+
+@main.command()
+@click.argument("deployment_id", type=int)
+def status(deployment_id: int) -> None:
+    """Show a deployment."""
+
+    async def action(runtime: Runtime) -> None:
+        click.echo(fmt.deployment_details(await runtime.store.get_deployment(deployment_id)))
+
+    with_runtime(action)
+
+
+@main.command("deployments")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--status", "state", type=click.Choice([str(s) for s in Status]))
+def deployments(service_name: str, limit: int, state: str | None) -> None:
+    """List a service's deployments, newest first."""
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(service_name)
+        page = await runtime.store.list_deployments(
+            found.id, limit=limit, status=Status(state) if state else None
+        )
+        click.echo(fmt.deployments_table(page.items))
+
+    with_runtime(action)
+
+
+@main.command()
+@click.argument("deployment_id", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the deployment ends.")
+def logs(deployment_id: int, follow: bool) -> None:
+    """Print a deployment's build log. With --follow the exit code is 0 only if it
+    succeeded."""
+
+    async def action(runtime: Runtime) -> int:
+        if follow:
+            return await follow_logs(runtime, deployment_id, click.echo)
+        await runtime.store.get_deployment(deployment_id)
+        cursor = 0
+        while True:
+            page = await runtime.store.read_logs(deployment_id, after=cursor)
+            if not page.items:
+                return EXIT_OK
+            for line in page.items:
+                click.echo(fmt.log_line(line))
+            cursor = page.next_cursor or cursor
+
+    sys.exit(with_runtime(action))
+
+
+@main.command()
+@click.argument("deployment_id", type=int)
+def cancel(deployment_id: int) -> None:
+    """Cancel a deployment: at once if queued, within a second if running."""
+
+    async def action(runtime: Runtime) -> int:
+        result = await runtime.queue.cancel(deployment_id)
+        if result.outcome is CancelOutcome.CANCELLED:
+            click.echo(f"cancelled deployment {deployment_id}")
+        elif result.outcome is CancelOutcome.REQUESTED:
+            click.echo(
+                f"deployment {deployment_id} is {result.deployment.status}: its worker "
+                "was told to stop"
+            )
+        else:
+            click.echo(
+                f"deployment {deployment_id} already {result.deployment.status}; nothing to cancel",
+                err=True,
+            )
+            return EXIT_FAILED
+        return EXIT_OK
+
+    sys.exit(with_runtime(action))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

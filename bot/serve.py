@@ -1,0 +1,96 @@
+"""Long-running processes: the worker alone, or workers plus the HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bot.runtime import Runtime
+from pipeline.queue.worker import Worker
+from pipeline.runner import load_pipeline
+
+log = structlog.get_logger(__name__)
+
+RUNTIME_KEY = web.AppKey("runtime", Runtime)
+WORKER_KEY = web.AppKey("worker", Worker)
+
+
+def make_worker(runtime: Runtime, slots: int | None = None) -> Worker:
+    pipeline = load_pipeline(runtime.settings)
+    return Worker(runtime.settings, runtime.pool, runtime.url, pipeline, slots=slots)
+
+
+def stop_on_signals(worker: Worker) -> None:
+    """SIGTERM or SIGINT: stop claiming and let running work finish within the grace
+    period. A second signal hands running work back to the queue at once."""
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal(number: int) -> None:
+        nonlocal received
+        received += 1
+        name = signal.Signals(number).name
+        if received == 1:
+            log.info(
+                "stopping: running deployments may finish",
+                signal=name,
+                grace_seconds=worker.settings.shutdown_grace_seconds,
+            )
+            worker.stop()
+        else:
+            log.info("stopping now: handing running deployments back", signal=name)
+            worker.stop(now=True)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+
+
+async def run_worker(runtime: Runtime, slots: int | None = None) -> None:
+    worker = make_worker(runtime, slots)
+    stop_on_signals(worker)
+    await worker.run()
+
+
+async def health(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    worker = request.app[WORKER_KEY]
+    body: dict[str, Any] = {
+        "worker": worker.worker_id,
+        "slots": worker.slots,
+        "running": len(worker.running),
+        "listening": worker.listener.connected.is_set(),
+    }
+    try:
+        await asyncio.wait_for(runtime.pool.fetchval("SELECT 1"), 2)
+        body["database"] = "ok"
+    except Exception as error:  # any fault: report it, do not crash the probe
+        body["database"] = f"unreachable: {type(error).__name__}"
+    healthy = body["database"] == "ok" and body["listening"]
+    body["status"] = "ok" if healthy else "degraded"
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+def make_app(runtime: Runtime, worker: Worker) -> web.Application:
+    app = web.Application()
+    app[RUNTIME_KEY] = runtime
+    app[WORKER_KEY] = worker
+    app.router.add_get("/healthz", health)
+    return app
+
+
+async def run_server(runtime: Runtime, slots: int | None = None) -> None:
+    worker = make_worker(runtime, slots)
+    stop_on_signals(worker)
+    app_runner = web.AppRunner(make_app(runtime, worker), access_log=None)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, runtime.settings.http_host, runtime.settings.http_port)
+    await site.start()
+    log.info("serving", url=f"http://{runtime.settings.http_host}:{runtime.settings.http_port}")
+    try:
+        await worker.run()
+    finally:
+        await app_runner.cleanup()
