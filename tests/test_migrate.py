@@ -31,10 +31,19 @@ async def test_migrations_apply_once_and_are_idempotent(empty_database: str) -> 
         assert await migrate(connection) == []
         tables = {
             row["tablename"]
-            for row in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+            for row in await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+            )
         }
-        assert {"services", "deployments", "deployment_logs", "webhook_deliveries",
-                "api_tokens", "outbox", "schema_migrations"} <= tables
+        assert {
+            "services",
+            "deployments",
+            "deployment_logs",
+            "webhook_deliveries",
+            "api_tokens",
+            "outbox",
+            "schema_migrations",
+        } <= tables
     finally:
         await connection.close()
 

@@ -22,7 +22,11 @@ async def test_service_crud_and_lookups(store: Store) -> None:
     assert [s.name for s in await store.list_services()] == ["api", "docs", "web"]
 
     updated = await store.update_service(api.id, branch="release", config={"previews": True})
-    assert (updated.branch, updated.config, updated.root_dir) == ("release", {"previews": True}, "api")
+    assert (updated.branch, updated.config, updated.root_dir) == (
+        "release",
+        {"previews": True},
+        "api",
+    )
     assert updated.updated_at >= api.updated_at
 
     await store.delete_service(api.id)
@@ -99,7 +103,9 @@ async def test_database_refuses_illegal_transitions_too(
 ) -> None:
     deployment = await queue.enqueue(service)
     with pytest.raises(asyncpg.CheckViolationError, match="cannot go from queued to succeeded"):
-        await pool.execute("UPDATE deployments SET status = 'succeeded' WHERE id = $1", deployment.id)
+        await pool.execute(
+            "UPDATE deployments SET status = 'succeeded' WHERE id = $1", deployment.id
+        )
 
 
 async def test_database_transition_table_matches_the_code(pool: asyncpg.Pool) -> None:
@@ -113,10 +119,15 @@ async def test_progress_is_recorded(store: Store, queue: Queue, service: int) ->
     await queue.enqueue(service)
     claimed = await queue.claim("w1")
     assert claimed is not None
-    await store.set_progress(claimed.id, 2, 5, "installing dependencies", lease_token=claimed.lease_token)
+    await store.set_progress(
+        claimed.id, 2, 5, "installing dependencies", lease_token=claimed.lease_token
+    )
     current = await store.get_deployment(claimed.id)
     assert (current.phase, current.step, current.steps_total, current.progress_message) == (
-        "cloning", 2, 5, "installing dependencies",
+        "cloning",
+        2,
+        5,
+        "installing dependencies",
     )
 
 

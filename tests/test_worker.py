@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections import defaultdict
@@ -73,10 +74,12 @@ async def test_transient_failures_are_retried_with_exponential_backoff(
     assert done.attempts == 3
     runs = [run for run in pipeline.runs if run.deployment_id == deployment.id]
     assert [(run.attempt, run.outcome) for run in runs] == [
-        (1, "failed"), (2, "failed"), (3, "succeeded"),
+        (1, "failed"),
+        (2, "failed"),
+        (3, "succeeded"),
     ]
     # Backoff 0.2 s after attempt 1, 0.4 s after attempt 2 (settings fixture).
-    gaps = [later.started - earlier.ended for earlier, later in zip(runs, runs[1:])]  # type: ignore[operator]
+    gaps = [later.started - earlier.ended for earlier, later in itertools.pairwise(runs)]  # type: ignore[operator]
     assert gaps[0] >= 0.18 and gaps[1] >= 0.38, gaps
     lines = [line.line for line in (await store.read_logs(deployment.id)).items]
     assert "registry unavailable (attempt 1); retrying in 0.2 s" in lines
@@ -180,8 +183,7 @@ async def test_many_deployments_never_two_active_for_one_target(
     pool: asyncpg.Pool, store: Store, queue: Queue, start_worker: StartWorker
 ) -> None:
     services = [
-        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}"))).id
-        for n in range(10)
+        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}"))).id for n in range(10)
     ]
     pipeline = ScriptedPipeline()
     # Four slots over two independent workers, so claims really race.
@@ -195,9 +197,7 @@ async def test_many_deployments_never_two_active_for_one_target(
         made.append(await queue.enqueue(service_id, trigger={"script": {"sleep": sleep}}))
         await asyncio.sleep(rng.choice([0.0, 0.002, 0.01]))
     for deployment in made:
-        await wait_for_status(
-            store, deployment.id, Status.SUCCEEDED, Status.SUPERSEDED, timeout=60
-        )
+        await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.SUPERSEDED, timeout=60)
 
     rows = await pool.fetch(
         "SELECT id, service_id, status, superseded_by, started_at, finished_at "
@@ -221,7 +221,7 @@ async def test_many_deployments_never_two_active_for_one_target(
             for row in service_rows
             if row["status"] == "succeeded"
         )
-        for (_s1, end), (start, _e2) in zip(spans, spans[1:]):
+        for (_s1, end), (start, _e2) in itertools.pairwise(spans):
             assert end <= start, f"two active at once: {spans}"
         # The newest request for a service always ran.
         assert service_rows[-1]["status"] == "succeeded"
@@ -232,5 +232,5 @@ async def test_many_deployments_never_two_active_for_one_target(
         runs_by_service[run.service_id].append((run.started, run.ended))
     for spans in runs_by_service.values():
         spans.sort()
-        for (_s1, end), (start, _e2) in zip(spans, spans[1:]):
+        for (_s1, end), (start, _e2) in itertools.pairwise(spans):
             assert end is not None and end <= start

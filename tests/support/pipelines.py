@@ -2,7 +2,8 @@
 
 script keys: sleep (seconds, spread over the build states), lines (log lines to print),
 fail ("permanent" | "crash"), transient_until (attempt number that first succeeds),
-hang (never finish unless cancelled), gate (in-process only: wait for a test's Event).
+hang (never finish unless cancelled), hang_until (hang on attempts before this one),
+gate (in-process only: wait for a test's Event).
 Usable in-process and, through WORKER_PIPELINE=tests.support.pipelines:scripted, in a
 real worker process.
 """
@@ -41,8 +42,11 @@ class ScriptedPipeline:
         deployment = job.deployment
         script: dict[str, Any] = dict(deployment.trigger.get("script", {}))
         run = Run(
-            deployment.id, deployment.service_id, deployment.environment,
-            deployment.attempts, time.time(),
+            deployment.id,
+            deployment.service_id,
+            deployment.environment,
+            deployment.attempts,
+            time.time(),
         )
         self.runs.append(run)
         self.started.put_nowait(deployment.id)
@@ -55,7 +59,7 @@ class ScriptedPipeline:
                 job.log(f"line {number}")
             await job.progress(1, 2, "compiling")
             await asyncio.sleep(pause)
-            if script.get("hang"):
+            if script.get("hang") or deployment.attempts < int(script.get("hang_until", 0)):
                 await asyncio.Event().wait()
             gate = self.gates.get(deployment.id)
             if gate is not None:
