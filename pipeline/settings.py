@@ -30,10 +30,35 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_pool_size: int = Field(default=10, ge=2, le=200)
 
-    # Build and registry (used by the build pipeline).
-    buildkit_address: str | None = None
+    # Building. BUILDER picks the BuildKit transport: "docker" talks to a Docker engine's
+    # embedded BuildKit at DOCKER_HOST; "buildkitd" runs buildctl against BUILDKIT_ADDRESS.
+    builder: Literal["docker", "buildkitd"] = "docker"
+    docker_host: str = "unix:///var/run/docker.sock"
+    buildkit_address: str | None = None  # unix:///run/buildkit/buildkitd.sock, tcp://host:1234
+    buildkit_tls_ca: Path | None = None
+    buildkit_tls_cert: Path | None = None
+    buildkit_tls_key: Path | None = None
+    build_cache: bool = False  # export/import a registry cache (…:buildcache, mode=max)
     build_dir: Path | None = None
-    registry_url: str | None = None
+    clone_timeout_seconds: float = Field(default=300.0, gt=0)
+    clone_max_megabytes: int = Field(default=2048, ge=1)
+
+    # Base images of generated Dockerfiles: official images, through an optional mirror
+    # (a Harbor proxy-cache project, an air-gapped registry). BASE_IMAGE_<RUNTIME> replaces
+    # one image outright; "{version}" in it is filled with the detected version.
+    base_image_mirror: str | None = None
+    base_image_node: str | None = None
+    base_image_python: str | None = None
+    base_image_golang: str | None = None
+    base_image_php: str | None = None
+    base_image_composer: str | None = None
+    base_image_ruby: str | None = None
+    base_image_caddy: str | None = None
+    base_image_runtime: str | None = None
+
+    # Where images go: REGISTRY_URL/REGISTRY_PROJECT/<service>:<tag>.
+    registry_url: str | None = None  # http://localhost:5000, https://harbor.example.com
+    registry_project: str = "click-deploy"
     registry_username: str | None = None
     registry_password: SecretStr | None = None
 
