@@ -85,7 +85,7 @@ async def test_branch_tip_when_no_commit_given(origin: Path, tmp_path: Path) -> 
 
 
 async def test_a_commit_that_does_not_exist_fails_clearly(origin: Path, tmp_path: Path) -> None:
-    with pytest.raises(CloneFailed, match="does not exist there|not within the last"):
+    with pytest.raises(CloneFailed, match=r"does not exist there|not within the last"):
         await clone(
             CloneRequest(url=f"file://{origin}", commit="0" * 40, ref="main"),
             tmp_path / "build",
