@@ -67,6 +67,7 @@ class Deployment:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    digest: str | None = field(default=None)
     service_name: str | None = field(default=None)
 
     @classmethod
@@ -95,3 +96,37 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A pipeline step (clone, plan, build, push, verify) or a BuildKit step of one attempt."""
+
+    deployment_id: int
+    attempt: int
+    seq: int
+    kind: str
+    name: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+    detail: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    service_id: int
+    environment: str
+    deployment_id: int
+    image: str
+    digest: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        return _from_row(cls, row)  # type: ignore[no-any-return]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
 from pipeline.errors import ConfigError, DeploymentFailure
-from pipeline.models import Deployment
+from pipeline.models import Deployment, Step
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import LogEntry, Store
@@ -29,6 +30,21 @@ LOG_FLUSH_LINES = 500
 @dataclass(frozen=True)
 class BuildResult:
     image: str | None = None
+    digest: str | None = None
+
+
+class StepHandle:
+    """One step of a job, written to deployment_steps with the next log flush."""
+
+    def __init__(self, job: Job, seq: int) -> None:
+        self._job = job
+        self.seq = seq
+
+    def done(self, *, cached: bool = False, detail: str | None = None) -> None:
+        self._job._finish_step(self.seq, "cached" if cached else "done", detail)
+
+    def failed(self, detail: str | None = None) -> None:
+        self._job._finish_step(self.seq, "failed", detail)
 
 
 class Job:
@@ -41,6 +57,8 @@ class Job:
         self.status = deployment.status
         self._buffer: list[LogEntry] = []
         self._next_seq = 1
+        self._steps: dict[int, Step] = {}
+        self._dirty_steps: set[int] = set()
         self._flushed = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -76,8 +94,48 @@ class Job:
         if len(self._buffer) >= LOG_FLUSH_LINES:
             self._flushed.set()
 
+    def step(self, name: str, kind: str = "pipeline") -> StepHandle:
+        """Start a step now; finish it with the handle's `done` or `failed`."""
+        seq = len(self._steps) + 1
+        self._steps[seq] = Step(
+            deployment_id=self.deployment.id,
+            attempt=self.deployment.attempts,
+            seq=seq,
+            kind=kind,
+            name=name,
+            status="running",
+            started_at=datetime.now(UTC),
+            finished_at=None,
+            seconds=None,
+            detail=None,
+        )
+        self._dirty_steps.add(seq)
+        return StepHandle(self, seq)
+
+    def _finish_step(self, seq: int, status: str, detail: str | None) -> None:
+        step = self._steps[seq]
+        if step.status != "running":
+            return
+        finished = datetime.now(UTC)
+        self._steps[seq] = replace(
+            step,
+            status=status,
+            finished_at=finished,
+            seconds=(finished - step.started_at).total_seconds(),
+            detail=detail,
+        )
+        self._dirty_steps.add(seq)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [self._steps[seq] for seq in sorted(self._steps)]
+
     async def flush(self) -> None:
         async with self._lock:
+            if self._dirty_steps:
+                dirty = [self._steps[seq] for seq in sorted(self._dirty_steps)]
+                self._dirty_steps.clear()
+                await self.store.record_steps(self.deployment.id, self.deployment.attempts, dirty)
             while self._buffer:
                 batch, self._buffer = self._buffer[:LOG_FLUSH_LINES], self._buffer[LOG_FLUSH_LINES:]
                 self._next_seq = await self.store.append_logs(

@@ -13,7 +13,7 @@ import asyncpg
 
 from pipeline.db.queries import q
 from pipeline.errors import Conflict, InvalidTransition, NotFound
-from pipeline.models import Deployment, LogLine, Page, Service
+from pipeline.models import Deployment, LogLine, Page, Service, ServiceImage, Step
 from pipeline.states import Status, can_transition, sources_of
 
 PROVIDERS = ("github", "gitlab", "git")
@@ -195,6 +195,51 @@ class Store:
                 f"deployment {deployment_id} is {current.status}; it cannot become {status}"
             )
         raise InvalidTransition(f"deployment {deployment_id} changed while being updated")
+
+    async def succeed(
+        self,
+        deployment_id: int,
+        *,
+        lease_token: UUID | None,
+        image: str | None,
+        digest: str | None,
+    ) -> Deployment:
+        """pushing → succeeded, and the image becomes its target's current one, together."""
+        row = await self.pool.fetchrow(
+            q("deployment_succeed"), deployment_id, lease_token, image, digest
+        )
+        if row is not None:
+            return Deployment.from_row(row)
+        current = await self.get_deployment(deployment_id)
+        if lease_token is not None and current.lease_token != lease_token:
+            raise LeaseLost(deployment_id)
+        raise InvalidTransition(
+            f"deployment {deployment_id} is {current.status}; it cannot become succeeded"
+        )
+
+    async def current_image(self, service_id: int, environment: str) -> ServiceImage | None:
+        row = await self.pool.fetchrow(q("service_image"), service_id, environment)
+        return ServiceImage.from_row(row) if row is not None else None
+
+    async def record_steps(self, deployment_id: int, attempt: int, steps: Sequence[Step]) -> None:
+        if not steps:
+            return
+        await self.pool.execute(
+            q("steps_upsert"),
+            deployment_id,
+            attempt,
+            [step.seq for step in steps],
+            [step.kind for step in steps],
+            [step.name for step in steps],
+            [step.status for step in steps],
+            [step.started_at for step in steps],
+            [step.finished_at for step in steps],
+            [step.seconds for step in steps],
+            [step.detail for step in steps],
+        )
+
+    async def list_steps(self, deployment_id: int) -> list[Step]:
+        return [Step.from_row(row) for row in await self.pool.fetch(q("steps_list"), deployment_id)]
 
     async def set_progress(
         self,

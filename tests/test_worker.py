@@ -40,6 +40,17 @@ async def test_a_deployment_runs_through_every_state_to_success(
     assert texts[1] == "building abc"
     assert texts[2:] == [f"line {n}" for n in range(1200)]
     assert [line.seq for line in logs] == list(range(1, len(logs) + 1))
+    steps = await store.list_steps(deployment.id)
+    assert [(s.name, s.status, s.attempt) for s in steps] == [
+        ("clone", "done", 1),
+        ("build", "done", 1),
+        ("push", "done", 1),
+    ]
+    assert all(s.seconds is not None and s.seconds >= 0 for s in steps)
+    current = await store.current_image(service, "production")
+    assert current is not None
+    assert (current.deployment_id, current.image) == (deployment.id, done.image)
+    assert done.digest == current.digest == "sha256:" + f"{deployment.id:064x}"
 
 
 async def test_a_failing_build_fails_once_with_its_message(

@@ -207,3 +207,42 @@ SELECT seq, at, stream, line FROM deployment_logs
 WHERE deployment_id = $1 AND seq > $2
 ORDER BY seq
 LIMIT $3;
+
+-- name: deployment_succeed
+-- Success and the target's current image, in one statement.
+WITH updated AS (
+    UPDATE deployments SET
+        status = 'succeeded', image = $3, digest = $4, finished_at = now(), updated_at = now(),
+        worker_id = NULL, lease_token = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND status = 'pushing' AND ($2::uuid IS NULL OR lease_token = $2)
+    RETURNING *
+), current AS (
+    INSERT INTO service_images (service_id, environment, deployment_id, image, digest)
+    SELECT service_id, environment, id, image, digest FROM updated WHERE image IS NOT NULL
+    ON CONFLICT (service_id, environment) DO UPDATE SET
+        deployment_id = excluded.deployment_id, image = excluded.image,
+        digest = excluded.digest, updated_at = now()
+    RETURNING 1
+), woken AS (
+    SELECT pg_notify('click_deploy_queue', id::text) FROM updated
+)
+SELECT updated.*, s.name AS service_name,
+       (SELECT count(*) FROM current) + (SELECT count(*) FROM woken) AS _written
+FROM updated JOIN services s ON s.id = updated.service_id;
+
+-- name: service_image
+SELECT * FROM service_images WHERE service_id = $1 AND environment = $2;
+
+-- name: steps_upsert
+INSERT INTO deployment_steps
+    (deployment_id, attempt, seq, kind, name, status, started_at, finished_at, seconds, detail)
+SELECT $1, $2, s.seq, s.kind, s.name, s.status, s.started_at, s.finished_at, s.seconds, s.detail
+FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+            $8::timestamptz[], $9::double precision[], $10::text[])
+     AS s (seq, kind, name, status, started_at, finished_at, seconds, detail)
+ON CONFLICT (deployment_id, attempt, seq) DO UPDATE SET
+    status = excluded.status, finished_at = excluded.finished_at,
+    seconds = excluded.seconds, detail = excluded.detail;
+
+-- name: steps_list
+SELECT * FROM deployment_steps WHERE deployment_id = $1 ORDER BY attempt, seq;

@@ -257,8 +257,11 @@ class Worker:
         if error is None:
             result = run.result()
             await job.flush()
-            await self.store.set_status(
-                deployment.id, Status.SUCCEEDED, lease_token=job.lease_token, image=result.image
+            await self.store.succeed(
+                deployment.id,
+                lease_token=job.lease_token,
+                image=result.image,
+                digest=result.digest,
             )
             bound.info("deployment succeeded", image=result.image)
         elif isinstance(error, TransientError):

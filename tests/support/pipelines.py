@@ -53,8 +53,11 @@ class ScriptedPipeline:
         pause = float(script.get("sleep", 0)) / 3
         try:
             job.log(f"building {deployment.commit_sha or deployment.ref}")
+            clone = job.step("clone")
             await asyncio.sleep(pause)
+            clone.done()
             await job.enter(Status.BUILDING)
+            build = job.step("build")
             for number in range(int(script.get("lines", 0))):
                 job.log(f"line {number}")
             await job.progress(1, 2, "compiling")
@@ -70,11 +73,17 @@ class ScriptedPipeline:
                 raise DeploymentFailure("RUN make failed with exit code 3")
             if script.get("fail") == "crash":
                 raise RuntimeError("a bug in a step")
+            build.done()
             await job.enter(Status.PUSHING)
             await job.progress(2, 2, "pushing")
+            push = job.step("push")
             await asyncio.sleep(pause)
+            push.done()
             run.outcome = "succeeded"
-            return BuildResult(image=f"registry.test/{deployment.service_name}:{deployment.id}")
+            return BuildResult(
+                image=f"registry.test/{deployment.service_name}:{deployment.id}",
+                digest="sha256:" + f"{deployment.id:064x}",
+            )
         except asyncio.CancelledError:
             run.outcome = "cancelled"
             raise
