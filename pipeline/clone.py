@@ -152,6 +152,7 @@ class _Git:
     def __init__(self, request: CloneRequest, workdir: Path, askpass: Path) -> None:
         self.request = request
         self.workdir = workdir
+        self.too_big = False
         self.env = {
             key: value
             for key, value in os.environ.items()
@@ -191,7 +192,7 @@ class _Git:
             raise
         finally:
             watcher.cancel()
-        too_big = watcher.done() and not watcher.cancelled() and watcher.result()
+        too_big = self.too_big
         if not too_big and process.returncode == 0:
             # A fetch that finished between two looks is measured once more.
             too_big = (
@@ -211,6 +212,7 @@ class _Git:
             await asyncio.sleep(0.5)
             size = await asyncio.to_thread(_directory_size, self.workdir)
             if size > self.request.max_bytes:
+                self.too_big = True
                 await _kill(process)
                 return True
         return False

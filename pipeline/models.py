@@ -69,6 +69,8 @@ class Deployment:
     updated_at: datetime
     digest: str | None = field(default=None)
     service_name: str | None = field(default=None)
+    # Only on a freshly claimed deployment: where its log numbering goes on from.
+    last_log_seq: int | None = field(default=None)
 
     @classmethod
     def from_row(cls, row: Row) -> Self:

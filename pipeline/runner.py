@@ -65,7 +65,10 @@ class Job:
 
     async def start(self) -> None:
         # A retry goes on numbering after the lines of the earlier attempts.
-        self._next_seq = await self.store.last_log_seq(self.deployment.id) + 1
+        last = self.deployment.last_log_seq
+        if last is None:
+            last = await self.store.last_log_seq(self.deployment.id)
+        self._next_seq = last + 1
         self._flusher = asyncio.create_task(self._flush_periodically())
 
     async def close(self) -> None:

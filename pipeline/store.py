@@ -283,17 +283,15 @@ class Store:
             return first_seq
         now = datetime.now().astimezone()
         seqs = list(range(first_seq, first_seq + len(entries)))
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                q("logs_append"),
-                deployment_id,
-                seqs,
-                [entry.at or now for entry in entries],
-                [entry.stream for entry in entries],
-                # PostgreSQL text cannot hold NUL bytes.
-                [entry.line.replace("\x00", "\ufffd") for entry in entries],
-            )
-            await connection.execute(q("logs_notify"), deployment_id, seqs[-1])
+        await self.pool.execute(
+            q("logs_append"),
+            deployment_id,
+            seqs,
+            [entry.at or now for entry in entries],
+            [entry.stream for entry in entries],
+            # PostgreSQL text cannot hold NUL bytes.
+            [entry.line.replace("\x00", "\ufffd") for entry in entries],
+        )
         return seqs[-1] + 1
 
     async def read_logs(

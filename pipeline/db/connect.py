@@ -71,10 +71,21 @@ async def connect(url: str) -> asyncpg.Connection:
     return connection
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Pool connections hold no session state (LISTEN has its own connection, advisory
+    locks are per transaction), so asyncpg's reset query on every release is skipped. An
+    open transaction is still rolled back by asyncpg itself."""
+
+
 async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size, init=_init_connection, timeout=10
+            url,
+            min_size=1,
+            max_size=size,
+            init=_init_connection,
+            reset=_keep_session,
+            timeout=10,
         )
     except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
         raise TransientError(f"cannot reach PostgreSQL: {error}") from None

@@ -37,28 +37,11 @@ SELECT count(*) FROM deployments
 WHERE service_id = $1 AND status IN ('queued', 'cloning', 'building', 'pushing');
 
 -- name: target_lock
--- Serializes enqueue and hand-back for one service and environment.
-SELECT pg_advisory_xact_lock(hashtextextended('click-deploy:target:' || $1::bigint::text || ':' || $2, 0));
+SELECT click_deploy_target_lock($1, $2);
 
--- name: deployment_next_id
-SELECT nextval(pg_get_serial_sequence('deployments', 'id'));
-
--- name: deployments_supersede_queued
-UPDATE deployments
-SET status = 'superseded', superseded_by = $3::bigint, finished_at = now(), updated_at = now(),
-    progress_message = 'superseded by deployment ' || $3::bigint::text
-WHERE service_id = $1 AND environment = $2 AND status = 'queued'
-RETURNING id;
-
--- name: deployment_insert
-WITH inserted AS (
-    INSERT INTO deployments (id, service_id, environment, ref, commit_sha, trigger, max_attempts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-    RETURNING *
-), woken AS (
-    SELECT pg_notify('click_deploy_queue', id::text) FROM inserted
-)
-SELECT inserted.*, (SELECT count(*) FROM woken) AS _notified FROM inserted;
+-- name: enqueue
+-- Supersedes the request waiting for the same target, inserts, notifies (migration 0003).
+SELECT * FROM click_deploy_enqueue($1, $2, $3, $4, $5, $6);
 
 -- name: deployment_by_id
 SELECT d.*, s.name AS service_name
@@ -119,7 +102,7 @@ WITH next AS (
           WHERE a.service_id = d.service_id AND a.environment = d.environment
             AND a.status IN ('cloning', 'building', 'pushing'))
     ORDER BY d.run_at, d.id
-    LIMIT 1
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 UPDATE deployments d SET
@@ -129,7 +112,9 @@ UPDATE deployments d SET
     started_at = coalesce(d.started_at, now()), cancel_requested = false,
     step = NULL, steps_total = NULL, progress_message = NULL, updated_at = now()
 FROM next WHERE d.id = next.id
-RETURNING d.*, (SELECT name FROM services WHERE id = d.service_id) AS service_name;
+RETURNING d.*, (SELECT name FROM services WHERE id = d.service_id) AS service_name,
+    (SELECT coalesce(max(seq), 0) FROM deployment_logs l WHERE l.deployment_id = d.id)
+        AS last_log_seq;
 
 -- name: next_run_at
 SELECT min(run_at) FROM deployments WHERE status = 'queued';
@@ -191,13 +176,17 @@ SELECT flagged.*, (SELECT count(*) FROM told) AS _notified FROM flagged;
 SELECT pg_notify('click_deploy_queue', $1::bigint::text);
 
 -- name: logs_append
--- A batch of lines in one round trip; seq numbers come from the writer.
-INSERT INTO deployment_logs (deployment_id, seq, at, stream, line)
-SELECT $1, seq, at, stream, line
-FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) AS l (seq, at, stream, line);
-
--- name: logs_notify
-SELECT pg_notify('click_deploy_logs', $1::bigint::text || ':' || $2::bigint::text);
+-- A batch of lines in one round trip; seq numbers come from the writer. Followers are told
+-- the newest seq in the same statement.
+WITH inserted AS (
+    INSERT INTO deployment_logs (deployment_id, seq, at, stream, line)
+    SELECT $1, seq, at, stream, line
+    FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[])
+         AS l (seq, at, stream, line)
+    RETURNING seq
+)
+SELECT pg_notify('click_deploy_logs', $1::bigint::text || ':' || max(seq)::text)
+FROM inserted;
 
 -- name: logs_last_seq
 SELECT coalesce(max(seq), 0) FROM deployment_logs WHERE deployment_id = $1;

@@ -73,38 +73,36 @@ class Queue:
         if not environment or len(environment) > _ENVIRONMENT_MAX:
             raise Conflict(f"environment must be 1-{_ENVIRONMENT_MAX} characters")
         attempts = max_attempts or self.settings.retry_max_attempts
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(q("target_lock"), service_id, environment)
-            new_id = await connection.fetchval(q("deployment_next_id"))
-            await connection.execute(
-                q("deployments_supersede_queued"), service_id, environment, new_id
+        try:
+            row = await self.pool.fetchrow(
+                q("enqueue"),
+                service_id,
+                environment,
+                ref,
+                commit_sha,
+                dict(trigger or {}),
+                attempts,
             )
-            try:
-                row = await connection.fetchrow(
-                    q("deployment_insert"),
-                    new_id,
-                    service_id,
-                    environment,
-                    ref,
-                    commit_sha,
-                    dict(trigger or {}),
-                    attempts,
-                )
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFound(f"there is no service with id {service_id}") from None
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound(f"there is no service with id {service_id}") from None
         assert row is not None
         return Deployment.from_row(row)
 
     async def claim(self, worker_id: str) -> Deployment | None:
         """Take the oldest runnable deployment, or None. Moves it to `cloning` with a lease."""
+        claimed = await self.claim_many(worker_id, 1)
+        return claimed[0] if claimed else None
+
+    async def claim_many(self, worker_id: str, limit: int) -> list[Deployment]:
+        """Take up to `limit` runnable deployments (each of another target) at once."""
         try:
-            row = await self.pool.fetchrow(
-                q("claim"), worker_id, self.settings.worker_lease_seconds
+            rows = await self.pool.fetch(
+                q("claim"), worker_id, self.settings.worker_lease_seconds, limit
             )
         except asyncpg.UniqueViolationError:
             # Lost a race for the same target; the database kept the rule. Nothing claimed.
-            return None
-        return Deployment.from_row(row) if row is not None else None
+            return []
+        return [Deployment.from_row(row) for row in rows]
 
     async def next_run_at(self) -> datetime | None:
         """When the earliest deployment that waits for its backoff becomes runnable."""

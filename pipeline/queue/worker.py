@@ -141,10 +141,13 @@ class Worker:
             timeout = self.settings.queue_poll_seconds
             try:
                 while len(self.running) < self.slots and not self._stopping.is_set():
-                    deployment = await self.queue.claim(self.worker_id)
-                    if deployment is None:
+                    claimed = await self.queue.claim_many(
+                        self.worker_id, self.slots - len(self.running)
+                    )
+                    for deployment in claimed:
+                        self._start(deployment)
+                    if not claimed:
                         break
-                    self._start(deployment)
                 if len(self.running) < self.slots:
                     timeout = await self._until_next_backoff(timeout)
                 fault_backoff = 0.1
