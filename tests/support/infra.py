@@ -205,9 +205,15 @@ def target_registry() -> TargetRegistry:
 # ------------------------------------------------------------------------- helpers
 
 
+# Settings that would point the CLI at another engine.
+_FOREIGN_DOCKER_ENV = frozenset(
+    ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
+)
+
+
 def docker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for the Debian CLI against the cd-docker engine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_DOCKER_ENV}
     env["DOCKER_HOST"] = DOCKER_HOST
     env.update(extra or {})
     return env
