@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     buildkit_tls_key: Path | None = None
     build_cache: bool = False  # export/import a registry cache (…:buildcache, mode=max)
     build_dir: Path | None = None
+    # Cloning: forge URLs for services of provider github/gitlab, and HTTPS credentials.
+    # GitHub App installation tokens use the user "x-access-token", GitLab tokens "oauth2".
+    github_url: str = "https://github.com"
+    gitlab_url: str = "https://gitlab.com"
+    git_username: str = "x-access-token"
+    git_token: SecretStr | None = None
     clone_timeout_seconds: float = Field(default=300.0, gt=0)
     clone_max_megabytes: int = Field(default=2048, ge=1)
 

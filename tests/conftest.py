@@ -23,6 +23,9 @@ from pipeline.store import NewService, Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Real services: Docker engine, registries, base images, git servers.
+pytest_plugins = ["tests.support.infra", "tests.support.gitserver"]
+
 
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)

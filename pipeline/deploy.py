@@ -1,0 +1,248 @@
+"""The build pipeline a worker runs: clone → plan → build → push → verify → record.
+
+Each step is visible (a row in deployment_steps, progress "step i of 5", log lines) and
+cancellable; the build directory is removed whatever happens. Errors keep their type:
+`DeploymentFailure` (bad Dockerfile, failing RUN, unknown runtime, wrong token) fails the
+deployment at once naming the step, `TransientError` (BuildKit or registry unreachable)
+is retried by the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from pipeline.buildkit.builder import Builder, BuildRequest, RegistryCredentials, make_builder
+from pipeline.buildkit.events import (
+    BuildEvent,
+    BuildLog,
+    BuildWarning,
+    StepCached,
+    StepDone,
+    StepFailed,
+    StepStarted,
+)
+from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
+from pipeline.errors import ClickDeployError, DeploymentFailure
+from pipeline.models import Service
+from pipeline.plan import plan_service
+from pipeline.plan.images import BaseImages
+from pipeline.registry import RegistryClient, image_reference, parse_reference
+from pipeline.runner import BuildResult, Job, StepHandle
+from pipeline.settings import Settings
+from pipeline.states import Status
+
+log = structlog.get_logger(__name__)
+
+STEPS = ("clone", "plan", "build", "push", "verify")
+
+
+class StepError(DeploymentFailure):
+    """A step failed for good; the message names the step."""
+
+
+def repository_url(service: Service, settings: Settings) -> str:
+    """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git."""
+    if service.provider == "github":
+        return f"{settings.github_url.rstrip('/')}/{service.repository}.git"
+    if service.provider == "gitlab":
+        return f"{settings.gitlab_url.rstrip('/')}/{service.repository}.git"
+    return service.repository
+
+
+def git_auth(settings: Settings) -> GitAuth | None:
+    if settings.git_token is None:
+        return None
+    return GitAuth(settings.git_username, settings.git_token)
+
+
+def image_tag(environment: str, commit: str) -> str:
+    """`<commit>` for production, `<environment>-<commit>` for previews (pr-12-1a2b3c4d5e6f)."""
+    short = commit[:12]
+    return short if environment == "production" else f"{environment}-{short}"
+
+
+@dataclass
+class _BuildSteps:
+    """Turns BuildKit events into log lines and build-step rows."""
+
+    job: Job
+    handles: dict[str, StepHandle]
+
+    def __call__(self, event: BuildEvent) -> None:
+        if isinstance(event, BuildLog):
+            self.job.log(event.line, stream=event.stream)
+        elif isinstance(event, StepStarted):
+            self.handles[event.step_id] = self.job.step(event.name, kind="build")
+            self.job.log(f"#{len(self.handles)} {event.name}", stream="system")
+        elif isinstance(event, StepCached):
+            handle = self.handles.get(event.step_id) or self.job.step(event.name, kind="build")
+            self.handles[event.step_id] = handle
+            handle.done(cached=True)
+            self.job.log(f"CACHED {event.name}", stream="system")
+        elif isinstance(event, StepDone):
+            if event.step_id in self.handles:
+                self.handles[event.step_id].done()
+        elif isinstance(event, StepFailed):
+            handle = self.handles.get(event.step_id) or self.job.step(event.name, kind="build")
+            self.handles[event.step_id] = handle
+            handle.failed(event.error)
+        elif isinstance(event, BuildWarning):
+            self.job.log(f"warning: {event.message}", stream="system")
+
+
+class DeployPipeline:
+    """The production pipeline (WORKER_PIPELINE=pipeline.deploy:deploy_pipeline)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        builder: Builder,
+        *,
+        registry_factory: Callable[[], RegistryClient] | None = None,
+    ) -> None:
+        if not settings.registry_url:
+            raise DeploymentFailure("REGISTRY_URL is not set: click-deploy has nowhere to push")
+        self.settings = settings
+        self.builder = builder
+        self.images = BaseImages.from_settings(settings)
+        self._registry_factory = registry_factory or self._registry
+
+    def _registry(self) -> RegistryClient:
+        assert self.settings.registry_url is not None
+        return RegistryClient(
+            self.settings.registry_url,
+            self.settings.registry_username,
+            self.settings.registry_password,
+        )
+
+    async def run(self, job: Job) -> BuildResult:
+        deployment = job.deployment
+        build_dir = self.settings.effective_build_dir / f"{deployment.id}-{deployment.attempts}"
+        try:
+            return await self._run(job, build_dir)
+        finally:
+            # Shielded: a cancel must not leave a half-removed directory behind.
+            await asyncio.shield(asyncio.to_thread(remove_build_dir, build_dir))
+
+    async def _run(self, job: Job, build_dir: Path) -> BuildResult:
+        deployment = job.deployment
+        service = await job.store.get_service(deployment.service_id)
+
+        # 1. clone
+        await job.progress(1, len(STEPS), "cloning")
+        with _step(job, "clone") as step:
+            cloned = await clone(
+                CloneRequest(
+                    url=repository_url(service, self.settings),
+                    commit=deployment.commit_sha,
+                    ref=deployment.ref or service.branch,
+                    auth=git_auth(self.settings),
+                    submodules=bool(service.config.get("submodules", False)),
+                    timeout_seconds=self.settings.clone_timeout_seconds,
+                    max_bytes=self.settings.clone_max_megabytes * 1024**2,
+                ),
+                build_dir,
+                job.log,
+            )
+            step.detail = cloned.commit
+
+        # 2. plan
+        await job.enter(Status.BUILDING)
+        await job.progress(2, len(STEPS), "planning")
+        with _step(job, "plan") as step:
+            result = plan_service(build_dir, service.root_dir, service.config, self.images)
+            if not result.ok or result.plan is None:
+                raise StepError(f"plan: {result.message}")
+            plan = result.plan
+            step.detail = plan.runtime
+            job.log(f"runtime: {plan.runtime}" + (f" {plan.version}" if plan.version else ""),
+                    stream="system")
+            for evidence in plan.evidence:
+                job.log(f"  {evidence}", stream="system")
+            for message in plan.messages:
+                job.log(f"{message.level}: {message.text}", stream="system")
+
+        # 3 + 4. build and push (one BuildKit call)
+        assert self.settings.registry_url is not None
+        image = image_reference(
+            self.settings.registry_url,
+            self.settings.registry_project,
+            service.name,
+            image_tag(deployment.environment, cloned.commit),
+        )
+        await job.progress(3, len(STEPS), "building")
+        app_root = build_dir / service.root_dir
+        with _step(job, "build") as step:
+            built = await self.builder.build(
+                BuildRequest(
+                    context_dir=(app_root / plan.context_dir).resolve(),
+                    dockerfile=plan.dockerfile,
+                    image=image,
+                    dockerignore=plan.dockerignore,
+                    target=plan.target,
+                    build_args=dict(plan.build_args),
+                    credentials=self._credentials(),
+                    insecure_registry=self.settings.registry_url.startswith("http://"),
+                ),
+                _BuildSteps(job, {}),
+            )
+            step.detail = built.digest
+        await job.flush()
+
+        # 5. verify: the registry has exactly what BuildKit pushed.
+        await job.enter(Status.PUSHING)
+        await job.progress(5, len(STEPS), "verifying")
+        with _step(job, "verify"):
+            reference = parse_reference(built.reference)
+            async with self._registry_factory() as registry:
+                stored = await registry.manifest_digest(reference.repository, reference.tag or "")
+            if stored != built.digest:
+                raise StepError(
+                    f"verify: the registry holds {stored} for {built.reference}, "
+                    f"but the build pushed {built.digest}"
+                )
+            job.log(f"pushed {built.reference} ({built.digest})", stream="system")
+        return BuildResult(image=built.reference, digest=built.digest)
+
+    def _credentials(self) -> RegistryCredentials | None:
+        if not self.settings.registry_username or self.settings.registry_password is None:
+            return None
+        return RegistryCredentials(self.settings.registry_username, self.settings.registry_password)
+
+
+class _step:  # noqa: N801 - used as `with _step(job, "clone")`, reads like a statement
+    """A pipeline step: recorded done, or failed with the error's message (which then names
+    the step, so a person knows where it broke)."""
+
+    def __init__(self, job: Job, name: str) -> None:
+        self.handle = job.step(name)
+        self.name = name
+        self.detail: str | None = None
+
+    def __enter__(self) -> _step:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        if error is None:
+            self.handle.done(detail=self.detail)
+        elif isinstance(error, asyncio.CancelledError):
+            self.handle.failed("cancelled")
+        elif isinstance(error, ClickDeployError):
+            self.handle.failed(str(error))
+            if isinstance(error, DeploymentFailure) and not isinstance(error, StepError):
+                # Name the step in what the person reads; the type stays a final failure.
+                raise StepError(f"{self.name} failed: {error}") from error
+        else:
+            self.handle.failed(type(error).__name__)
+
+
+def deploy_pipeline(settings: Settings) -> DeployPipeline:
+    """Factory for WORKER_PIPELINE."""
+    return DeployPipeline(settings, make_builder(settings))
