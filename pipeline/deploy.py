@@ -157,7 +157,7 @@ class DeployPipeline:
         with _step(job, "plan") as step:
             result = plan_service(build_dir, service.root_dir, service.config, self.images)
             if not result.ok or result.plan is None:
-                raise StepError(f"plan: {result.message}")
+                raise StepError(f"plan failed: {result.message}")
             plan = result.plan
             step.detail = plan.runtime
             job.log(f"runtime: {plan.runtime}" + (f" {plan.version}" if plan.version else ""),
@@ -203,7 +203,7 @@ class DeployPipeline:
                 stored = await registry.manifest_digest(reference.repository, reference.tag or "")
             if stored != built.digest:
                 raise StepError(
-                    f"verify: the registry holds {stored} for {built.reference}, "
+                    f"verify failed: the registry holds {stored} for {built.reference}, "
                     f"but the build pushed {built.digest}"
                 )
             job.log(f"pushed {built.reference} ({built.digest})", stream="system")

@@ -1,0 +1,365 @@
+"""End to end through the worker, with every part real: a git server, the planner, the
+Docker engine's BuildKit, a registry with auth, and the built image run and asked over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pipeline.deploy import DeployPipeline, deploy_pipeline
+from pipeline.models import Deployment
+from pipeline.queue.queue import Queue
+from pipeline.queue.worker import Worker
+from pipeline.settings import Settings
+from pipeline.states import Status
+from pipeline.store import NewService, Store
+from tests.conftest import REPO_ROOT
+from tests.support.gitserver import GitDaemon, GitHttpServer
+from tests.support.infra import (
+    DOCKER_HOST,
+    MIRROR,
+    TARGET_PASSWORD,
+    TARGET_REGISTRY_URL,
+    TARGET_USER,
+    TargetRegistry,
+    run_container_and_get,
+)
+from tests.support.waiting import wait_for_status
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = REPO_ROOT / "tests" / "examples"
+BUILD_TIMEOUT = 600.0
+
+
+def example_files(name: str) -> dict[str, str | bytes]:
+    root = EXAMPLES / name
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def build_settings(
+    settings: Settings,
+    tmp_path: Path,
+    docker_engine: str,
+    mirror_registry: str,
+    target_registry: TargetRegistry,
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "builder": "docker",
+            "docker_host": DOCKER_HOST,
+            "build_dir": tmp_path / "builds",
+            "registry_url": TARGET_REGISTRY_URL,
+            "registry_project": "e2e",
+            "registry_username": TARGET_USER,
+            "registry_password": TARGET_PASSWORD,
+            "base_image_mirror": MIRROR,
+            "build_timeout_seconds": BUILD_TIMEOUT,
+            "worker_lease_seconds": 30.0,
+            "worker_heartbeat_seconds": 2.0,
+        }
+    )
+
+
+Deploy = Callable[..., Awaitable[Deployment]]
+
+
+@pytest.fixture
+async def deployer(
+    build_settings: Settings, pool: asyncpg.Pool, database_url: str, store: Store, queue: Queue
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Worker, DeployPipeline]]]]:
+    started: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(**overrides: object) -> tuple[Worker, DeployPipeline]:
+        worker_settings = build_settings.model_copy(update=overrides)
+        pipeline = deploy_pipeline(worker_settings)
+        worker = Worker(worker_settings, pool, database_url, pipeline, slots=2)
+        started.append((worker, asyncio.create_task(worker.run())))
+        await asyncio.wait_for(worker.listener.connected.wait(), 10)
+        return worker, pipeline
+
+    yield start
+    for worker, _task in started:
+        worker.stop(now=True)
+    await asyncio.wait_for(asyncio.gather(*(task for _w, task in started)), 60)
+
+
+async def add_service(store: Store, name: str, url: str, **config: object) -> int:
+    service = await store.create_service(NewService(name, url, "git", config=dict(config)))
+    return service.id
+
+
+async def assert_build_dir_gone(settings: Settings) -> None:
+    builds = settings.effective_build_dir
+    leftovers = list(builds.iterdir()) if builds.exists() else []
+    assert leftovers == [], f"build directories left behind: {leftovers}"
+
+
+# --- every runtime, built and run --------------------------------------------------------
+
+APPS = [
+    "node-npm",
+    "node-pnpm",
+    "python-pip-flask",
+    "python-fastapi-uv",
+    "go-cmd",
+    "php-plain",
+    "ruby-plain",
+    "static-index",
+    "dockerfile-own",
+]
+
+
+@pytest.mark.parametrize("app", APPS)
+async def test_app_is_built_pushed_verified_and_runs(
+    app: str,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = git_daemon.create_repo(app, example_files(app))
+    service_id = await add_service(store, app, git_daemon.url_for(app))
+    await deployer()
+    deployment = await queue.enqueue(service_id, ref="main", commit_sha=commit)
+    done = await wait_for_status(
+        store, deployment.id, Status.SUCCEEDED, Status.FAILED, timeout=BUILD_TIMEOUT
+    )
+    logs = "\n".join(line.line for line in (await store.read_logs(done.id, limit=10000)).items)
+    assert done.status == Status.SUCCEEDED, f"{done.error}\n{logs[-4000:]}"
+    assert done.image == f"localhost:5001/e2e/{app}:{commit[:12]}"
+    assert done.digest is not None and done.digest.startswith("sha256:")
+    current = await store.current_image(service_id, "production")
+    assert current is not None and current.digest == done.digest
+
+    steps = await store.list_steps(done.id)
+    assert [s.name for s in steps if s.kind == "pipeline"] == [
+        "clone", "plan", "build", "verify",
+    ]
+    assert all(s.status == "done" for s in steps if s.kind == "pipeline")
+    await assert_build_dir_gone(build_settings)
+
+    status, body = await asyncio.to_thread(run_container_and_get, done.image, timeout=90)
+    assert status == 200
+    assert app in body
+
+
+async def test_redeploy_is_cached_and_a_source_change_skips_the_install(
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    app = "python-pip-flask"
+    files = example_files(app)
+    commit = git_daemon.create_repo("cache", files)
+    service_id = await add_service(store, "cache", git_daemon.url_for("cache"))
+    await deployer()
+
+    async def deploy(sha: str) -> Deployment:
+        made = await queue.enqueue(service_id, commit_sha=sha, ref="main")
+        done = await wait_for_status(
+            store, made.id, Status.SUCCEEDED, Status.FAILED, timeout=BUILD_TIMEOUT
+        )
+        assert done.status == Status.SUCCEEDED, done.error
+        return done
+
+    first = await deploy(commit)
+    again = await deploy(commit)
+    build_steps = [s for s in await store.list_steps(again.id) if s.kind == "build"]
+    work = [s for s in build_steps if s.name.startswith("[")]  # Dockerfile steps: [i/n] …
+    assert work and all(s.status == "cached" for s in work), [(s.name, s.status) for s in work]
+    assert again.digest == first.digest
+
+    source = next(name for name in files if name.endswith(".py"))
+    changed = git_daemon.commit(
+        "cache", {source: files[source] + b"\n# a source-only change\n"}, "touch source"
+    )
+    third = await deploy(changed)
+    steps = {s.name: s.status for s in await store.list_steps(third.id) if s.kind == "build"}
+    install = [name for name in steps if "install" in name and name.startswith("[")]
+    assert install and all(steps[name] == "cached" for name in install), steps
+    assert any(steps[name] == "done" and "COPY" in name for name in steps), steps
+
+
+# --- bad input: a definite state, a message a person can act on, nothing left behind ----
+
+
+def dockerfile_repo(git_daemon: GitDaemon, name: str, dockerfile: str) -> str:
+    return git_daemon.create_repo(name, {"Dockerfile": dockerfile, "README.md": "test\n"})
+
+
+async def fail_with(
+    store: Store, queue: Queue, service_id: int, commit: str | None, **kwargs: object
+) -> Deployment:
+    made = await queue.enqueue(service_id, commit_sha=commit, ref="main", **kwargs)  # type: ignore[arg-type]
+    done = await wait_for_status(
+        store, made.id, Status.FAILED, Status.SUCCEEDED, Status.CANCELLED, timeout=BUILD_TIMEOUT
+    )
+    assert done.status == Status.FAILED, done
+    return done
+
+
+async def test_a_failing_run_fails_once_naming_the_step_with_its_output(
+    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = dockerfile_repo(
+        git_daemon,
+        "failing",
+        f"FROM {MIRROR}/library/debian:bookworm\nRUN echo about to fail && exit 3\n",
+    )
+    service_id = await add_service(store, "failing", git_daemon.url_for("failing"))
+    await deployer()
+    done = await fail_with(store, queue, service_id, commit)
+    assert done.attempts == 1
+    assert done.error is not None
+    assert done.error.startswith("build failed: step [2/2] RUN echo about to fail && exit 3")
+    assert "exit code: 3" in done.error
+    lines = [line.line for line in (await store.read_logs(done.id)).items]
+    assert "about to fail" in lines
+    await assert_build_dir_gone(build_settings)
+
+
+async def test_a_missing_base_image_names_the_image(
+    git_daemon: GitDaemon, store: Store, queue: Queue,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = dockerfile_repo(git_daemon, "nobase", f"FROM {MIRROR}/nope/missing:1\n")
+    service_id = await add_service(store, "nobase", git_daemon.url_for("nobase"))
+    await deployer()
+    done = await fail_with(store, queue, service_id, commit)
+    assert done.error is not None
+    assert f"base image {MIRROR}/nope/missing:1 could not be pulled" in done.error
+
+
+async def test_an_unknown_runtime_says_what_was_looked_for(
+    git_daemon: GitDaemon, store: Store, queue: Queue,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = git_daemon.create_repo("mystery", {"notes.txt": "nothing to run\n"})
+    service_id = await add_service(store, "mystery", git_daemon.url_for("mystery"))
+    await deployer()
+    done = await fail_with(store, queue, service_id, commit)
+    assert done.error is not None and done.error.startswith("plan failed:")
+    assert done.attempts == 1
+
+
+async def test_a_commit_that_does_not_exist(
+    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    git_daemon.create_repo("gone", example_files("static-index"))
+    service_id = await add_service(store, "gone", git_daemon.url_for("gone"))
+    await deployer()
+    done = await fail_with(store, queue, service_id, "d" * 40)
+    assert done.error is not None and done.error.startswith("clone failed:")
+    assert "d" * 40 in done.error
+    await assert_build_dir_gone(build_settings)
+
+
+async def test_a_wrong_token_on_a_private_repository(
+    git_http: GitHttpServer, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = git_http.create_repo("private", example_files("static-index"))
+    service_id = await add_service(store, "private", git_http.url_for("private"))
+    await deployer(git_token="ghs_wrong_token_1234")
+    done = await fail_with(store, queue, service_id, commit)
+    assert done.error is not None and "refused access as x-access-token" in done.error
+    assert "ghs_wrong_token_1234" not in done.error
+    logs = " ".join(line.line for line in (await store.read_logs(done.id)).items)
+    assert "ghs_wrong_token_1234" not in logs
+    await assert_build_dir_gone(build_settings)
+
+
+async def test_the_right_token_clones_a_private_repository(
+    git_http: GitHttpServer, store: Store, queue: Queue,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = git_http.create_repo("private-ok", example_files("static-index"))
+    service_id = await add_service(store, "private-ok", git_http.url_for("private-ok"))
+    await deployer(git_token=git_http.token)
+    made = await queue.enqueue(service_id, commit_sha=commit, ref="main")
+    done = await wait_for_status(
+        store, made.id, Status.SUCCEEDED, Status.FAILED, timeout=BUILD_TIMEOUT
+    )
+    assert done.status == Status.SUCCEEDED, done.error
+    assert any(request.authorized for request in git_http.requests_for("private-ok"))
+
+
+def sleeping_processes(marker: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+async def wait_until_gone(marker: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sleeping_processes(marker):
+        assert time.monotonic() < deadline, f"still running: {sleeping_processes(marker)}"
+        await asyncio.sleep(0.2)
+
+
+async def test_cancel_mid_build_stops_the_build(
+    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    marker = "sleep 417"
+    commit = dockerfile_repo(
+        git_daemon, "slow", f"FROM {MIRROR}/library/debian:bookworm\nRUN {marker}\n"
+    )
+    service_id = await add_service(store, "slow", git_daemon.url_for("slow"))
+    await deployer()
+    made = await queue.enqueue(service_id, commit_sha=commit, ref="main")
+    deadline = time.monotonic() + 120
+    while not sleeping_processes(marker):
+        assert time.monotonic() < deadline, "the build never started its RUN step"
+        await asyncio.sleep(0.2)
+    await queue.cancel(made.id)
+    done = await wait_for_status(store, made.id, Status.CANCELLED, timeout=10)
+    assert done.error == "cancelled by request"
+    await wait_until_gone(marker)
+    await assert_build_dir_gone(build_settings)
+
+
+async def test_a_build_over_the_timeout_is_stopped(
+    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    marker = "sleep 419"
+    commit = dockerfile_repo(
+        git_daemon, "forever", f"FROM {MIRROR}/library/debian:bookworm\nRUN {marker}\n"
+    )
+    service_id = await add_service(store, "forever", git_daemon.url_for("forever"))
+    await deployer(build_timeout_seconds=8.0)
+    done = await fail_with(store, queue, service_id, commit)
+    assert done.error_kind == "timeout" and "BUILD_TIMEOUT_SECONDS" in (done.error or "")
+    await wait_until_gone(marker)
+    await assert_build_dir_gone(build_settings)
+
+
+async def test_registry_down_is_retried_then_fails_with_a_clear_reason(
+    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+) -> None:
+    commit = git_daemon.create_repo("nowhere", example_files("static-index"))
+    service_id = await add_service(store, "nowhere", git_daemon.url_for("nowhere"))
+    await deployer(registry_url="http://127.0.0.1:9", retry_backoff_seconds=0.5)
+    done = await fail_with(store, queue, service_id, commit, max_attempts=2)
+    assert done.attempts == 2 and done.error_kind == "transient"
+    assert "gave up after 2 attempts" in (done.error or "")
+    assert "127.0.0.1:9" in (done.error or "")
+    await assert_build_dir_gone(build_settings)
