@@ -48,7 +48,13 @@ from pipeline.registry.auth import (
     scopes_for,
     token_key,
 )
-from pipeline.registry.errors import ErrorDetail, RegistryError, parse_error_body
+from pipeline.registry.errors import (
+    ErrorDetail,
+    RegistryError,
+    error_for_token_status,
+    insecure_realm,
+    parse_error_body,
+)
 from pipeline.registry.manifest import Manifest, media_type_of
 from pipeline.registry.reference import registry_host
 from tests.support.registry_server import (
@@ -366,6 +372,48 @@ def test_error_for_status(
     assert error.repository == "click-deploy/web"
     for fragment in fragments:
         assert fragment in str(error)
+
+
+def test_error_for_token_status() -> None:
+    def token_error(status: int, username: str | None = "ci") -> RegistryError | None:
+        return error_for_token_status(
+            status,
+            registry="harbor.example.com",
+            token_server="harbor.example.com",
+            repository="click-deploy/web",
+            username=username,
+            reason="Service Unavailable" if status == 503 else "",
+        )
+
+    assert token_error(200) is None
+    refused = token_error(401)
+    assert isinstance(refused, RegistryAuthError)
+    assert str(refused) == (
+        "registry harbor.example.com refused the credentials of user ci for click-deploy/web: "
+        "check REGISTRY_USERNAME/REGISTRY_PASSWORD"
+    )
+    assert "requires credentials" in str(token_error(401, None))
+    down = token_error(503)
+    assert isinstance(down, RegistryUnavailable)
+    assert str(down).startswith("token server harbor.example.com: registry harbor.example.com")
+    assert isinstance(token_error(400), RegistryFailure)
+
+
+def test_insecure_realm() -> None:
+    assert insecure_realm("https://harbor.example.com", "http://harbor.example.com/service/token")
+    assert not insecure_realm("https://h", "https://h/service/token")
+    assert not insecure_realm("http://127.0.0.1:5001", "http://127.0.0.1:5002/token")
+
+
+def test_client_base_url() -> None:
+    assert RegistryClient("http://localhost:5001/").base_url == "http://localhost:5001"
+    assert RegistryClient("harbor.example.com").base_url == "https://harbor.example.com"
+    assert RegistryClient("harbor.example.com").registry == "harbor.example.com"
+    with pytest.raises(InvalidReference):
+        RegistryClient("https://harbor.example.com/v2/")
+    with pytest.raises(InvalidReference) as caught:
+        RegistryClient("https://ci:hunter2@harbor.example.com")
+    assert "hunter2" not in str(caught.value)
 
 
 def test_error_types_say_who_acts() -> None:
@@ -763,7 +811,8 @@ async def test_bearer_reader_may_pull_but_not_push(token_registry: TokenRegistry
         with pytest.raises(RegistryForbidden) as caught:
             await reader.copy_tag(repository, "abc123", "rollback")
     assert f"does not allow user viewer to push {repository}" in str(caught.value)
-    secrets_absent(caught.value, token_registry.reader_password)
+    issued = [token.token for token in token_registry.tokens.issued if token.token]
+    secrets_absent(caught.value, token_registry.reader_password, *issued)
 
 
 async def test_bearer_anonymous_needs_credentials(token_registry: TokenRegistry) -> None:

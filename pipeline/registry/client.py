@@ -33,11 +33,12 @@ from pipeline.registry.auth import (
     token_key,
 )
 from pipeline.registry.errors import (
-    RegistryAuthError,
     RegistryFailure,
     RegistryUnavailable,
     action_of,
     error_for_status,
+    error_for_token_status,
+    insecure_realm,
     parse_error_body,
 )
 from pipeline.registry.manifest import (
@@ -613,6 +614,14 @@ class RegistryClient:
         headers = {"Accept": "application/json"}
         basic = self._basic_header()
         if basic:
+            if insecure_realm(self.base_url, auth.realm):
+                raise RegistryFailure(
+                    f"registry {self.registry} sends clients to the token server "
+                    f"{realm_host} over plain HTTP; refusing to send the credentials of user "
+                    f"{self.username} there",
+                    registry=self.registry,
+                    repository=repository,
+                )
             headers["Authorization"] = basic
         session = self._session_for_requests()
         try:
@@ -635,32 +644,17 @@ class RegistryClient:
                 registry=self.registry,
                 repository=repository,
             ) from error
-        if status in (401, 403) and self.username:
-            raise RegistryAuthError(
-                f"registry {self.registry} refused the credentials of user {self.username} "
-                f"for {repository}: check REGISTRY_USERNAME/REGISTRY_PASSWORD",
-                registry=self.registry,
-                repository=repository,
-                status=status,
-            )
-        if status >= 400:
-            failure = error_for_status(
-                status,
-                method="GET",
-                registry=self.registry,
-                repository=repository,
-                subject="a token",
-                username=self.username,
-                reason=reason,
-                details=parse_error_body(body),
-            )
-            assert failure is not None
-            raise type(failure)(
-                f"token server {realm_host}: {failure}",
-                registry=self.registry,
-                repository=repository,
-                status=status,
-            )
+        failure = error_for_token_status(
+            status,
+            registry=self.registry,
+            token_server=realm_host,
+            repository=repository,
+            username=self.username,
+            reason=reason,
+            details=parse_error_body(body),
+        )
+        if failure is not None:
+            raise failure
         try:
             return parse_token_response(body)
         except TokenResponseError as error:

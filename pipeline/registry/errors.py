@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.errors import ClickDeployError, DeploymentFailure, TransientError
 
@@ -217,3 +218,57 @@ def error_for_status(
         RegistryFailure,
         f"registry {registry} refused to {action} {subject} in {where} ({text}){extra}{hint}",
     )
+
+
+def error_for_token_status(
+    status: int,
+    *,
+    registry: str,
+    token_server: str,
+    repository: str | None,
+    username: str | None,
+    reason: str = "",
+    details: tuple[ErrorDetail, ...] = (),
+) -> RegistryError | None:
+    """The error a token server's answer means, or None for a success.
+
+    401/403 with credentials: the token server refused them (Harbor answers 401 to a wrong
+    password). Without credentials: some are needed. The rest as for the registry itself.
+    """
+    if status < 400:
+        return None
+    where = repository or "the registry"
+    codes = tuple(detail.code for detail in details if detail.code)
+    common: dict[str, Any] = {"registry": registry, "repository": repository, "status": status}
+    if status in (401, 403):
+        if username:
+            return RegistryAuthError(
+                f"registry {registry} refused the credentials of user {username} for "
+                f"{where}: {CREDENTIALS_HINT}",
+                codes=codes,
+                **common,
+            )
+        return RegistryAuthError(
+            f"registry {registry} requires credentials for {where}: "
+            "set REGISTRY_USERNAME/REGISTRY_PASSWORD",
+            codes=codes,
+            **common,
+        )
+    error = error_for_status(
+        status,
+        method="GET",
+        registry=registry,
+        repository=repository,
+        subject="a token",
+        username=username,
+        reason=reason,
+        details=details,
+    )
+    assert error is not None
+    return type(error)(f"token server {token_server}: {error}", codes=codes, **common)
+
+
+def insecure_realm(registry_url: str, realm: str) -> bool:
+    """True if credentials would go to the token realm over plain HTTP although the
+    registry itself is HTTPS (a downgrade this client refuses)."""
+    return registry_url.lower().startswith("https://") and not realm.lower().startswith("https://")

@@ -56,10 +56,15 @@ RESERVED_PORTS = {5000, 5001}  # another engineer's registries
 
 
 def registry_binary() -> str | None:
-    found = os.environ.get("DOCKER_REGISTRY_BIN") or shutil.which("docker-registry")
-    if found:
-        return found
-    return "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
+    """DOCKER_REGISTRY_BIN, else docker-registry on PATH or in /usr/bin (Debian's)."""
+    for candidate in (
+        os.environ.get("DOCKER_REGISTRY_BIN"),
+        shutil.which("docker-registry"),
+        "/usr/bin/docker-registry",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def in_ci() -> bool:
@@ -175,13 +180,16 @@ def start_registry(
         config_path.write_text(json.dumps(_config(directory, port, auth), indent=2))
         log_path = directory / f"registry-{attempt}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [binary, "serve", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-            )
+            try:
+                process = subprocess.Popen(
+                    [binary, "serve", str(config_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=directory,
+                )
+            except OSError as error:
+                raise RegistryStartError(f"cannot run {binary}: {error}") from error
         registry = RegistryProcess(
             url=f"http://127.0.0.1:{port}",
             host=f"127.0.0.1:{port}",
@@ -257,6 +265,7 @@ class IssuedToken:
     username: str | None
     scopes: tuple[str, ...]
     access: tuple[tuple[str, str, tuple[str, ...]], ...]  # (type, name, actions)
+    token: str = field(repr=False, default="")
 
 
 @dataclass
@@ -363,6 +372,7 @@ class TokenServer:
                     username,
                     scopes,
                     tuple((a["type"], a["name"], tuple(a["actions"])) for a in access),
+                    token,
                 )
             )
         if self.style == "oauth":
