@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
@@ -16,9 +16,50 @@ from pipeline.states import Status
 Row = Mapping[str, Any] | asyncpg.Record
 
 
-def _from_row(cls: type[Any], row: Row) -> Any:
-    names = {item.name for item in fields(cls)}
-    return cls(**{key: value for key, value in dict(row.items()).items() if key in names})
+# One plan per (class, column names) pair: which columns fill which fields, and the
+# defaults of the fields the row lacks. Rows of one query share their columns, so the
+# filtering is worked out once instead of per row (this runs several times a job).
+_Plan = tuple[tuple[str, ...], dict[str, Any]]
+_plans: dict[tuple[type[Any], tuple[str, ...]], _Plan | None] = {}
+
+
+def _plan(cls: type[Any], keys: tuple[str, ...]) -> _Plan | None:
+    wanted = {item.name for item in fields(cls)}
+    names = tuple(key for key in keys if key in wanted)
+    defaults: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name in names:
+            continue
+        if item.default is MISSING:
+            return None  # a required field is missing: let the constructor say so
+        defaults[item.name] = item.default
+    return names, defaults
+
+
+def _from_row(cls: type[Any], row: Row, convert: Mapping[str, Any] | None = None) -> Any:
+    """`cls` from the row's columns that are its fields (other columns are ignored).
+    `convert` maps a field to a callable applied to its value."""
+    keys = tuple(row.keys())
+    try:
+        plan = _plans[cls, keys]
+    except KeyError:
+        plan = _plans[cls, keys] = _plan(cls, keys)
+    if plan is None:
+        values = {key: row[key] for key in keys if key in {f.name for f in fields(cls)}}
+        for name, function in (convert or {}).items():
+            if name in values:
+                values[name] = function(values[name])
+        return cls(**values)
+    names, defaults = plan
+    values = dict(defaults)
+    values.update({name: row[name] for name in names})
+    for name, function in (convert or {}).items():
+        values[name] = function(values[name])
+    # The dataclasses are frozen and validate nothing in __init__: filling the instance
+    # dict directly builds the same value without 30 object.__setattr__ calls.
+    instance = object.__new__(cls)
+    instance.__dict__.update(values)
+    return instance
 
 
 @dataclass(frozen=True)
@@ -74,9 +115,10 @@ class Deployment:
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
-        values = dict(row.items())
-        values["status"] = Status(values["status"])
-        return _from_row(cls, values)  # type: ignore[no-any-return]
+        return _from_row(cls, row, _DEPLOYMENT_CONVERT)  # type: ignore[no-any-return]
+
+
+_DEPLOYMENT_CONVERT = {"status": Status}
 
 
 @dataclass(frozen=True)
