@@ -1,0 +1,181 @@
+"""The one renderer: a `Layout` becomes Dockerfile text.
+
+Conventions every generated Dockerfile follows, whatever the runtime:
+- no `# syntax=` line (it would pull docker/dockerfile from Docker Hub); the built-in
+  frontend supports `RUN --mount=type=cache`;
+- dependency manifests are copied before the source, so a source-only change reuses the
+  install layer;
+- the app runs as uid 10001, created by appending to /etc/passwd (no useradd needed);
+- `ENV PORT=8080`, and the start command runs through `sh -c` so `$PORT` expands; `exec`
+  makes the app PID 1 so it receives SIGTERM.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pipeline.plan.context import Layout, Step
+from pipeline.plan.model import DEFAULT_PORT, PORT_ENV
+
+APP_UID = 10001
+APP_HOME = "/home/app"
+
+DEFAULT_DOCKERIGNORE = """\
+# Written by click-deploy because the repository has no .dockerignore.
+.git
+.hg
+.svn
+**/node_modules
+**/__pycache__
+**/*.py[cod]
+**/.venv
+**/.mypy_cache
+**/.pytest_cache
+**/.ruff_cache
+**/.tox
+.bundle
+vendor/bundle
+.DS_Store
+**/.DS_Store
+.idea
+.vscode
+npm-debug.log*
+yarn-error.log*
+"""
+
+_SHELL_OPERATORS = re.compile(r"&&|\|\||[;|&<>()`\n]")
+
+
+def _quote_env(value: str) -> str:
+    if value and not re.search(r"[\s\"'\\]", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _env(values: dict[str, str]) -> list[str]:
+    if not values:
+        return []
+    pairs = [f"{key}={_quote_env(value)}" for key, value in values.items()]
+    if len(pairs) == 1:
+        return [f"ENV {pairs[0]}"]
+    return ["ENV " + " \\\n    ".join(pairs)]
+
+
+def _run(step: Step) -> str:
+    mounts = "".join(f"--mount=type=cache,target={cache} " for cache in step.caches)
+    return f"RUN {mounts}{step.command}"
+
+
+def _copy(sources: Sequence[str], destination: str, *, from_stage: str | None = None) -> str:
+    origin = f"--from={from_stage} " if from_stage else ""
+    if any(re.search(r"\s", item) for item in (*sources, destination)):
+        quoted = ", ".join(f'"{item}"' for item in (*sources, destination))
+        return f"COPY {origin}[{quoted}]"
+    return f"COPY {origin}{' '.join(sources)} {destination}"
+
+
+def _copy_manifests(manifests: Sequence[str]) -> list[str]:
+    """One COPY per directory, in first-seen order; a trailing slash marks a directory."""
+    groups: dict[str, list[str]] = {}
+    lines = []
+    for item in manifests:
+        if item.endswith("/"):
+            lines.append(_copy([item], item))
+            continue
+        parent = item.rsplit("/", 1)[0] + "/" if "/" in item else "./"
+        groups.setdefault(parent, []).append(item)
+    return [_copy(items, parent) for parent, items in groups.items()] + lines
+
+
+def apt_install(packages: Sequence[str]) -> str:
+    return (
+        "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+        f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*"
+    )
+
+
+def create_user(writable: Sequence[str] = ()) -> list[str]:
+    """The non-root user, without useradd/groupadd (minimal images lack them)."""
+    commands = [
+        f"(grep -q '^app:' /etc/group || echo 'app:x:{APP_UID}:' >> /etc/group)",
+        f"(grep -q '^app:' /etc/passwd || echo 'app:x:{APP_UID}:{APP_UID}:app:{APP_HOME}:/bin/sh'"
+        " >> /etc/passwd)",
+        f"mkdir -p {APP_HOME}",
+        f"chown {APP_UID}:{APP_UID} {APP_HOME}",
+    ]
+    if writable:
+        dirs = " ".join(writable)
+        commands.append(f"mkdir -p {dirs}")
+        commands.append(f"chown -R {APP_UID}:{APP_UID} {dirs}")
+    return ["RUN " + " \\\n && ".join(commands), f"USER {APP_UID}:{APP_UID}"]
+
+
+def is_simple_command(command: str) -> bool:
+    """No shell operators: `exec` can replace the shell with it."""
+    return not _SHELL_OPERATORS.search(command)
+
+
+def cmd(start: str) -> str:
+    """Shell form, so `$PORT` expands; `exec` so the app is PID 1 and gets SIGTERM."""
+    if is_simple_command(start) and not start.startswith("exec "):
+        return f"CMD exec {start}"
+    return f"CMD {start}"
+
+
+def render(
+    layout: Layout,
+    *,
+    header: str,
+    arg_names: Sequence[str] = (),
+    extra_apt: Sequence[str] = (),
+) -> str:
+    """Dockerfile text for `layout`. `arg_names` become ARGs of the build stage (the
+    build env, passed as build args, never baked into the image); `extra_apt` packages go
+    to the stage that runs the app when it is a Debian image, else to the build stage."""
+    runtime = layout.runtime
+    apt_in_runtime = bool(extra_apt) and runtime is not None and runtime.apt
+    build_apt = list(layout.apt_packages)
+    if extra_apt and not apt_in_runtime and layout.apt:
+        build_apt += [item for item in extra_apt if item not in build_apt]
+
+    lines = [f"# {header}", ""]
+    lines.append(f"FROM {layout.image}" + (f" AS {layout.stage}" if runtime else ""))
+    lines.append(f"WORKDIR {layout.workdir}")
+    lines += _env(layout.env)
+    lines += [f"ARG {name}" for name in arg_names]
+    if build_apt and layout.apt:
+        lines.append(apt_install(build_apt))
+    lines += [_run(step) for step in layout.setup]
+    if layout.manifests and layout.install is not None and not layout.copy_source_first:
+        lines += _copy_manifests(layout.manifests)
+        if layout.install is not None:
+            lines.append(_run(layout.install))
+        lines.append("COPY . .")
+    else:
+        lines.append("COPY . .")
+        if layout.install is not None:
+            lines.append(_run(layout.install))
+    lines += [_run(step) for step in layout.after_source]
+    lines += _env(layout.build_env)
+    if layout.build is not None:
+        lines.append(_run(layout.build))
+
+    if runtime is not None:
+        lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]
+        if apt_in_runtime:
+            lines.append(apt_install(list(extra_apt)))
+        for source, destination in runtime.copies:
+            lines.append(_copy([source], destination, from_stage=layout.stage))
+        lines += [f"RUN {command}" for command in runtime.run]
+
+    env = dict(layout.runtime_env)
+    if runtime is None:  # one stage: what the build already set need not be set again
+        env = {key: value for key, value in env.items() if layout.build_env.get(key) != value}
+    env.update({"HOME": APP_HOME, PORT_ENV: str(DEFAULT_PORT)})
+    lines += _env(env)
+    lines += create_user(layout.writable)
+    lines.append(f"EXPOSE {DEFAULT_PORT}")
+    if layout.start is not None:
+        lines.append(cmd(layout.start))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,99 @@
+"""What the planner hands the build layer: a frozen, JSON-serializable plan, or a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+Level = Literal["info", "warning", "suggestion"]
+
+PORT_ENV = "PORT"
+DEFAULT_PORT = 8080
+
+
+class Message(NamedTuple):
+    """A line for the person deploying: what was assumed, what looks wrong, what to try."""
+
+    level: Level
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"level": self.level, "text": self.text}
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to build one service. `dockerfile` is the Dockerfile's text (the repo's own, or a
+    generated one); paths are relative to the repository root, POSIX-style."""
+
+    runtime: str  # node, python, go, php, ruby, static, or "dockerfile" for the repo's own
+    version: str | None
+    context_dir: str
+    dockerfile: str
+    dockerfile_path: str | None = None  # the repo's own Dockerfile; None when generated
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    dockerignore: str | None = None  # write it to the context when the repo has none
+    install: str | None = None
+    build: str | None = None
+    start: str | None = None
+    port_env: str = PORT_ENV
+    evidence: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build_args", _frozen_mapping(self.build_args))
+        object.__setattr__(self, "evidence", tuple(self.evidence))
+        object.__setattr__(self, "messages", tuple(Message(*item) for item in self.messages))
+
+    @property
+    def generated(self) -> bool:
+        return self.dockerfile_path is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "version": self.version,
+            "context_dir": self.context_dir,
+            "dockerfile_path": self.dockerfile_path,
+            "target": self.target,
+            "build_args": dict(sorted(self.build_args.items())),
+            "install": self.install,
+            "build": self.build,
+            "start": self.start,
+            "port_env": self.port_env,
+            "evidence": list(self.evidence),
+            "messages": [message.to_dict() for message in self.messages],
+            "dockerignore": self.dockerignore,
+            "dockerfile": self.dockerfile,
+        }
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The planner's answer. Not `ok`: `message` says why, for a person."""
+
+    ok: bool
+    plan: BuildPlan | None = None
+    message: str | None = None
+
+    @classmethod
+    def success(cls, plan: BuildPlan) -> PlanResult:
+        return cls(ok=True, plan=plan)
+
+    @classmethod
+    def failure(cls, message: str) -> PlanResult:
+        return cls(ok=False, message=message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
+        }

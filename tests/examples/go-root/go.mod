@@ -1,0 +1,3 @@
+module example.com/go-root
+
+go 1.19

@@ -1,0 +1,1 @@
+document.querySelector("#app").textContent = `node-vite-spa, built at ${new Date().toISOString()}`;
