@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pipeline.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient, digest_of
+from pipeline.registry.auth import normalize_scope
 from pipeline.registry.manifest import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -296,10 +297,15 @@ class TokenServer:
         return f"http://127.0.0.1:{self.port}/token"
 
     def issued_for(self, *scopes: str) -> int:
-        """How many tokens were issued for exactly these scopes (in any order)."""
-        wanted = sorted(scopes)
+        """How many tokens were issued for exactly these scopes, in any order (distribution
+        lists a challenge's actions in random order: `push,pull` or `pull,push`)."""
+        wanted = sorted(normalize_scope(scope) for scope in scopes)
         with self._lock:
-            return sum(1 for token in self.issued if sorted(token.scopes) == wanted)
+            return sum(
+                1
+                for token in self.issued
+                if sorted(normalize_scope(scope) for scope in token.scopes) == wanted
+            )
 
     def count(self) -> int:
         with self._lock:
