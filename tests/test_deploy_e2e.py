@@ -147,7 +147,10 @@ async def test_app_is_built_pushed_verified_and_runs(
 
     steps = await store.list_steps(done.id)
     assert [s.name for s in steps if s.kind == "pipeline"] == [
-        "clone", "plan", "build", "verify",
+        "clone",
+        "plan",
+        "build",
+        "verify",
     ]
     assert all(s.status == "done" for s in steps if s.kind == "pipeline")
     await assert_build_dir_gone(build_settings)
@@ -214,7 +217,10 @@ async def fail_with(
 
 
 async def test_a_failing_run_fails_once_naming_the_step_with_its_output(
-    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = dockerfile_repo(
@@ -235,7 +241,9 @@ async def test_a_failing_run_fails_once_naming_the_step_with_its_output(
 
 
 async def test_a_missing_base_image_names_the_image(
-    git_daemon: GitDaemon, store: Store, queue: Queue,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = dockerfile_repo(git_daemon, "nobase", f"FROM {MIRROR}/nope/missing:1\n")
@@ -247,7 +255,9 @@ async def test_a_missing_base_image_names_the_image(
 
 
 async def test_an_unknown_runtime_says_what_was_looked_for(
-    git_daemon: GitDaemon, store: Store, queue: Queue,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = git_daemon.create_repo("mystery", {"notes.txt": "nothing to run\n"})
@@ -259,7 +269,10 @@ async def test_an_unknown_runtime_says_what_was_looked_for(
 
 
 async def test_a_commit_that_does_not_exist(
-    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     git_daemon.create_repo("gone", example_files("static-index"))
@@ -272,7 +285,10 @@ async def test_a_commit_that_does_not_exist(
 
 
 async def test_a_wrong_token_on_a_private_repository(
-    git_http: GitHttpServer, store: Store, queue: Queue, build_settings: Settings,
+    git_http: GitHttpServer,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = git_http.create_repo("private", example_files("static-index"))
@@ -287,7 +303,9 @@ async def test_a_wrong_token_on_a_private_repository(
 
 
 async def test_the_right_token_clones_a_private_repository(
-    git_http: GitHttpServer, store: Store, queue: Queue,
+    git_http: GitHttpServer,
+    store: Store,
+    queue: Queue,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = git_http.create_repo("private-ok", example_files("static-index"))
@@ -314,7 +332,10 @@ async def wait_until_gone(marker: str, timeout: float = 15.0) -> None:
 
 
 async def test_cancel_mid_build_stops_the_build(
-    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     marker = "sleep 417"
@@ -336,7 +357,10 @@ async def test_cancel_mid_build_stops_the_build(
 
 
 async def test_a_build_over_the_timeout_is_stopped(
-    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     marker = "sleep 419"
@@ -352,7 +376,10 @@ async def test_a_build_over_the_timeout_is_stopped(
 
 
 async def test_registry_down_is_retried_then_fails_with_a_clear_reason(
-    git_daemon: GitDaemon, store: Store, queue: Queue, build_settings: Settings,
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    build_settings: Settings,
     deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
 ) -> None:
     commit = git_daemon.create_repo("nowhere", example_files("static-index"))
