@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,25 @@ class LogEntry:
     line: str
     stream: str = "stdout"
     at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobWrite:
+    """What one running deployment writes at one moment: log lines (numbered from
+    `first_seq`), steps of attempt `attempt`, and then perhaps a new state. Stored in one
+    statement, so the lines and steps land together with the state they lead up to."""
+
+    deployment_id: int
+    lease_token: UUID | None
+    attempt: int
+    first_seq: int
+    logs: Sequence[LogEntry] = ()
+    steps: Sequence[Step] = ()
+    status: Status | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    image: str | None = None
+    digest: str | None = None
 
 
 class Store:
@@ -187,14 +207,20 @@ class Store:
         )
         if row is not None:
             return Deployment.from_row(row)
+        raise await self.refusal(deployment_id, status, lease_token)
+
+    async def refusal(
+        self, deployment_id: int, status: Status, lease_token: UUID | None
+    ) -> InvalidTransition:
+        """Why a guarded change of `deployment_id` to `status` did not apply."""
         current = await self.get_deployment(deployment_id)
         if lease_token is not None and current.lease_token != lease_token:
-            raise LeaseLost(deployment_id)
+            return LeaseLost(deployment_id)
         if not can_transition(current.status, status):
-            raise InvalidTransition(
+            return InvalidTransition(
                 f"deployment {deployment_id} is {current.status}; it cannot become {status}"
             )
-        raise InvalidTransition(f"deployment {deployment_id} changed while being updated")
+        return InvalidTransition(f"deployment {deployment_id} changed while being updated")
 
     async def succeed(
         self,
@@ -216,6 +242,62 @@ class Store:
         raise InvalidTransition(
             f"deployment {deployment_id} is {current.status}; it cannot become succeeded"
         )
+
+    async def write_jobs(self, writes: Sequence[JobWrite]) -> list[Deployment | None]:
+        """Store the writes of several running deployments in one statement (job_writes).
+        Answers, per write, the deployment as it now is when its state change applied, and
+        None when the write changes no state or the change did not apply (lease lost, or a
+        move the state machine refuses; `refusal` tells which)."""
+        moves = [write for write in writes if write.status is not None]
+        now = datetime.now().astimezone()
+        log_ids: list[int] = []
+        log_seqs: list[int] = []
+        log_ats: list[datetime] = []
+        log_streams: list[str] = []
+        log_lines: list[str] = []
+        steps: list[Step] = []
+        for write in writes:
+            if write.logs:
+                count = len(write.logs)
+                log_ids += [write.deployment_id] * count
+                log_seqs += range(write.first_seq, write.first_seq + count)
+                for entry in write.logs:
+                    log_ats.append(entry.at or now)
+                    log_streams.append(entry.stream)
+                    # PostgreSQL text cannot hold NUL bytes.
+                    log_lines.append(entry.line.replace("\x00", "\ufffd"))
+            steps += write.steps
+        rows = await self.pool.fetch(
+            q("job_writes"),
+            [write.deployment_id for write in moves],
+            [write.lease_token for write in moves],
+            [str(write.status) for write in moves],
+            [write.error for write in moves],
+            [write.error_kind for write in moves],
+            [write.image for write in moves],
+            [write.digest for write in moves],
+            log_ids,
+            log_seqs,
+            log_ats,
+            log_streams,
+            log_lines,
+            [step.deployment_id for step in steps],
+            [step.attempt for step in steps],
+            [step.seq for step in steps],
+            [step.kind for step in steps],
+            [step.name for step in steps],
+            [step.status for step in steps],
+            [step.started_at for step in steps],
+            [step.finished_at for step in steps],
+            [step.seconds for step in steps],
+            [step.detail for step in steps],
+        )
+        changed = {row["id"]: row for row in rows if row["id"] is not None}
+        results: list[Deployment | None] = []
+        for write in writes:
+            row = changed.get(write.deployment_id) if write.status is not None else None
+            results.append(Deployment.from_row(row) if row is not None else None)
+        return results
 
     async def current_image(self, service_id: int, environment: str) -> ServiceImage | None:
         row = await self.pool.fetchrow(q("service_image"), service_id, environment)
@@ -309,3 +391,78 @@ class LeaseLost(InvalidTransition):
     def __init__(self, deployment_id: int) -> None:
         super().__init__(f"deployment {deployment_id} is no longer leased to this worker")
         self.deployment_id = deployment_id
+
+
+# Faults after which a statement may or may not have been applied; any other database error
+# means the server refused the statement as a whole.
+_CONNECTION_FAULTS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class BatchWriter:
+    """Coalesces the writes of one worker's running deployments: writes made while another
+    is on its way to the database, or in the same turn of the event loop, go together as one
+    `Store.write_jobs` statement. Each caller still waits until its own write is committed,
+    so nothing is weaker than writing alone; there are only fewer round trips and commits.
+
+    A statement the database refuses (a bad step kind, say) is not allowed to fail the other
+    deployments' writes: the batch is then written again one write at a time, so the refusal
+    reaches only the write that caused it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[tuple[JobWrite, asyncio.Future[Deployment | None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.statements = 0
+
+    async def write(self, write: JobWrite) -> Deployment | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Deployment | None] = loop.create_future()
+        self._pending.append((write, future))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_pending())
+        return await future
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                # One turn of the loop first: jobs woken by the previous answer (or started
+                # together) join this batch instead of waiting for the next.
+                await asyncio.sleep(0)
+                batch, self._pending = self._pending, []
+                await self._send(batch)
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[tuple[JobWrite, asyncio.Future[Deployment | None]]]) -> None:
+        self.statements += 1
+        try:
+            results = await self.store.write_jobs([write for write, _future in batch])
+        except asyncpg.PostgresError as error:
+            if len(batch) > 1 and not isinstance(error, _CONNECTION_FAULTS):
+                for item in batch:
+                    await self._send([item])
+                return
+            _fail(batch, error)
+            return
+        except Exception as error:
+            _fail(batch, error)
+            return
+        except BaseException:  # cancelled: the callers must not wait forever
+            for _write, future in batch:
+                future.cancel()
+            raise
+        for (_write, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(
+    batch: list[tuple[JobWrite, asyncio.Future[Deployment | None]]], error: BaseException
+) -> None:
+    for _write, future in batch:
+        if not future.done():
+            future.set_exception(error)

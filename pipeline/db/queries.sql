@@ -235,3 +235,75 @@ ON CONFLICT (deployment_id, attempt, seq) DO UPDATE SET
 
 -- name: steps_list
 SELECT * FROM deployment_steps WHERE deployment_id = $1 ORDER BY attempt, seq;
+
+-- name: job_writes
+-- What a worker's jobs write at one moment, in one statement (one round trip, one commit):
+-- their log lines, each deployment's followers told its newest seq; their steps; and their
+-- state changes ($1-$7, one element per change). A change is fenced by the job's lease
+-- token and allowed only along deployment_transitions (the trigger checks again);
+-- `succeeded` also records the image as its target's current one, and a final state frees
+-- the target, so the queue is woken for whatever waits behind it. Answers one row per
+-- change that applied, or a single all-NULL row when none did.
+WITH moves AS (
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[])
+        AS m (id, token, status, error, error_kind, image, digest)
+), logs AS (
+    INSERT INTO deployment_logs (deployment_id, seq, at, stream, line)
+    SELECT * FROM unnest($8::bigint[], $9::bigint[], $10::timestamptz[], $11::text[],
+                         $12::text[])
+    RETURNING deployment_id, seq
+), logs_told AS (
+    SELECT pg_notify('click_deploy_logs', deployment_id::text || ':' || max(seq)::text)
+    FROM logs GROUP BY deployment_id
+), steps AS (
+    INSERT INTO deployment_steps
+        (deployment_id, attempt, seq, kind, name, status, started_at, finished_at, seconds,
+         detail)
+    SELECT * FROM unnest($13::bigint[], $14::integer[], $15::integer[], $16::text[],
+                         $17::text[], $18::text[], $19::timestamptz[], $20::timestamptz[],
+                         $21::double precision[], $22::text[])
+    ON CONFLICT (deployment_id, attempt, seq) DO UPDATE SET
+        status = excluded.status, finished_at = excluded.finished_at,
+        seconds = excluded.seconds, detail = excluded.detail
+    RETURNING 1
+), updated AS (
+    UPDATE deployments d SET
+        status           = m.status,
+        phase            = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
+                                THEN m.status ELSE d.phase END,
+        error            = coalesce(m.error, d.error),
+        error_kind       = coalesce(m.error_kind, d.error_kind),
+        image            = CASE WHEN m.status = 'succeeded' THEN m.image
+                                ELSE coalesce(m.image, d.image) END,
+        digest           = CASE WHEN m.status = 'succeeded' THEN m.digest ELSE d.digest END,
+        finished_at      = CASE WHEN m.status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+                                THEN now() ELSE d.finished_at END,
+        worker_id        = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
+                                THEN d.worker_id END,
+        lease_token      = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
+                                THEN d.lease_token END,
+        lease_expires_at = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
+                                THEN d.lease_expires_at END,
+        updated_at       = now()
+    FROM moves m
+    WHERE d.id = m.id AND (m.token IS NULL OR d.lease_token = m.token)
+      AND EXISTS (SELECT 1 FROM deployment_transitions t
+                  WHERE t.from_status = d.status AND t.to_status = m.status)
+    RETURNING d.*
+), current AS (
+    INSERT INTO service_images (service_id, environment, deployment_id, image, digest)
+    SELECT service_id, environment, id, image, digest FROM updated
+    WHERE status = 'succeeded' AND image IS NOT NULL
+    ON CONFLICT (service_id, environment) DO UPDATE SET
+        deployment_id = excluded.deployment_id, image = excluded.image,
+        digest = excluded.digest, updated_at = now()
+    RETURNING 1
+), woken AS (
+    SELECT pg_notify('click_deploy_queue', id::text) FROM updated
+    WHERE status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+), written AS (
+    SELECT (SELECT count(*) FROM logs_told) + (SELECT count(*) FROM woken) AS notified
+)
+SELECT u.*, s.name AS service_name, written.notified AS _notified
+FROM written LEFT JOIN (updated u JOIN services s ON s.id = u.service_id) ON true;

@@ -27,7 +27,7 @@ from pipeline.queue.queue import CANCEL_CHANNEL, QUEUE_CHANNEL, Queue
 from pipeline.runner import BuildResult, Job, Pipeline
 from pipeline.settings import Settings
 from pipeline.states import Status
-from pipeline.store import LeaseLost, Store
+from pipeline.store import BatchWriter, LeaseLost, Store
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +46,7 @@ class StopReason(Enum):
     USER = "cancelled by request"
     SHUTDOWN = "worker shutting down"
     LEASE_LOST = "lease lost"
+    TIMEOUT = "build timeout"
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Slot:
     deployment: Deployment
     lease_token: UUID
     task: asyncio.Task[None]
-    run: asyncio.Task[BuildResult] | None = None
+    # The pipeline runs inside `task`; while it does, stopping the run cancels the task.
+    in_pipeline: bool = False
     stop_reason: StopReason | None = None
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
@@ -75,6 +77,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = Store(pool)
+        # The writes of this worker's jobs that coincide go to the database together.
+        self.writer = BatchWriter(self.store)
         self.queue = Queue(pool, settings)
         self.pipeline = pipeline
         self.slots = slots or settings.worker_slots
@@ -112,8 +116,8 @@ class Worker:
         if slot is None or slot.stop_reason is not None:
             return
         slot.stop_reason = reason
-        if slot.run is not None:
-            slot.run.cancel()
+        if slot.in_pipeline:
+            slot.task.cancel()
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -190,64 +194,87 @@ class Worker:
     # --- one deployment ---------------------------------------------------------------
 
     async def _run_one(self, deployment: Deployment, lease_token: UUID) -> None:
-        bound = log.bind(deployment_id=deployment.id, service=deployment.service_name)
         slot = self.running.get(deployment.id)
-        job = Job(self.store, deployment, lease_token)
+        job = Job(self.store, deployment, lease_token, writer=self.writer)
         try:
             await job.start()
+            # Written with the job's first state change, in the same statement.
             job.log(
                 f"attempt {deployment.attempts} of {deployment.max_attempts} "
                 f"on worker {self.worker_id}",
                 stream="system",
             )
-            run = asyncio.create_task(self.pipeline.run(job))
             if slot is None:  # pragma: no cover - _start always registers first
                 slot = self.running[deployment.id]
-            slot.run = run
-            if slot.stop_reason is not None:  # cancelled before it began
-                run.cancel()
-            await asyncio.wait({run}, timeout=self.settings.build_timeout_seconds)
-            if not run.done():
-                run.cancel()
-                with contextlib.suppress(BaseException):
-                    await run
-                if slot.stop_reason is None:
-                    await self._fail(
-                        job,
-                        f"the build took longer than BUILD_TIMEOUT_SECONDS "
-                        f"({self.settings.build_timeout_seconds:g} s) and was stopped",
-                        "timeout",
-                    )
-                    return
-            await self._settle(job, run, slot, bound)
+            outcome = await self._run_pipeline(job, slot)
+            await self._settle(job, outcome, slot)
         except LeaseLost:
-            bound.warning("lease lost; another worker owns the deployment now")
+            log.warning(
+                "lease lost; another worker owns the deployment now",
+                deployment_id=deployment.id,
+                service=deployment.service_name,
+            )
         except DATABASE_FAULTS as error:
             # The lease runs out and the reaper hands the deployment on; nothing to do here.
-            bound.warning("database fault while finishing a deployment", error=str(error))
+            log.warning(
+                "database fault while finishing a deployment",
+                deployment_id=deployment.id,
+                service=deployment.service_name,
+                error=str(error),
+            )
         finally:
             with contextlib.suppress(*DATABASE_FAULTS):
                 await job.close()
 
+    async def _run_pipeline(self, job: Job, slot: Slot) -> BuildResult | BaseException | None:
+        """Run the pipeline in this task: its result, the exception it raised, or None when
+        it was stopped (`slot.stop_reason` says why). Stopping it cancels this task while
+        the pipeline runs, and only then (`_interrupt`)."""
+        if slot.stop_reason is not None:  # stopped before it began
+            return None
+        task = asyncio.current_task()
+        assert task is not None
+        timer = asyncio.get_running_loop().call_later(
+            self.settings.build_timeout_seconds,
+            self._interrupt,
+            job.deployment.id,
+            StopReason.TIMEOUT,
+        )
+        slot.in_pipeline = True
+        try:
+            return await self.pipeline.run(job)
+        except asyncio.CancelledError:
+            if slot.stop_reason is None:
+                raise  # not ours: whoever cancelled this task means it
+            return None
+        except Exception as error:
+            return error
+        finally:
+            slot.in_pipeline = False
+            timer.cancel()
+            if slot.stop_reason is not None:
+                # Our cancel was delivered (or swallowed by the pipeline): take it back, so
+                # this task's later awaits are not cancelled.
+                while task.cancelling():
+                    task.uncancel()
+
     async def _settle(
-        self,
-        job: Job,
-        run: asyncio.Task[BuildResult],
-        slot: Slot,
-        bound: structlog.typing.FilteringBoundLogger,
+        self, job: Job, outcome: BuildResult | BaseException | None, slot: Slot
     ) -> None:
         deployment = job.deployment
-        if run.cancelled():
+        if outcome is None:
             reason = slot.stop_reason or StopReason.SHUTDOWN
             if reason is StopReason.USER:
                 job.log("cancelled by request", stream="system")
-                await job.flush()
-                await self.store.set_status(
-                    deployment.id,
-                    Status.CANCELLED,
-                    lease_token=job.lease_token,
-                    error="cancelled by request",
-                    error_kind="cancelled",
+                await job.finish(
+                    Status.CANCELLED, error="cancelled by request", error_kind="cancelled"
+                )
+            elif reason is StopReason.TIMEOUT:
+                await self._fail(
+                    job,
+                    f"the build took longer than BUILD_TIMEOUT_SECONDS "
+                    f"({self.settings.build_timeout_seconds:g} s) and was stopped",
+                    "timeout",
                 )
             elif reason is StopReason.SHUTDOWN:
                 job.log("worker shutting down: handed back to the queue", stream="system")
@@ -256,27 +283,31 @@ class Worker:
                     deployment, job.lease_token, reason=None, refund_attempt=True
                 )
             return
-        error = run.exception()
-        if error is None:
-            result = run.result()
-            await job.flush()
-            await self.store.succeed(
-                deployment.id,
-                lease_token=job.lease_token,
-                image=result.image,
-                digest=result.digest,
+        if isinstance(outcome, BuildResult):
+            await job.finish(Status.SUCCEEDED, image=outcome.image, digest=outcome.digest)
+            log.info(
+                "deployment succeeded",
+                deployment_id=deployment.id,
+                service=deployment.service_name,
+                image=outcome.image,
             )
-            bound.info("deployment succeeded", image=result.image)
-        elif isinstance(error, TransientError):
-            await self._retry_or_fail(job, error)
-        elif isinstance(error, LeaseLost):
-            raise error
-        elif isinstance(error, DeploymentFailure):
-            await self._fail(job, str(error), "failed")
+        elif isinstance(outcome, TransientError):
+            await self._retry_or_fail(job, outcome)
+        elif isinstance(outcome, LeaseLost):
+            raise outcome
+        elif isinstance(outcome, DeploymentFailure):
+            await self._fail(job, str(outcome), "failed")
         else:
-            bound.error("pipeline crashed", exc_info=error)
+            log.error(
+                "pipeline crashed",
+                deployment_id=deployment.id,
+                service=deployment.service_name,
+                exc_info=outcome,
+            )
             await self._fail(
-                job, f"internal error in the build pipeline ({type(error).__name__})", "internal"
+                job,
+                f"internal error in the build pipeline ({type(outcome).__name__})",
+                "internal",
             )
 
     async def _retry_or_fail(self, job: Job, error: TransientError) -> None:
@@ -295,14 +326,7 @@ class Worker:
 
     async def _fail(self, job: Job, message: str, kind: str) -> None:
         job.log(message, stream="system")
-        await job.flush()
-        await self.store.set_status(
-            job.deployment.id,
-            Status.FAILED,
-            lease_token=job.lease_token,
-            error=message,
-            error_kind=kind,
-        )
+        await job.finish(Status.FAILED, error=message, error_kind=kind)
 
     # --- lease keeping ----------------------------------------------------------------
 
