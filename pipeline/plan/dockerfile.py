@@ -6,12 +6,13 @@ Conventions every generated Dockerfile follows, whatever the runtime:
 - dependency manifests are copied before the source, so a source-only change reuses the
   install layer;
 - the app runs as uid 10001, created by appending to /etc/passwd (no useradd needed);
-- `ENV PORT=8080`, and the start command runs through `sh -c` so `$PORT` expands; `exec`
-  makes the app PID 1 so it receives SIGTERM.
+- `ENV PORT=8080`, and the start command runs through `sh -c` so `$PORT` expands; the shell
+  passes SIGTERM on to the app (see `cmd`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -43,8 +44,6 @@ vendor/bundle
 npm-debug.log*
 yarn-error.log*
 """
-
-_SHELL_OPERATORS = re.compile(r"&&|\|\||[;|&<>()`\n]")
 
 
 def _quote_env(value: str) -> str:
@@ -95,8 +94,9 @@ def apt_install(packages: Sequence[str]) -> str:
     )
 
 
-def create_user(writable: Sequence[str] = ()) -> list[str]:
-    """The non-root user, without useradd/groupadd (minimal images lack them)."""
+def create_user() -> str:
+    """The non-root user, without useradd/groupadd (minimal images lack them). Run early
+    in the stage the app runs in, so the layer stays cached."""
     commands = [
         f"(grep -q '^app:' /etc/group || echo 'app:x:{APP_UID}:' >> /etc/group)",
         f"(grep -q '^app:' /etc/passwd || echo 'app:x:{APP_UID}:{APP_UID}:app:{APP_HOME}:/bin/sh'"
@@ -104,23 +104,31 @@ def create_user(writable: Sequence[str] = ()) -> list[str]:
         f"mkdir -p {APP_HOME}",
         f"chown {APP_UID}:{APP_UID} {APP_HOME}",
     ]
-    if writable:
-        dirs = " ".join(writable)
-        commands.append(f"mkdir -p {dirs}")
-        commands.append(f"chown -R {APP_UID}:{APP_UID} {dirs}")
-    return ["RUN " + " \\\n && ".join(commands), f"USER {APP_UID}:{APP_UID}"]
+    return "RUN " + " \\\n && ".join(commands)
 
 
-def is_simple_command(command: str) -> bool:
-    """No shell operators: `exec` can replace the shell with it."""
-    return not _SHELL_OPERATORS.search(command)
+def writable_dirs(dirs: Sequence[str]) -> str:
+    joined = " ".join(dirs)
+    return f"RUN mkdir -p {joined} && chown -R {APP_UID}:{APP_UID} {joined}"
+
+
+# PID 1 ignores signals it has no handler for, and node, python or `php -S` install none: as
+# PID 1 they would sit out SIGTERM until SIGKILL. So the shell stays PID 1, runs the app in
+# the background, passes SIGTERM/SIGINT on as SIGTERM, and exits with the app's status.
+_SUPERVISE = (
+    "{start} & pid=$!; trap 'kill -TERM $pid 2>/dev/null' TERM INT; wait $pid; code=$?; "
+    "if kill -0 $pid 2>/dev/null; then wait $pid; code=$?; fi; exit $code"
+)
+
+
+_SIMPLE = re.compile(r"[^;&|<>()`\n]*")
 
 
 def cmd(start: str) -> str:
-    """Shell form, so `$PORT` expands; `exec` so the app is PID 1 and gets SIGTERM."""
-    if is_simple_command(start) and not start.startswith("exec "):
-        return f"CMD exec {start}"
-    return f"CMD {start}"
+    """The start command under `sh -c` (so `$PORT` expands), with signals passed on."""
+    group = start if _SIMPLE.fullmatch(start) else f"{{ {start}; }}"
+    script = _SUPERVISE.format(start=group)
+    return f'CMD ["/bin/sh", "-c", {json.dumps(script)}]'
 
 
 def render(
@@ -143,10 +151,14 @@ def render(
     lines.append(f"FROM {layout.image}" + (f" AS {layout.stage}" if runtime else ""))
     lines.append(f"WORKDIR {layout.workdir}")
     lines += _env(layout.env)
-    lines += [f"ARG {name}" for name in arg_names]
     if build_apt and layout.apt:
         lines.append(apt_install(build_apt))
+    if runtime is None:
+        lines.append(create_user())
     lines += [_run(step) for step in layout.setup]
+    # After the tools, before the install: a private registry's token can reach it, and
+    # changing a value reinstalls but never re-runs the steps above.
+    lines += [f"ARG {name}" for name in arg_names]
     if layout.manifests and layout.install is not None and not layout.copy_source_first:
         lines += _copy_manifests(layout.manifests)
         if layout.install is not None:
@@ -165,6 +177,7 @@ def render(
         lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]
         if apt_in_runtime:
             lines.append(apt_install(list(extra_apt)))
+        lines.append(create_user())
         for source, destination in runtime.copies:
             lines.append(_copy([source], destination, from_stage=layout.stage))
         lines += [f"RUN {command}" for command in runtime.run]
@@ -174,7 +187,9 @@ def render(
         env = {key: value for key, value in env.items() if layout.build_env.get(key) != value}
     env.update({"HOME": APP_HOME, PORT_ENV: str(DEFAULT_PORT)})
     lines += _env(env)
-    lines += create_user(layout.writable)
+    if layout.writable:
+        lines.append(writable_dirs(layout.writable))
+    lines.append(f"USER {APP_UID}:{APP_UID}")
     lines.append(f"EXPOSE {DEFAULT_PORT}")
     if layout.start is not None:
         lines.append(cmd(layout.start))

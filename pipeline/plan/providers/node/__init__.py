@@ -88,7 +88,7 @@ class NodeProvider:
 
         layout = Layout(
             image=ctx.image("node", version.value),
-            env={"NPM_CONFIG_UPDATE_NOTIFIER": "false", "NPM_CONFIG_FUND": "false"},
+            env={"NPM_CONFIG_UPDATE_NOTIFIER": "false", "NPM_CONFIG_FUND": "false", **manager.env},
             manifests=manifests,
             install=manager.install(),
             build_env={"NODE_ENV": "production"},

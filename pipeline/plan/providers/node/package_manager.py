@@ -17,6 +17,7 @@ from pipeline.plan.context import PlanContext, Step
 ManagerName = Literal["npm", "pnpm", "yarn", "berry", "bun"]
 
 NPM_CACHE = "/root/.npm"
+YARN_CACHE = "/root/.cache/yarn"
 LOCKFILES: tuple[tuple[str, ManagerName], ...] = (
     ("bun.lock", "bun"),
     ("bun.lockb", "bun"),
@@ -55,6 +56,10 @@ class PackageManager:
     def command(self) -> str:
         return "yarn" if self.name in ("yarn", "berry") else self.name
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {"YARN_CACHE_FOLDER": YARN_CACHE} if self.name == "yarn" else {}
+
     def run(self, script: str) -> str:
         return f"{self.command} run {script}"
 
@@ -89,9 +94,7 @@ class PackageManager:
             return Step(f"pnpm install{frozen}", ("/root/.local/share/pnpm/store",))
         if self.name == "yarn":
             frozen = " --frozen-lockfile" if locked else ""
-            return Step(
-                f"yarn install{frozen} --cache-folder /root/.cache/yarn", ("/root/.cache/yarn",)
-            )
+            return Step(f"yarn install{frozen}", (YARN_CACHE,))
         if self.name == "berry":
             immutable = " --immutable" if locked else ""
             return Step(f"yarn install{immutable}", ("/root/.yarn/berry/cache",))
