@@ -296,5 +296,45 @@ def cancel(deployment_id: int) -> None:
     sys.exit(with_runtime(action))
 
 
+# --- planning (files only, no database) ---------------------------------------------------
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["node", "python", "go", "php", "ruby", "static"]),
+    help="Skip detection (and the repo's Dockerfile).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
+    """Show how the checkout at PATH would be built: runtime, version, evidence, commands
+    and the Dockerfile. Reads files only. Exit 1 when it cannot be planned."""
+    import json
+    from pathlib import Path
+
+    from pipeline.plan import BaseImages, format_plan, parse_build_config, plan_app
+
+    settings = settings_or_exit()
+    options: dict[str, str] = {"root_dir": root_dir}
+    if provider:
+        options["provider"] = provider
+    try:
+        config = parse_build_config(options, source="options")
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+        return
+    result = plan_app(Path(path), config, BaseImages.from_settings(settings))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif result.ok:
+        click.echo(format_plan(result), nl=False)
+    if not result.ok:
+        fail(result.message or "cannot plan", EXIT_FAILED)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

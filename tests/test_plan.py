@@ -739,3 +739,37 @@ def test_plan_is_frozen_and_serializable() -> None:
                          "target", "build_args", "dockerignore", "install", "build", "start",
                          "port_env", "evidence", "messages"}  # fmt: skip
     assert not re.search(r"(?m)^/(?:work|tmp|home)/", json.dumps(data))
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_plan_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    for kind in ("node", "python", "golang", "php", "composer", "ruby", "caddy", "runtime"):
+        monkeypatch.delenv(f"BASE_IMAGE_{kind.upper()}", raising=False)
+    monkeypatch.setenv("BASE_IMAGE_MIRROR", MIRROR)
+    result = CliRunner().invoke(main, ["plan", str(EXAMPLES_DIR / "go-cmd")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("runtime:    go 1.19\n")
+    assert f"FROM {MIRROR}/library/golang:1.19-bookworm AS build" in result.stdout
+
+    as_json = CliRunner().invoke(main, ["plan", "--json", str(EXAMPLES_DIR / "php-plain")])
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout)["plan"]["runtime"] == "php"
+
+
+def test_cli_plan_exits_1_with_the_message(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["plan", str(EXAMPLES_DIR / "unknown")])
+    assert result.exit_code == 1
+    assert "no Dockerfile and no known runtime in ./" in result.stderr
+    make_app(tmp_path, {"web/main.py": ""})
+    nested = CliRunner().invoke(main, ["plan", "--root-dir", "web", str(tmp_path)])
+    assert nested.exit_code == 0 and "context:    web" in nested.stdout
