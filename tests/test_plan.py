@@ -773,3 +773,9 @@ def test_cli_plan_exits_1_with_the_message(tmp_path: Path) -> None:
     make_app(tmp_path, {"web/main.py": ""})
     nested = CliRunner().invoke(main, ["plan", "--root-dir", "web", str(tmp_path)])
     assert nested.exit_code == 0 and "context:    web" in nested.stdout
+
+
+def test_dockerfile_options_without_a_dockerfile_are_warned_about(tmp_path: Path) -> None:
+    plan = planned(plan_files(tmp_path, {"index.html": ""}, BuildConfig(target="prod")))
+    assert plan.target is None
+    assert any("target ignored" in m.text for m in plan.messages)

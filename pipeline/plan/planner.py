@@ -34,6 +34,8 @@ from pipeline.plan.providers.base import Provider
 
 DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
+# The order files are listed in when nothing matched: the most common first.
+DISPLAY_ORDER = ("node", "python", "go", "php", "ruby", "static")
 
 _FROM = re.compile(
     r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE
@@ -192,13 +194,14 @@ def _choose(app: App, config: BuildConfig) -> Provider | None:
 
 
 def _nothing_found(app: App) -> str:
-    looked: list[str] = [DOCKERFILE]
-    for provider in PROVIDERS:
+    looked: list[str] = []
+    order = {name: index for index, name in enumerate(DISPLAY_ORDER)}
+    for provider in sorted(PROVIDERS, key=lambda p: order.get(p.name, len(order))):
         looked += [item for item in provider.looks_for if item not in looked]
     return (
         f"no Dockerfile and no known runtime in {_where(app.label)}: looked for "
         f"{', '.join(looked)}. Add a Dockerfile, or force a provider with "
-        f'provider = "…" in {REPO_CONFIG_FILE} ({", ".join(p.name for p in PROVIDERS)})'
+        f'provider = "…" in {REPO_CONFIG_FILE} ({", ".join(DISPLAY_ORDER)})'
     )
 
 
@@ -259,6 +262,9 @@ def _generate(app: App, config: BuildConfig, images: BaseImages, evidence: list[
             )
         elif not where and layout.runtime is not None:
             ctx.info("apt packages go to the build stage: the runtime image is not Debian-based")
+    unused = [key for key in ("target", "context") if getattr(config, key) is not None]
+    if unused:
+        ctx.warning(f"{' and '.join(unused)} ignored: they apply to the repo's own Dockerfile")
     context_dir = app.label
     has_ignore = app.has_file(DOCKERIGNORE)
     if has_ignore:

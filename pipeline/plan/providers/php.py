@@ -90,6 +90,8 @@ class PhpProvider:
         ctx.decided(
             "index.php" if docroot == "." else f"{docroot}/index.php", f"document root {docroot}"
         )
+        if not app.has_file("index.php" if docroot == "." else f"{docroot}/index.php"):
+            ctx.warning(f"no index.php in {docroot}/: / will answer 404")
         start = f"php -S 0.0.0.0:$PORT -t {docroot}"
 
         packages = [name for name in require if not _is_platform(name)]
