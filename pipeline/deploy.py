@@ -27,10 +27,9 @@ from pipeline.buildkit.events import (
     StepStarted,
 )
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
-from pipeline.errors import ClickDeployError, DeploymentFailure
+from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure
 from pipeline.models import Service
-from pipeline.plan import plan_service
-from pipeline.plan.images import BaseImages
+from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.registry import RegistryClient, image_reference, parse_reference
 from pipeline.runner import BuildResult, Job, StepHandle
 from pipeline.settings import Settings
@@ -58,6 +57,18 @@ def git_auth(settings: Settings) -> GitAuth | None:
     if settings.git_token is None:
         return None
     return GitAuth(settings.git_username, settings.git_token)
+
+
+def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanResult:
+    """Plan the service's folder of a checkout, with the service's build settings
+    (`config["build"]`, validated: a bad key is a failed plan naming it)."""
+    try:
+        config = parse_build_config(
+            {**dict(service.config.get("build") or {}), "root_dir": service.root_dir}
+        )
+    except ConfigError as error:
+        return PlanResult.failure(str(error))
+    return plan_app(checkout, config, images)
 
 
 def image_tag(environment: str, commit: str) -> str:
@@ -135,7 +146,7 @@ class DeployPipeline:
 
         # 1. clone
         await job.progress(1, len(STEPS), "cloning")
-        with _step(job, "clone") as step:
+        with _PipelineStep(job, "clone") as step:
             cloned = await clone(
                 CloneRequest(
                     url=repository_url(service, self.settings),
@@ -154,14 +165,16 @@ class DeployPipeline:
         # 2. plan
         await job.enter(Status.BUILDING)
         await job.progress(2, len(STEPS), "planning")
-        with _step(job, "plan") as step:
-            result = plan_service(build_dir, service.root_dir, service.config, self.images)
+        with _PipelineStep(job, "plan") as step:
+            result = await asyncio.to_thread(plan_service, build_dir, service, self.images)
             if not result.ok or result.plan is None:
                 raise StepError(f"plan failed: {result.message}")
             plan = result.plan
             step.detail = plan.runtime
-            job.log(f"runtime: {plan.runtime}" + (f" {plan.version}" if plan.version else ""),
-                    stream="system")
+            job.log(
+                f"runtime: {plan.runtime}" + (f" {plan.version}" if plan.version else ""),
+                stream="system",
+            )
             for evidence in plan.evidence:
                 job.log(f"  {evidence}", stream="system")
             for message in plan.messages:
@@ -176,11 +189,10 @@ class DeployPipeline:
             image_tag(deployment.environment, cloned.commit),
         )
         await job.progress(3, len(STEPS), "building")
-        app_root = build_dir / service.root_dir
-        with _step(job, "build") as step:
+        with _PipelineStep(job, "build") as step:
             built = await self.builder.build(
                 BuildRequest(
-                    context_dir=(app_root / plan.context_dir).resolve(),
+                    context_dir=(build_dir / plan.context_dir).resolve(),
                     dockerfile=plan.dockerfile,
                     image=image,
                     dockerignore=plan.dockerignore,
@@ -197,7 +209,7 @@ class DeployPipeline:
         # 5. verify: the registry has exactly what BuildKit pushed.
         await job.enter(Status.PUSHING)
         await job.progress(5, len(STEPS), "verifying")
-        with _step(job, "verify"):
+        with _PipelineStep(job, "verify"):
             reference = parse_reference(built.reference)
             async with self._registry_factory() as registry:
                 stored = await registry.manifest_digest(reference.repository, reference.tag or "")
@@ -215,7 +227,7 @@ class DeployPipeline:
         return RegistryCredentials(self.settings.registry_username, self.settings.registry_password)
 
 
-class _step:  # noqa: N801 - used as `with _step(job, "clone")`, reads like a statement
+class _PipelineStep:
     """A pipeline step: recorded done, or failed with the error's message (which then names
     the step, so a person knows where it broke)."""
 
@@ -224,7 +236,7 @@ class _step:  # noqa: N801 - used as `with _step(job, "clone")`, reads like a st
         self.name = name
         self.detail: str | None = None
 
-    def __enter__(self) -> _step:
+    def __enter__(self) -> _PipelineStep:
         return self
 
     def __exit__(
