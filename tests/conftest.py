@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from bot.logs import configure_logging
 from pipeline.db.connect import create_pool
 from pipeline.db.migrate import migrate
 from pipeline.queue.queue import Queue
@@ -22,6 +23,9 @@ from pipeline.settings import Settings
 from pipeline.store import NewService, Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Logs as in production on a non-terminal: JSON lines, no tracebacks with local variables.
+configure_logging(Settings(_env_file=None, log_format="json", log_level="info"))  # type: ignore[call-arg]
 
 # Real services: Docker engine, registries, base images, git servers.
 pytest_plugins = ["tests.support.infra", "tests.support.gitserver"]

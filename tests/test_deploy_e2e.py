@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from pipeline.deploy import DeployPipeline, deploy_pipeline
 from pipeline.models import Deployment
@@ -64,7 +65,7 @@ def build_settings(
             "registry_url": TARGET_REGISTRY_URL,
             "registry_project": "e2e",
             "registry_username": TARGET_USER,
-            "registry_password": TARGET_PASSWORD,
+            "registry_password": SecretStr(TARGET_PASSWORD),
             "base_image_mirror": MIRROR,
             "build_timeout_seconds": BUILD_TIMEOUT,
             "worker_lease_seconds": 30.0,
@@ -83,7 +84,12 @@ async def deployer(
     started: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(**overrides: object) -> tuple[Worker, DeployPipeline]:
-        worker_settings = build_settings.model_copy(update=overrides)
+        worker_settings = build_settings.model_copy(
+            update={
+                key: SecretStr(value) if key == "git_token" and isinstance(value, str) else value
+                for key, value in overrides.items()
+            }
+        )
         pipeline = deploy_pipeline(worker_settings)
         worker = Worker(worker_settings, pool, database_url, pipeline, slots=2)
         started.append((worker, asyncio.create_task(worker.run())))
@@ -140,7 +146,7 @@ async def test_app_is_built_pushed_verified_and_runs(
     )
     logs = "\n".join(line.line for line in (await store.read_logs(done.id, limit=10000)).items)
     assert done.status == Status.SUCCEEDED, f"{done.error}\n{logs[-4000:]}"
-    assert done.image == f"localhost:5001/e2e/{app}:{commit[:12]}"
+    assert done.image == f"127.0.0.1:5001/e2e/{app}:{commit[:12]}"
     assert done.digest is not None and done.digest.startswith("sha256:")
     current = await store.current_image(service_id, "production")
     assert current is not None and current.digest == done.digest
