@@ -1,0 +1,270 @@
+"""BuildKit through a standalone buildkitd and the `buildctl` binary (BUILDER=buildkitd).
+
+`buildctl build --progress=rawjson` writes one JSON SolveStatus a line to stderr and,
+when it fails, its plain-text error after them; the pushed image's digest is in the
+`--metadata-file`. Registry credentials reach buildctl through a temporary DOCKER_CONFIG
+that is deleted afterwards. The Dockerfile text goes into a temporary directory served as
+the `dockerfile` local, with `Dockerfile.dockerignore` beside it when the request brings
+its own ignore rules (BuildKit's Dockerfile-specific ignore file), so nothing is written
+into the context. Cancelling sends SIGTERM (buildctl then cancels the solve on the
+daemon), and SIGKILL if it has not exited after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.buildkit.builder import BuildRequest, BuiltImage, ImageReference
+from pipeline.buildkit.common import (
+    failure_from_build,
+    is_auth_error,
+    is_unreachable_error,
+    registry_error,
+)
+from pipeline.buildkit.errors import BuilderUnavailable, BuildTimedOut
+from pipeline.buildkit.events import BuildEvent, ProgressTracker
+from pipeline.buildkit.rawjson import RawJsonDecodeError, decode_rawjson_line
+from pipeline.errors import ConfigError, DeploymentFailure
+
+STDERR_LINE_LIMIT = 16 * 1024 * 1024
+TRAILING_TEXT_LINES = 200
+DIGEST_KEY = "containerimage.digest"
+_DAEMON_UNREACHABLE = (
+    "connection error",
+    "failed to dial",
+    "error while dialing",
+    "Unavailable",
+    "connect: connection refused",
+    "connect: no such file or directory",
+    "listing workers",
+)
+
+
+def find_buildctl(name: str = "buildctl") -> str:
+    """The buildctl executable, or a ConfigError naming BUILDER."""
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigError(
+            f"BUILDER=buildkitd needs the {name!r} binary on PATH (from moby/buildkit releases)"
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Workspace:
+    root: Path
+    dockerfile_dir: Path
+    metadata_file: Path
+    docker_config: Path | None
+
+
+def _prepare(root: Path, request: BuildRequest) -> _Workspace:
+    dockerfile_dir = root / "dockerfile"
+    dockerfile_dir.mkdir()
+    (dockerfile_dir / "Dockerfile").write_text(request.dockerfile, "utf-8")
+    if request.dockerignore is not None:
+        (dockerfile_dir / "Dockerfile.dockerignore").write_text(request.dockerignore, "utf-8")
+    docker_config = None
+    credentials = request.credentials
+    if credentials is not None:
+        docker_config = root / "docker-config"
+        docker_config.mkdir(mode=0o700)
+        secret = f"{credentials.username}:{credentials.password.get_secret_value()}"
+        auth = base64.b64encode(secret.encode()).decode()
+        config = {"auths": {request.credentials_registry: {"auth": auth}}}
+        path = docker_config / "config.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(config, file)
+    return _Workspace(root, dockerfile_dir, root / "metadata.json", docker_config)
+
+
+class BuildctlBuilder:
+    """Builds and pushes with `buildctl` against BUILDKIT_ADDRESS."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        buildctl: str = "buildctl",
+        timeout: float | None = None,
+        kill_grace_seconds: float = 5.0,
+    ) -> None:
+        self.address = address
+        self._tls = [
+            (flag, path)
+            for flag, path in (
+                ("--tlscacert", tls_ca),
+                ("--tlscert", tls_cert),
+                ("--tlskey", tls_key),
+            )
+            if path is not None
+        ]
+        self._buildctl = buildctl
+        self._timeout = timeout
+        self._kill_grace = kill_grace_seconds
+
+    def command(self, request: BuildRequest, workspace: _Workspace) -> list[str]:
+        argv = [self._buildctl, "--addr", self.address]
+        for flag, path in self._tls:
+            argv += [flag, str(path)]
+        insecure = ",registry.insecure=true" if request.insecure_registry else ""
+        argv += [
+            "build",
+            "--frontend",
+            "dockerfile.v0",
+            "--local",
+            f"context={request.context_dir}",
+            "--local",
+            f"dockerfile={workspace.dockerfile_dir}",
+            "--output",
+            f"type=image,name={request.image},push=true{insecure}",
+            "--metadata-file",
+            str(workspace.metadata_file),
+            "--progress=rawjson",
+        ]
+        if request.target:
+            argv += ["--opt", f"target={request.target}"]
+        for key, value in request.build_args.items():
+            argv += ["--opt", f"build-arg:{key}={value}"]
+        if request.cache_ref:
+            argv += [
+                "--export-cache",
+                f"type=registry,ref={request.cache_ref},mode=max{insecure}",
+                "--import-cache",
+                f"type=registry,ref={request.cache_ref}{insecure}",
+            ]
+        return argv
+
+    async def build(
+        self, request: BuildRequest, on_event: Callable[[BuildEvent], None]
+    ) -> BuiltImage:
+        reference = ImageReference.parse(request.image)
+        if reference.digest:
+            raise DeploymentFailure(f"cannot push by digest: {request.image}")
+        if not request.context_dir.is_dir():
+            raise DeploymentFailure(f"build context {request.context_dir} is not a directory")
+        root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="click-deploy-buildctl-"))
+        try:
+            workspace = await asyncio.to_thread(_prepare, root, request)
+            async with asyncio.timeout(self._timeout):
+                return await self._run(request, workspace, on_event)
+        except TimeoutError:
+            raise BuildTimedOut(
+                f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
+                "and was stopped"
+            ) from None
+        finally:
+            # The credentials and the Dockerfile go, however the build ended.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, root, True))
+
+    async def _run(
+        self,
+        request: BuildRequest,
+        workspace: _Workspace,
+        on_event: Callable[[BuildEvent], None],
+    ) -> BuiltImage:
+        env = dict(os.environ)
+        if workspace.docker_config is not None:
+            env["DOCKER_CONFIG"] = str(workspace.docker_config)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command(request, workspace),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                limit=STDERR_LINE_LIMIT,
+                start_new_session=True,  # its own process group, to signal it whole
+            )
+        except OSError as error:
+            raise DeploymentFailure(
+                f"cannot run {self._buildctl} (BUILDER=buildkitd): {error.strerror}"
+            ) from None
+        tracker = ProgressTracker()
+        text: deque[str] = deque(maxlen=TRAILING_TEXT_LINES)
+        try:
+            assert process.stderr is not None
+            async for raw in process.stderr:
+                try:
+                    status = decode_rawjson_line(raw)
+                except RawJsonDecodeError:
+                    status = None
+                if status is None:
+                    line = raw.decode("utf-8", "replace").rstrip()
+                    if line:
+                        text.append(line)
+                    continue
+                for event in tracker.feed(status):
+                    on_event(event)
+            returncode = await process.wait()
+        except BaseException:
+            await self._stop(process)
+            raise
+        for event in tracker.flush():
+            on_event(event)
+        if returncode != 0:
+            raise self._failure(request, tracker, list(text), returncode)
+        digest = await asyncio.to_thread(_read_digest, workspace.metadata_file)
+        if digest is None:
+            raise BuilderUnavailable(f"buildctl finished without {DIGEST_KEY} in its metadata file")
+        return BuiltImage(request.image, digest)
+
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        """SIGTERM the process group, SIGKILL it after the grace period; reap it."""
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.shield(asyncio.wait_for(process.wait(), self._kill_grace))
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.shield(process.wait())
+
+    def _failure(
+        self,
+        request: BuildRequest,
+        tracker: ProgressTracker,
+        text: list[str],
+        returncode: int,
+    ) -> Exception:
+        errors = [line.removeprefix("error: ") for line in text if line.startswith("error: ")]
+        overall = errors[-1] if errors else (text[-1] if text else f"exit status {returncode}")
+        detail = "\n".join(text)
+        failed = tracker.failed_step()
+        if failed is None:
+            if any(hint in overall for hint in _DAEMON_UNREACHABLE):
+                return BuilderUnavailable(
+                    f"cannot reach buildkitd at BUILDKIT_ADDRESS={self.address}: {overall}"
+                )
+            registry = ImageReference.parse(request.image).registry
+            if ("push" in overall or "export" in overall) and (
+                is_auth_error(overall) or is_unreachable_error(overall)
+            ):
+                return registry_error(f"accept {request.image}", registry, overall, request)
+        return failure_from_build(failed, overall, request, detail)
+
+
+def _read_digest(path: Path) -> str | None:
+    try:
+        metadata = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    digest = metadata.get(DIGEST_KEY) if isinstance(metadata, dict) else None
+    return str(digest) if digest else None
