@@ -287,9 +287,13 @@ WITH moves AS (
                                 THEN d.lease_expires_at END,
         updated_at       = now()
     FROM moves m
-    WHERE d.id = m.id AND (m.token IS NULL OR d.lease_token = m.token)
-      AND EXISTS (SELECT 1 FROM deployment_transitions t
-                  WHERE t.from_status = d.status AND t.to_status = m.status)
+    -- `d.id = ANY($1)` repeats the join so the rows are found by primary key whatever the
+    -- table's statistics say; and the transition check is an array, not EXISTS, which the
+    -- planner would turn into a join that looks rows up by status (every row in it).
+    WHERE d.id = ANY ($1::bigint[]) AND d.id = m.id
+      AND (m.token IS NULL OR d.lease_token = m.token)
+      AND d.status = ANY (ARRAY(SELECT t.from_status FROM deployment_transitions t
+                                WHERE t.to_status = m.status))
     RETURNING d.*
 ), current AS (
     INSERT INTO service_images (service_id, environment, deployment_id, image, digest)
