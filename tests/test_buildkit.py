@@ -18,13 +18,14 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from pipeline.buildkit import (
@@ -50,6 +51,7 @@ from pipeline.buildkit.buildctl import BuildctlBuilder
 from pipeline.buildkit.builder import ImageReference
 from pipeline.buildkit.context import (
     DOCKERFILE_NAME,
+    ContextError,
     DockerignoreError,
     PatternMatcher,
     parse_dockerignore,
@@ -1059,9 +1061,10 @@ async def test_engine_private_base_image(
     context = tmp_path / "ctx"
     context.mkdir()
     private = unique_image("private-base")
+    token = uuid.uuid4().hex
     first = BuildRequest(
         context_dir=context,
-        dockerfile=f"FROM {base_image}\nRUN echo private > /marker\n",
+        dockerfile=f"FROM {base_image}\nRUN echo private-{token} > /marker\n",
         image=private,
         credentials=target_registry,
     )
@@ -1084,5 +1087,170 @@ async def test_engine_private_base_image(
     events: list[BuildEvent] = []
     await engine.build(request, events.append)
     assert f"pulling base image {private}" in names(events, StepDone)
-    assert ("stdout", "private") in lines(events)
+    assert ("stdout", f"private-{token}") in lines(events)
     assert reference.tag
+
+
+# ------------------------------------------------------------------ a recorded engine
+
+PUSH_OK = [
+    {"status": "The push refers to repository [localhost:5001/cd-test/web]"},
+    {"status": "Pushed", "progressDetail": {}, "id": "4a4976b82fa0"},
+    {"status": "abc: digest: sha256:" + "12" * 32 + " size: 527"},
+    {"progressDetail": {}, "aux": {"Tag": "abc", "Digest": "sha256:" + "12" * 32, "Size": 527}},
+]
+PUSH_UNAUTHORIZED = [
+    {"status": "The push refers to repository [localhost:5001/cd-test/web]"},
+    {
+        "errorDetail": {"message": "unauthorized: authentication required"},
+        "error": "unauthorized: authentication required",
+    },
+]
+PUSH_REFUSED = [
+    {
+        "errorDetail": {
+            "message": 'Get "http://localhost:5001/v2/": dial tcp 127.0.0.1:5001: '
+            "connect: connection refused"
+        },
+        "error": "connection refused",
+    },
+]
+
+
+class RecordedEngine:
+    """A Docker engine answering /build with a recorded body and /push with a given one."""
+
+    def __init__(self, build_fixture: str, push: list[dict[str, Any]]) -> None:
+        self.build_body = (ENGINE_FIXTURES / build_fixture).read_bytes()
+        self.push = push
+        self.requests: list[tuple[str, dict[str, str], dict[str, str], bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append((request.path, dict(request.query), dict(request.headers), body))
+        if request.path.endswith("/build"):
+            return web.Response(body=self.build_body, content_type="application/json")
+        if request.path.endswith("/push"):
+            text = "".join(json.dumps(item) + "\n" for item in self.push)
+            return web.Response(text=text, content_type="application/json")
+        return web.Response(status=404, text='{"message": "page not found"}')
+
+
+@pytest.fixture
+async def recorded_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(build_fixture: str, push: list[dict[str, Any]]) -> tuple[RecordedEngine, str]:
+        engine = RecordedEngine(build_fixture, push)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", engine.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        socket = tmp_path / f"engine-{len(runners)}.sock"
+        await web.UnixSite(runner, str(socket)).start()
+        runners.append(runner)
+        return engine, f"unix://{socket}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def decode_header(value: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(value))
+
+
+async def test_recorded_engine_success_and_request_shape(
+    recorded_engine: Callable[..., Any], tmp_path: Path
+) -> None:
+    engine, host = await recorded_engine("success.jsonl", PUSH_OK)
+    request = stub_request(
+        tmp_path,
+        image="localhost:5001/cd-test/web:abc",
+        target="runtime",
+        build_args={"A": "1"},
+        credentials=RegistryCredentials("ci", SecretStr("pw-123")),
+    )
+    events: list[BuildEvent] = []
+    built = await EngineBuilder(host).build(request, events.append)
+    assert built.digest == "sha256:" + "12" * 32
+    assert lines(events, RUN_LOOP) == [("stdout", f"line {i}") for i in (1, 2, 3)]
+    assert names(events, StepDone)[-1] == "pushing localhost:5001/cd-test/web:abc"
+
+    (build_path, query, headers, body), (push_path, push_query, push_headers, _) = engine.requests
+    assert build_path == "/v1.41/build"
+    assert query == {
+        "version": "2",
+        "t": "localhost:5001/cd-test/web:abc",
+        "networkmode": "host",
+        "dockerfile": DOCKERFILE_NAME,
+        "rm": "1",
+        "target": "runtime",
+        "buildargs": '{"A": "1"}',
+    }
+    assert headers["Content-Type"] == "application/x-tar"
+    assert decode_header(headers["X-Registry-Config"]) == {
+        "localhost:5001": {
+            "username": "ci",
+            "password": "pw-123",
+            "serveraddress": "localhost:5001",
+        }
+    }
+    members = read_tar(body)
+    assert members[DOCKERFILE_NAME + "#data"] == request.dockerfile.encode()
+    assert members["app.txt#data"] == b"app\n"
+    assert push_path == "/v1.41/images/localhost:5001/cd-test/web/push"
+    assert push_query == {"tag": "abc"}
+    assert decode_header(push_headers["X-Registry-Auth"]) == {
+        "username": "ci",
+        "password": "pw-123",
+        "serveraddress": "localhost:5001",
+    }
+
+
+async def test_recorded_engine_failure(recorded_engine: Callable[..., Any], tmp_path: Path) -> None:
+    _, host = await recorded_engine("failure-run-exit3.jsonl", PUSH_OK)
+    with pytest.raises(BuildFailed) as caught:
+        await EngineBuilder(host).build(stub_request(tmp_path), lambda e: None)
+    step = '[2/2] RUN echo "about to fail" && exit 3'
+    assert caught.value.step == step
+    assert str(caught.value) == (
+        f'step {step} failed: executor failed running [/bin/sh -c echo "about to fail" '
+        "&& exit 3]: exit code: 3"
+    )
+    assert caught.value.log_tail == ("about to fail",)
+
+
+@pytest.mark.parametrize(
+    ("push", "error", "text"),
+    [
+        (PUSH_UNAUTHORIZED, RegistryAuthFailed, "authentication required; check REGISTRY_USERNAME"),
+        (PUSH_REFUSED, RegistryUnavailable, "connection refused"),
+    ],
+)
+async def test_recorded_engine_push_errors(
+    recorded_engine: Callable[..., Any],
+    tmp_path: Path,
+    push: list[dict[str, Any]],
+    error: type[Exception],
+    text: str,
+) -> None:
+    _, host = await recorded_engine("success.jsonl", push)
+    request = stub_request(tmp_path, image="localhost:5001/cd-test/web:abc")
+    with pytest.raises(error, match=text) as caught:
+        await EngineBuilder(host).build(request, lambda e: None)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+async def test_engine_context_read_error_is_reported(
+    recorded_engine: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, host = await recorded_engine("failure-run-exit3.jsonl", PUSH_OK)
+
+    async def broken(*args: Any) -> AsyncIterator[bytes]:
+        yield b"\0" * 512
+        raise ContextError("cannot read big.bin: Permission denied")
+
+    monkeypatch.setattr("pipeline.buildkit.engine.stream_tar", broken)
+    with pytest.raises(DeploymentFailure, match="cannot send the build context: cannot read big"):
+        await EngineBuilder(host).build(stub_request(tmp_path), lambda e: None)

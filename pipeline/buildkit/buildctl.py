@@ -159,11 +159,14 @@ class BuildctlBuilder:
         if not request.context_dir.is_dir():
             raise DeploymentFailure(f"build context {request.context_dir} is not a directory")
         root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="click-deploy-buildctl-"))
+        deadline = asyncio.timeout(self._timeout)
         try:
             workspace = await asyncio.to_thread(_prepare, root, request)
-            async with asyncio.timeout(self._timeout):
+            async with deadline:
                 return await self._run(request, workspace, on_event)
         except TimeoutError:
+            if not deadline.expired():
+                raise
             raise BuildTimedOut(
                 f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
                 "and was stopped"

@@ -259,7 +259,11 @@ def _entry(relative: str, path: Path) -> Iterator[bytes]:
         info.linkname = os.readlink(path)
         yield _header(info)
     elif stat.S_ISREG(status.st_mode):
-        with open(path, "rb") as file:
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed below, around the yields
+        except OSError as error:
+            raise ContextError(f"cannot read {relative}: {error.strerror}") from None
+        with file:
             size = os.fstat(file.fileno()).st_size
             info.size = size
             yield _header(info)

@@ -184,6 +184,10 @@ class EngineBuilder:
                 f"lost the connection to the Docker engine at DOCKER_HOST={self.docker_host}: "
                 f"{error}"
             ) from None
+        except aiohttp.ServerTimeoutError as error:
+            raise BuilderUnavailable(
+                f"the Docker engine at DOCKER_HOST={self.docker_host} timed out: {error}"
+            ) from None
         except aiohttp.ServerDisconnectedError:
             raise BuilderUnavailable(
                 f"the Docker engine at DOCKER_HOST={self.docker_host} closed the connection"
@@ -198,14 +202,19 @@ class EngineBuilder:
 
     async def build(self, request: BuildRequest, on_event: OnEvent) -> BuiltImage:
         _check_request(request)
+        deadline = asyncio.timeout(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with deadline:
                 with self._engine_errors():
                     async with self._session() as session:
                         await self._pull_bases(session, request, on_event)
                         await self._build(session, request, on_event)
                         digest = await self._push(session, request, on_event)
         except TimeoutError:
+            if not deadline.expired():
+                raise BuilderUnavailable(
+                    f"the Docker engine at DOCKER_HOST={self.docker_host} timed out"
+                ) from None
             raise BuildTimedOut(
                 f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
                 "and was stopped"
@@ -271,12 +280,12 @@ class EngineBuilder:
         registry_config = _registry_config(request)
         if registry_config:
             headers["X-Registry-Config"] = registry_config
-        body = stream_tar(request.context_dir, request.dockerfile, request.dockerignore)
+        body = _ContextBody(request)
         tracker = ProgressTracker()
         image_id: str | None = None
         error: str | None = None
         async with session.post(
-            f"/{API_VERSION}/build", params=params, data=body, headers=headers
+            f"/{API_VERSION}/build", params=params, data=body.chunks(), headers=headers
         ) as response:
             try:
                 if response.status >= 500:
@@ -305,6 +314,8 @@ class EngineBuilder:
                 raise
         for event in tracker.flush():
             on_event(event)
+        if body.error is not None:
+            raise DeploymentFailure(f"cannot send the build context: {body.error}")
         if error is not None:
             raise failure_from_build(tracker.failed_step(), error, request)
         if image_id is None:
@@ -353,6 +364,25 @@ class EngineBuilder:
             raise BuilderUnavailable(f"pushing {request.image} ended without a digest")
         on_event(StepDone(step_id, name, time.monotonic() - started))
         return digest
+
+
+class _ContextBody:
+    """The tar body; a context that cannot be read ends it early and is reported as the
+    cause (the engine would only see a truncated tar)."""
+
+    def __init__(self, request: BuildRequest) -> None:
+        self._request = request
+        self.error: Exception | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        request = self._request
+        try:
+            async for chunk in stream_tar(
+                request.context_dir, request.dockerfile, request.dockerignore
+            ):
+                yield chunk
+        except (ContextError, DockerignoreError, OSError) as error:
+            self.error = error
 
 
 def _check_request(request: BuildRequest) -> None:
