@@ -196,8 +196,11 @@ class EngineBuilder:
     async def ping(self) -> str:
         """The engine's API version; BuilderUnavailable when it cannot be reached."""
         with self._engine_errors():
-            async with self._session() as session, session.get("/version") as response:
-                body = await response.json()
+            async with (
+                self._session() as session,
+                session.get("/version", timeout=aiohttp.ClientTimeout(total=10)) as response,
+            ):
+                body = await response.json(content_type=None)
                 return str(body.get("ApiVersion", ""))
 
     async def build(self, request: BuildRequest, on_event: OnEvent) -> BuiltImage:
