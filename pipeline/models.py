@@ -23,8 +23,18 @@ _Plan = tuple[tuple[str, ...], dict[str, Any]]
 _plans: dict[tuple[type[Any], tuple[str, ...]], _Plan | None] = {}
 
 
+_names: dict[type[Any], frozenset[str]] = {}
+
+
+def _field_names(cls: type[Any]) -> frozenset[str]:
+    names = _names.get(cls)
+    if names is None:
+        names = _names[cls] = frozenset(item.name for item in fields(cls))
+    return names
+
+
 def _plan(cls: type[Any], keys: tuple[str, ...]) -> _Plan | None:
-    wanted = {item.name for item in fields(cls)}
+    wanted = _field_names(cls)
     names = tuple(key for key in keys if key in wanted)
     defaults: dict[str, Any] = {}
     for item in fields(cls):
@@ -45,7 +55,7 @@ def _from_row(cls: type[Any], row: Row, convert: Mapping[str, Any] | None = None
     except KeyError:
         plan = _plans[cls, keys] = _plan(cls, keys)
     if plan is None:
-        values = {key: row[key] for key in keys if key in {f.name for f in fields(cls)}}
+        values = {key: row[key] for key in keys if key in _field_names(cls)}
         for name, function in (convert or {}).items():
             if name in values:
                 values[name] = function(values[name])
@@ -116,6 +126,18 @@ class Deployment:
     @classmethod
     def from_row(cls, row: Row) -> Self:
         return _from_row(cls, row, _DEPLOYMENT_CONVERT)  # type: ignore[no-any-return]
+
+    def updated(self, row: Row) -> Self:
+        """This deployment with the columns `row` carries (a write that returns only the
+        columns it can have changed); the other fields stay as they are."""
+        names = _field_names(type(self))
+        values = dict(self.__dict__)
+        values.update({key: value for key, value in row.items() if key in names})
+        values["status"] = Status(values["status"])
+        values["last_log_seq"] = row.get("last_log_seq")  # a claim's, not a later write's
+        instance = object.__new__(type(self))
+        instance.__dict__.update(values)
+        return instance
 
 
 _DEPLOYMENT_CONVERT = {"status": Status}

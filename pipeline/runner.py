@@ -228,9 +228,8 @@ class Job:
         first_seq = self._next_seq
         self._next_seq += len(lines)
         return JobWrite(
-            deployment_id=self.deployment.id,
+            deployment=self.deployment,
             lease_token=self.lease_token,
-            attempt=self.deployment.attempts,
             first_seq=first_seq,
             logs=lines,
             steps=steps,

@@ -56,12 +56,11 @@ class LogEntry:
 @dataclass(frozen=True)
 class JobWrite:
     """What one running deployment writes at one moment: log lines (numbered from
-    `first_seq`), steps of attempt `attempt`, and then perhaps a new state. Stored in one
-    statement, so the lines and steps land together with the state they lead up to."""
+    `first_seq`), steps, and then perhaps a new state. Stored in one statement, so the
+    lines and steps land together with the state they lead up to."""
 
-    deployment_id: int
+    deployment: Deployment  # as the job last saw it
     lease_token: UUID | None
-    attempt: int
     first_seq: int
     logs: Sequence[LogEntry] = ()
     steps: Sequence[Step] = ()
@@ -259,7 +258,7 @@ class Store:
         for write in writes:
             if write.logs:
                 count = len(write.logs)
-                log_ids += [write.deployment_id] * count
+                log_ids += [write.deployment.id] * count
                 log_seqs += range(write.first_seq, write.first_seq + count)
                 for entry in write.logs:
                     log_ats.append(entry.at or now)
@@ -269,7 +268,7 @@ class Store:
             steps += write.steps
         rows = await self.pool.fetch(
             q("job_writes"),
-            [write.deployment_id for write in moves],
+            [write.deployment.id for write in moves],
             [write.lease_token for write in moves],
             [str(write.status) for write in moves],
             [write.error for write in moves],
@@ -295,8 +294,10 @@ class Store:
         changed = {row["id"]: row for row in rows if row["id"] is not None}
         results: list[Deployment | None] = []
         for write in writes:
-            row = changed.get(write.deployment_id) if write.status is not None else None
-            results.append(Deployment.from_row(row) if row is not None else None)
+            row = changed.get(write.deployment.id) if write.status is not None else None
+            # The answer holds the columns the change can have touched; the rest cannot
+            # change while the lease is held, so the job's copy of them is current.
+            results.append(write.deployment.updated(row) if row is not None else None)
         return results
 
     async def current_image(self, service_id: int, environment: str) -> ServiceImage | None:

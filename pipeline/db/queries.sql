@@ -243,7 +243,7 @@ SELECT * FROM deployment_steps WHERE deployment_id = $1 ORDER BY attempt, seq;
 -- token and allowed only along deployment_transitions (the trigger checks again);
 -- `succeeded` also records the image as its target's current one, and a final state frees
 -- the target, so the queue is woken for whatever waits behind it. Answers one row per
--- change that applied, or a single all-NULL row when none did.
+-- change that applied (the columns it can have changed), or one all-NULL row when none did.
 WITH moves AS (
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[])
@@ -294,7 +294,11 @@ WITH moves AS (
       AND (m.token IS NULL OR d.lease_token = m.token)
       AND d.status = ANY (ARRAY(SELECT t.from_status FROM deployment_transitions t
                                 WHERE t.to_status = m.status))
-    RETURNING d.*
+    -- The columns a running deployment's row can change in; the job has the others.
+    RETURNING d.id, d.service_id, d.environment, d.status, d.phase, d.step, d.steps_total,
+        d.progress_message, d.error, d.error_kind, d.image, d.digest, d.worker_id,
+        d.lease_token, d.lease_expires_at, d.heartbeat_at, d.cancel_requested,
+        d.finished_at, d.updated_at
 ), current AS (
     INSERT INTO service_images (service_id, environment, deployment_id, image, digest)
     SELECT service_id, environment, id, image, digest FROM updated
@@ -309,5 +313,4 @@ WITH moves AS (
 ), written AS (
     SELECT (SELECT count(*) FROM logs_told) + (SELECT count(*) FROM woken) AS notified
 )
-SELECT u.*, s.name AS service_name, written.notified AS _notified
-FROM written LEFT JOIN (updated u JOIN services s ON s.id = u.service_id) ON true;
+SELECT u.*, written.notified AS _notified FROM written LEFT JOIN updated u ON true;
