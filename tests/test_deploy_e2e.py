@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -199,7 +200,10 @@ async def test_redeploy_is_cached_and_a_source_change_skips_the_install(
 
     source = next(name for name in files if name.endswith(".py"))
     changed = git_daemon.commit(
-        "cache", {source: files[source] + b"\n# a source-only change\n"}, "touch source"
+        # Unique per run, so BuildKit cannot have seen this source before.
+        "cache",
+        {source: files[source] + f"\n# change {uuid.uuid4()}\n".encode()},
+        "touch",
     )
     third = await deploy(changed)
     steps = {s.name: s.status for s in await store.list_steps(third.id) if s.kind == "build"}
