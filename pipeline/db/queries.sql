@@ -121,11 +121,19 @@ SELECT min(run_at) FROM deployments WHERE status = 'queued';
 
 -- name: heartbeat
 -- Extends the leases this worker still holds; a row missing from the answer is lost.
+-- Rows are locked in id order, as job_writes locks them, so the two cannot deadlock.
+WITH held AS (
+    SELECT d.id FROM deployments d
+    JOIN unnest($1::bigint[], $2::uuid[]) AS h (id, token) ON d.id = h.id
+    WHERE d.id = ANY ($1::bigint[]) AND d.lease_token = h.token
+      AND d.status IN ('cloning', 'building', 'pushing')
+    ORDER BY d.id
+    FOR UPDATE OF d
+)
 UPDATE deployments d SET
     heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::uuid[]) AS held (id, token)
-WHERE d.id = held.id AND d.lease_token = held.token
-  AND d.status IN ('cloning', 'building', 'pushing')
+FROM held
+WHERE d.id = held.id
 RETURNING d.id, d.cancel_requested;
 
 -- name: hand_back
@@ -267,6 +275,10 @@ WITH moves AS (
         status = excluded.status, finished_at = excluded.finished_at,
         seconds = excluded.seconds, detail = excluded.detail
     RETURNING 1
+), locked AS (
+    -- In id order, as the heartbeat locks them: several rows in one statement must not
+    -- deadlock with another statement that holds some of them.
+    SELECT d.id FROM deployments d WHERE d.id = ANY ($1::bigint[]) ORDER BY d.id FOR UPDATE
 ), updated AS (
     UPDATE deployments d SET
         status           = m.status,
@@ -286,7 +298,7 @@ WITH moves AS (
         lease_expires_at = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
                                 THEN d.lease_expires_at END,
         updated_at       = now()
-    FROM moves m
+    FROM moves m JOIN locked USING (id)
     -- `d.id = ANY($1)` repeats the join so the rows are found by primary key whatever the
     -- table's statistics say; and the transition check is an array, not EXISTS, which the
     -- planner would turn into a join that looks rows up by status (every row in it).
