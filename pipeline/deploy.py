@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from pipeline.buildkit.builder import Builder, BuildRequest, RegistryCredentials, make_builder
+from pipeline.buildkit.builder import (
+    Builder,
+    BuildRequest,
+    RegistryCredentials,
+    cache_ref_for,
+    make_builder,
+)
 from pipeline.buildkit.events import (
     BuildEvent,
     BuildLog,
@@ -77,12 +83,17 @@ def image_tag(environment: str, commit: str) -> str:
     return short if environment == "production" else f"{environment}-{short}"
 
 
+# BuildKit's names for the step that pushes: the engine transport's own, buildctl's export.
+_PUSH_STEPS = ("pushing ", "exporting to image")
+
+
 @dataclass
 class _BuildSteps:
-    """Turns BuildKit events into log lines and build-step rows."""
+    """Turns BuildKit events into log lines and build-step rows, and notices the push."""
 
     job: Job
-    handles: dict[str, StepHandle]
+    handles: dict[str, StepHandle] = field(default_factory=dict)
+    pushing: asyncio.Task[None] | None = None
 
     def __call__(self, event: BuildEvent) -> None:
         if isinstance(event, BuildLog):
@@ -90,6 +101,8 @@ class _BuildSteps:
         elif isinstance(event, StepStarted):
             self.handles[event.step_id] = self.job.step(event.name, kind="build")
             self.job.log(f"#{len(self.handles)} {event.name}", stream="system")
+            if event.name.startswith(_PUSH_STEPS) and self.pushing is None:
+                self.pushing = asyncio.get_running_loop().create_task(self._enter_pushing())
         elif isinstance(event, StepCached):
             handle = self.handles.get(event.step_id) or self.job.step(event.name, kind="build")
             self.handles[event.step_id] = handle
@@ -105,6 +118,17 @@ class _BuildSteps:
         elif isinstance(event, BuildWarning):
             self.job.log(f"warning: {event.message}", stream="system")
 
+    async def _enter_pushing(self) -> None:
+        await self.job.enter(Status.PUSHING)
+        await self.job.progress(4, len(STEPS), "pushing")
+
+    async def pushed(self) -> None:
+        """After the build call: the state is `pushing`, whether or not the push showed."""
+        if self.pushing is None:
+            await self._enter_pushing()
+        else:
+            await self.pushing
+
 
 class DeployPipeline:
     """The production pipeline (WORKER_PIPELINE=pipeline.deploy:deploy_pipeline)."""
@@ -117,7 +141,7 @@ class DeployPipeline:
         registry_factory: Callable[[], RegistryClient] | None = None,
     ) -> None:
         if not settings.registry_url:
-            raise DeploymentFailure("REGISTRY_URL is not set: click-deploy has nowhere to push")
+            raise ConfigError("REGISTRY_URL is not set: click-deploy has nowhere to push")
         self.settings = settings
         self.builder = builder
         self.images = BaseImages.from_settings(settings)
@@ -189,25 +213,31 @@ class DeployPipeline:
             image_tag(deployment.environment, cloned.commit),
         )
         await job.progress(3, len(STEPS), "building")
+        steps = _BuildSteps(job)
         with _PipelineStep(job, "build") as step:
-            built = await self.builder.build(
-                BuildRequest(
-                    context_dir=(build_dir / plan.context_dir).resolve(),
-                    dockerfile=plan.dockerfile,
-                    image=image,
-                    dockerignore=plan.dockerignore,
-                    target=plan.target,
-                    build_args=dict(plan.build_args),
-                    credentials=self._credentials(),
-                    insecure_registry=self.settings.registry_url.startswith("http://"),
-                ),
-                _BuildSteps(job, {}),
-            )
+            try:
+                built = await self.builder.build(
+                    BuildRequest(
+                        context_dir=(build_dir / plan.context_dir).resolve(),
+                        dockerfile=plan.dockerfile,
+                        image=image,
+                        dockerignore=plan.dockerignore,
+                        target=plan.target,
+                        build_args=dict(plan.build_args),
+                        credentials=self._credentials(),
+                        cache_ref=cache_ref_for(image) if self.settings.build_cache else None,
+                        insecure_registry=self.settings.registry_url.startswith("http://"),
+                    ),
+                    steps,
+                )
+            except BaseException:
+                if steps.pushing is not None:
+                    steps.pushing.cancel()
+                raise
             step.detail = built.digest
-        await job.flush()
+        await steps.pushed()
 
         # 5. verify: the registry has exactly what BuildKit pushed.
-        await job.enter(Status.PUSHING)
         await job.progress(5, len(STEPS), "verifying")
         with _PipelineStep(job, "verify"):
             reference = parse_reference(built.reference)
@@ -255,6 +285,24 @@ class _PipelineStep:
             self.handle.failed(type(error).__name__)
 
 
-def deploy_pipeline(settings: Settings) -> DeployPipeline:
-    """Factory for WORKER_PIPELINE."""
-    return DeployPipeline(settings, make_builder(settings))
+class UnconfiguredPipeline:
+    """Without a registry there is nowhere to push: every deployment fails saying so, and
+    the rest of click-deploy (queue, API, chat) keeps working."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def run(self, job: Job) -> BuildResult:
+        raise StepError(self.reason)
+
+
+def deploy_pipeline(settings: Settings) -> DeployPipeline | UnconfiguredPipeline:
+    """The default WORKER_PIPELINE. A bad builder setting stops the worker at start (a
+    ConfigError naming the variable); a missing registry fails deployments instead."""
+    builder = make_builder(settings)
+    if not settings.registry_url:
+        return UnconfiguredPipeline(
+            "REGISTRY_URL is not set: click-deploy has nowhere to push images "
+            "(set REGISTRY_URL, REGISTRY_USERNAME and REGISTRY_PASSWORD)"
+        )
+    return DeployPipeline(settings, builder)

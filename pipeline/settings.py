@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
 
     # What runs a claimed deployment: "module:factory" returning a Pipeline.
-    worker_pipeline: str = "pipeline.runner:default_pipeline"
+    worker_pipeline: str = "pipeline.deploy:deploy_pipeline"
 
     # HTTP (serve).
     http_host: str = "127.0.0.1"
