@@ -336,7 +336,9 @@ class Worker:
             held = {i: slot.lease_token for i, slot in self.running.items()}
             try:
                 beat = await self.queue.heartbeat(held)
-            except DATABASE_FAULTS as error:
+            except (*DATABASE_FAULTS, asyncpg.PostgresError) as error:
+                # Whatever went wrong, the next beat tries again: a heartbeat loop that
+                # ended would let every lease of this worker run out.
                 log.warning("heartbeat failed", error=str(error) or type(error).__name__)
                 continue
             for deployment_id in beat.cancel_requested:
