@@ -78,13 +78,13 @@ def build_settings(
     )
 
 
-Deploy = Callable[..., Awaitable[Deployment]]
+StartDeployer = Callable[..., Awaitable[tuple[Worker, DeployPipeline]]]
 
 
 @pytest.fixture
 async def deployer(
     build_settings: Settings, pool: asyncpg.Pool, database_url: str, store: Store, queue: Queue
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Worker, DeployPipeline]]]]:
+) -> AsyncIterator[StartDeployer]:
     started: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(**overrides: object) -> tuple[Worker, DeployPipeline]:
@@ -139,7 +139,7 @@ async def test_app_is_built_pushed_verified_and_runs(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = git_daemon.create_repo(app, example_files(app))
     service_id = await add_service(store, app, git_daemon.url_for(app))
@@ -174,7 +174,7 @@ async def test_redeploy_is_cached_and_a_source_change_skips_the_install(
     git_daemon: GitDaemon,
     store: Store,
     queue: Queue,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     app = "python-pip-flask"
     files = example_files(app)
@@ -235,7 +235,7 @@ async def test_a_failing_run_fails_once_naming_the_step_with_its_output(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = dockerfile_repo(
         git_daemon,
@@ -258,7 +258,7 @@ async def test_a_missing_base_image_names_the_image(
     git_daemon: GitDaemon,
     store: Store,
     queue: Queue,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = dockerfile_repo(git_daemon, "nobase", f"FROM {MIRROR}/nope/missing:1\n")
     service_id = await add_service(store, "nobase", git_daemon.url_for("nobase"))
@@ -272,7 +272,7 @@ async def test_an_unknown_runtime_says_what_was_looked_for(
     git_daemon: GitDaemon,
     store: Store,
     queue: Queue,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = git_daemon.create_repo("mystery", {"notes.txt": "nothing to run\n"})
     service_id = await add_service(store, "mystery", git_daemon.url_for("mystery"))
@@ -287,7 +287,7 @@ async def test_a_commit_that_does_not_exist(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     git_daemon.create_repo("gone", example_files("static-index"))
     service_id = await add_service(store, "gone", git_daemon.url_for("gone"))
@@ -303,7 +303,7 @@ async def test_a_wrong_token_on_a_private_repository(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = git_http.create_repo("private", example_files("static-index"))
     service_id = await add_service(store, "private", git_http.url_for("private"))
@@ -320,7 +320,7 @@ async def test_the_right_token_clones_a_private_repository(
     git_http: GitHttpServer,
     store: Store,
     queue: Queue,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = git_http.create_repo("private-ok", example_files("static-index"))
     service_id = await add_service(store, "private-ok", git_http.url_for("private-ok"))
@@ -345,18 +345,25 @@ async def wait_until_gone(marker: str, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.2)
 
 
+async def sleeping_service(
+    git_daemon: GitDaemon, store: Store, name: str, marker: str
+) -> tuple[int, str]:
+    """A service whose build runs `marker` (a sleep) for minutes: something to stop."""
+    commit = dockerfile_repo(
+        git_daemon, name, f"FROM {MIRROR}/library/debian:bookworm\nRUN {marker}\n"
+    )
+    return await add_service(store, name, git_daemon.url_for(name)), commit
+
+
 async def test_cancel_mid_build_stops_the_build(
     git_daemon: GitDaemon,
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     marker = "sleep 417"
-    commit = dockerfile_repo(
-        git_daemon, "slow", f"FROM {MIRROR}/library/debian:bookworm\nRUN {marker}\n"
-    )
-    service_id = await add_service(store, "slow", git_daemon.url_for("slow"))
+    service_id, commit = await sleeping_service(git_daemon, store, "slow", marker)
     await deployer()
     made = await queue.enqueue(service_id, commit_sha=commit, ref="main")
     deadline = time.monotonic() + 120
@@ -375,13 +382,10 @@ async def test_a_build_over_the_timeout_is_stopped(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     marker = "sleep 419"
-    commit = dockerfile_repo(
-        git_daemon, "forever", f"FROM {MIRROR}/library/debian:bookworm\nRUN {marker}\n"
-    )
-    service_id = await add_service(store, "forever", git_daemon.url_for("forever"))
+    service_id, commit = await sleeping_service(git_daemon, store, "forever", marker)
     await deployer(build_timeout_seconds=8.0)
     done = await fail_with(store, queue, service_id, commit)
     assert done.error_kind == "timeout" and "BUILD_TIMEOUT_SECONDS" in (done.error or "")
@@ -394,7 +398,7 @@ async def test_registry_down_is_retried_then_fails_with_a_clear_reason(
     store: Store,
     queue: Queue,
     build_settings: Settings,
-    deployer: Callable[..., Awaitable[tuple[Worker, DeployPipeline]]],
+    deployer: StartDeployer,
 ) -> None:
     commit = git_daemon.create_repo("nowhere", example_files("static-index"))
     service_id = await add_service(store, "nowhere", git_daemon.url_for("nowhere"))
