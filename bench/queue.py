@@ -25,12 +25,19 @@ Enqueue rate and claim + complete throughput
     finished in the database: ``succeeded`` for click-deploy, gone from the queue table (its
     completion flushed) for pgqueuer.
 
+    Two more rows, throughput and statements only: click-deploy with ``--extra-slots``
+    (default 10, pgqueuer's batch size) slots per Worker, since a worker claims at most its
+    free slots at once and its jobs' writes are batched across its slots; and pgqueuer with
+    ``max_concurrent_tasks`` bounded (``--pgq-extra-max-tasks``, default click-deploy's
+    slots in total in that row, 20, which is also pgqueuer's minimum for a batch of 10),
+    since by default it runs any number of jobs at once.
+
 Statements per job
     A second, untimed run of the throughput test counts every statement each side sends, with
     asyncpg query loggers (they slow the client down by some 10 %, hence not in the timed run):
-    for click-deploy every connection of its pool, which includes asyncpg's reset query on each
-    release back to the pool; for pgqueuer its producer and consumer connections. click-deploy's
-    LISTEN connection is not counted. Each statement costs at least one round trip.
+    for click-deploy every connection of its pool (the pool sends no reset query on release);
+    for pgqueuer its producer and consumer connections. click-deploy's LISTEN connection is not
+    counted. Each statement costs at least one round trip.
 
 Logging is turned down to warnings on both sides, so per-job log lines cost nothing.
 """
@@ -62,7 +69,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from importlib import metadata, resources
 from typing import Any
@@ -406,7 +413,10 @@ async def click_deploy_throughput(
     return throughput, statements
 
 
-async def bench_click_deploy(server_url: str, options: Options) -> SideResult:
+async def bench_click_deploy(server_url: str, options: Options) -> list[SideResult]:
+    """The configured workers × slots (latency, throughput, statements), then, with
+    --extra-slots, the same number of workers with that many slots each (throughput and
+    statements: latency is one deployment at a time, where slots do not matter)."""
     async with temporary_database(server_url, "cd_bench") as url:
         connection = await asyncpg.connect(url)
         try:
@@ -423,7 +433,10 @@ async def bench_click_deploy(server_url: str, options: Options) -> SideResult:
 
         progress(f"click-deploy: latency, {options.warmup} warm-up + {options.samples} samples")
         latency, latency_configuration = await click_deploy_latency(url, service.id, options)
-        progress(f"click-deploy: throughput, {options.jobs} jobs")
+        progress(
+            f"click-deploy: throughput, {options.jobs} jobs, "
+            f"{options.workers} workers × {options.slots} slots"
+        )
         throughput, _ = await click_deploy_throughput(
             url, service.id, options, label="t", count=False
         )
@@ -431,26 +444,61 @@ async def bench_click_deploy(server_url: str, options: Options) -> SideResult:
         _, statements = await click_deploy_throughput(
             url, service.id, options, label="s", count=True
         )
-    return SideResult(
-        name="click-deploy",
-        configuration={
-            "latency": latency_configuration,
-            "throughput": {
-                "workers": options.workers,
-                "slots_per_worker": options.slots,
-                "pool_size": POOL_SIZE,
-                "targets": f"1 service, environments t-0 … t-{options.jobs - 1}",
-            },
-            "settings": {
-                "queue_poll_seconds": 60,
-                "worker_heartbeat_seconds": 5,
-                "worker_lease_seconds": 30,
-            },
-        },
-        latency=latency,
-        throughput=throughput,
-        statements=statements,
-    )
+        sides = [
+            SideResult(
+                name="click-deploy",
+                configuration={
+                    "latency": latency_configuration,
+                    "throughput": click_deploy_configuration(options),
+                    "settings": CLICK_DEPLOY_SETTINGS,
+                },
+                latency=latency,
+                throughput=throughput,
+                statements=statements,
+            )
+        ]
+        if options.extra_slots:
+            extra = replace(options, slots=options.extra_slots)
+            progress(
+                f"click-deploy: throughput, {options.jobs} jobs, "
+                f"{extra.workers} workers × {extra.slots} slots"
+            )
+            throughput, _ = await click_deploy_throughput(
+                url, service.id, extra, label="u", count=False
+            )
+            progress(f"click-deploy: statements, {options.jobs} more jobs (not timed)")
+            _, statements = await click_deploy_throughput(
+                url, service.id, extra, label="v", count=True
+            )
+            sides.append(
+                SideResult(
+                    name=f"click-deploy {extra.workers}×{extra.slots}",
+                    configuration={
+                        "throughput": click_deploy_configuration(extra),
+                        "settings": CLICK_DEPLOY_SETTINGS,
+                    },
+                    throughput=throughput,
+                    statements=statements,
+                )
+            )
+    return sides
+
+
+CLICK_DEPLOY_SETTINGS = {
+    "queue_poll_seconds": 60,
+    "worker_heartbeat_seconds": 5,
+    "worker_lease_seconds": 30,
+}
+
+
+def click_deploy_configuration(options: Options) -> dict[str, Any]:
+    return {
+        "workers": options.workers,
+        "slots_per_worker": options.slots,
+        "slots_in_total": options.workers * options.slots,
+        "pool_size": POOL_SIZE,
+        "targets": f"1 service, environments t-0 … t-{options.jobs - 1}",
+    }
 
 
 # --- pgqueuer ------------------------------------------------------------------------------
@@ -637,7 +685,10 @@ async def pgqueuer_throughput(
     return throughput, statements
 
 
-async def bench_pgqueuer(server_url: str, options: Options) -> SideResult:
+async def bench_pgqueuer(server_url: str, options: Options) -> list[SideResult]:
+    """The configured consumers (latency, throughput, statements), then, with
+    --pgq-extra-max-tasks, the same consumers with max_concurrent_tasks set (throughput and
+    statements): a concurrency like click-deploy's slots."""
     async with temporary_database(server_url, "pgq_bench") as url:
         connection = await asyncpg.connect(url)
         try:
@@ -662,18 +713,41 @@ async def bench_pgqueuer(server_url: str, options: Options) -> SideResult:
         progress(f"pgqueuer: statements, {options.jobs} more jobs (not timed)")
         _, statements = await pgqueuer_throughput(url, options, throughput_config, count=True)
         batched = await pgqueuer_batched_enqueue(url, options.jobs)
-    return SideResult(
-        name="pgqueuer",
-        configuration={
-            "latency": latency_config.describe(),
-            "throughput": throughput_config.describe(),
-            "run": "PgQueuer.run (queue manager + scheduler)",
-        },
-        latency=latency,
-        throughput=throughput,
-        statements=statements,
-        extra={"batched_enqueue_per_second (one call, N jobs)": batched},
-    )
+        sides = [
+            SideResult(
+                name="pgqueuer",
+                configuration={
+                    "latency": latency_config.describe(),
+                    "throughput": throughput_config.describe(),
+                    "run": "PgQueuer.run (queue manager + scheduler)",
+                },
+                latency=latency,
+                throughput=throughput,
+                statements=statements,
+                extra={"batched_enqueue_per_second (one call, N jobs)": batched},
+            )
+        ]
+        if options.pgq_extra_max_tasks:
+            bounded = replace(throughput_config, max_concurrent_tasks=options.pgq_extra_max_tasks)
+            progress(
+                f"pgqueuer: throughput, {options.jobs} jobs, "
+                f"max_concurrent_tasks={options.pgq_extra_max_tasks}"
+            )
+            throughput, _ = await pgqueuer_throughput(url, options, bounded, count=False)
+            progress(f"pgqueuer: statements, {options.jobs} more jobs (not timed)")
+            _, statements = await pgqueuer_throughput(url, options, bounded, count=True)
+            sides.append(
+                SideResult(
+                    name=f"pgqueuer max {options.pgq_extra_max_tasks} tasks",
+                    configuration={
+                        "throughput": bounded.describe(),
+                        "run": "PgQueuer.run (queue manager + scheduler)",
+                    },
+                    throughput=throughput,
+                    statements=statements,
+                )
+            )
+    return sides
 
 
 # --- options and report --------------------------------------------------------------------
@@ -692,6 +766,8 @@ class Options:
     pgq_consumers: int
     pgq_batch_size: int
     pgq_max_tasks: int
+    extra_slots: int
+    pgq_extra_max_tasks: int
     json_path: Path | None
 
 
@@ -717,6 +793,21 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="pgqueuer max_concurrent_tasks per instance (0: unlimited; else >= 2 x batch size)",
     )
     parser.add_argument(
+        "--extra-slots",
+        type=int,
+        default=10,
+        help="also time click-deploy with this many slots per Worker (0: no such run); "
+        "the default, 10, is pgqueuer's batch size",
+    )
+    parser.add_argument(
+        "--pgq-extra-max-tasks",
+        type=int,
+        default=-1,
+        help="also time pgqueuer with this max_concurrent_tasks per instance (0: no such "
+        "run; default: click-deploy's slots in total in the --extra-slots run, or at least "
+        "2 x batch size, pgqueuer's minimum)",
+    )
+    parser.add_argument(
         "--settle-ms",
         type=float,
         default=25.0,
@@ -731,6 +822,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
         parser.error("need --jobs >= 1, --samples >= 2 and --warmup >= 0")
     if args.pgq_max_tasks and args.pgq_max_tasks < 2 * args.pgq_batch_size:
         parser.error("pgqueuer needs --pgq-max-tasks >= 2 x --pgq-batch-size (or 0)")
+    if args.extra_slots < 0:
+        parser.error("need --extra-slots >= 0")
+    if args.pgq_extra_max_tasks < 0:
+        total = args.workers * (args.extra_slots or args.slots)
+        args.pgq_extra_max_tasks = max(total, 2 * args.pgq_batch_size)
+    elif args.pgq_extra_max_tasks and args.pgq_extra_max_tasks < 2 * args.pgq_batch_size:
+        parser.error("pgqueuer needs --pgq-extra-max-tasks >= 2 x --pgq-batch-size (or 0)")
     return Options(
         database_url=args.database_url,
         jobs=args.jobs,
@@ -743,6 +841,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         pgq_consumers=args.pgq_consumers,
         pgq_batch_size=args.pgq_batch_size,
         pgq_max_tasks=args.pgq_max_tasks,
+        extra_slots=args.extra_slots,
+        pgq_extra_max_tasks=args.pgq_extra_max_tasks,
         json_path=args.json,
     )
 
@@ -855,8 +955,8 @@ def quiet_logging() -> None:
 async def run(options: Options) -> dict[str, Any]:
     env = await environment(options.database_url)
     sides = [
-        await bench_click_deploy(options.database_url, options),
-        await bench_pgqueuer(options.database_url, options),
+        *await bench_click_deploy(options.database_url, options),
+        *await bench_pgqueuer(options.database_url, options),
     ]
     print(report(env, options, sides), flush=True)
     return {
