@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from pipeline.queue.queue import CancelOutcome
 from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
 from pipeline.store import NewService
+from pipeline.trigger import Trigger
 
 T = TypeVar("T")
 
@@ -205,12 +207,20 @@ def deploy(
 
     async def action(runtime: Runtime) -> int:
         found = await runtime.store.find_service(service_name)
-        deployment = await runtime.queue.enqueue(
-            found.id,
+        trigger = Trigger(
+            source="cli",
+            actor=getpass.getuser(),
             environment=environment,
             ref=ref or found.branch,
             commit_sha=commit_sha,
-            trigger={"source": "cli"},
+            reason="click-deploy deploy",
+        )
+        deployment = await runtime.queue.enqueue(
+            found.id,
+            environment=environment,
+            ref=trigger.ref,
+            commit_sha=commit_sha,
+            trigger=trigger.to_json(),
         )
         click.echo(f"queued deployment {deployment.id} of {found.name} ({environment})")
         if follow:

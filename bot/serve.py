@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -79,7 +80,14 @@ def make_app(runtime: Runtime, worker: Worker) -> web.Application:
     app[RUNTIME_KEY] = runtime
     app[WORKER_KEY] = worker
     app.router.add_get("/healthz", health)
+    for setup in FEATURES:
+        setup(app, runtime)
     return app
+
+
+# Each front end adds its routes here: setup(app, runtime) registers handlers and any
+# background tasks (app.cleanup_ctx). One line a feature, so features stay apart.
+FEATURES: list[Callable[[web.Application, Runtime], None]] = []
 
 
 async def run_server(runtime: Runtime, slots: int | None = None) -> None:

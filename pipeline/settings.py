@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # HTTP (serve).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # How people reach this bot (links in check runs, comments, Slack).
+    public_url: str = "http://127.0.0.1:8080"
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
