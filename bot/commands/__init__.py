@@ -1,0 +1,1 @@
+"""Commands people type (`/deploy …` in a PR comment, later Slack), parsed into values."""
