@@ -252,77 +252,47 @@ SELECT * FROM deployment_steps WHERE deployment_id = $1 ORDER BY attempt, seq;
 -- `succeeded` also records the image as its target's current one, and a final state frees
 -- the target, so the queue is woken for whatever waits behind it. Answers one row per
 -- change that applied (the columns it can have changed), or one all-NULL row when none did.
-WITH moves AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[])
-        AS m (id, token, status, error, error_kind, image, digest)
-), logs AS (
-    INSERT INTO deployment_logs (deployment_id, seq, at, stream, line)
-    SELECT * FROM unnest($8::bigint[], $9::bigint[], $10::timestamptz[], $11::text[],
-                         $12::text[])
-    RETURNING deployment_id, seq
-), logs_told AS (
-    SELECT pg_notify('click_deploy_logs', deployment_id::text || ':' || max(seq)::text)
-    FROM logs GROUP BY deployment_id
-), steps AS (
-    INSERT INTO deployment_steps
-        (deployment_id, attempt, seq, kind, name, status, started_at, finished_at, seconds,
-         detail)
-    SELECT * FROM unnest($13::bigint[], $14::integer[], $15::integer[], $16::text[],
-                         $17::text[], $18::text[], $19::timestamptz[], $20::timestamptz[],
-                         $21::double precision[], $22::text[])
-    ON CONFLICT (deployment_id, attempt, seq) DO UPDATE SET
-        status = excluded.status, finished_at = excluded.finished_at,
-        seconds = excluded.seconds, detail = excluded.detail
-    RETURNING 1
-), locked AS (
-    -- In id order, as the heartbeat locks them: several rows in one statement must not
-    -- deadlock with another statement that holds some of them.
-    SELECT d.id FROM deployments d WHERE d.id = ANY ($1::bigint[]) ORDER BY d.id FOR UPDATE
-), updated AS (
-    UPDATE deployments d SET
-        status           = m.status,
-        phase            = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
-                                THEN m.status ELSE d.phase END,
-        error            = coalesce(m.error, d.error),
-        error_kind       = coalesce(m.error_kind, d.error_kind),
-        image            = CASE WHEN m.status = 'succeeded' THEN m.image
-                                ELSE coalesce(m.image, d.image) END,
-        digest           = CASE WHEN m.status = 'succeeded' THEN m.digest ELSE d.digest END,
-        finished_at      = CASE WHEN m.status IN ('succeeded', 'failed', 'cancelled', 'superseded')
-                                THEN now() ELSE d.finished_at END,
-        worker_id        = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
-                                THEN d.worker_id END,
-        lease_token      = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
-                                THEN d.lease_token END,
-        lease_expires_at = CASE WHEN m.status IN ('cloning', 'building', 'pushing')
-                                THEN d.lease_expires_at END,
-        updated_at       = now()
-    FROM moves m JOIN locked USING (id)
-    -- `d.id = ANY($1)` repeats the join so the rows are found by primary key whatever the
-    -- table's statistics say; and the transition check is an array, not EXISTS, which the
-    -- planner would turn into a join that looks rows up by status (every row in it).
-    WHERE d.id = ANY ($1::bigint[]) AND d.id = m.id
-      AND (m.token IS NULL OR d.lease_token = m.token)
-      AND d.status = ANY (ARRAY(SELECT t.from_status FROM deployment_transitions t
-                                WHERE t.to_status = m.status))
-    -- The columns a running deployment's row can change in; the job has the others.
-    RETURNING d.id, d.service_id, d.environment, d.status, d.phase, d.step, d.steps_total,
-        d.progress_message, d.error, d.error_kind, d.image, d.digest, d.worker_id,
-        d.lease_token, d.lease_expires_at, d.heartbeat_at, d.cancel_requested,
-        d.finished_at, d.updated_at
-), current AS (
-    INSERT INTO service_images (service_id, environment, deployment_id, image, digest)
-    SELECT service_id, environment, id, image, digest FROM updated
-    WHERE status = 'succeeded' AND image IS NOT NULL
-    ON CONFLICT (service_id, environment) DO UPDATE SET
-        deployment_id = excluded.deployment_id, image = excluded.image,
-        digest = excluded.digest, updated_at = now()
-    RETURNING 1
-), woken AS (
-    SELECT pg_notify('click_deploy_queue', id::text) FROM updated
-    WHERE status IN ('succeeded', 'failed', 'cancelled', 'superseded')
-), written AS (
-    SELECT (SELECT count(*) FROM logs_told) + (SELECT count(*) FROM woken) AS notified
-)
-SELECT u.*, written.notified AS _notified FROM written LEFT JOIN updated u ON true;
+-- The statement is the function click_deploy_job_writes (migration 0004), for its plan.
+SELECT * FROM click_deploy_job_writes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                                      $14, $15, $16, $17, $18, $19, $20, $21, $22);
+
+-- REST API and pages
+
+-- name: api_token_insert
+INSERT INTO api_tokens (name, scope, token_hash, token_prefix)
+VALUES ($1, $2, $3, $4)
+RETURNING id, name, scope, token_prefix, created_at, last_used_at, revoked_at;
+
+-- name: api_tokens_list
+SELECT id, name, scope, token_prefix, created_at, last_used_at, revoked_at
+FROM api_tokens ORDER BY name;
+
+-- name: api_token_revoke
+UPDATE api_tokens SET revoked_at = now()
+WHERE name = $1 AND revoked_at IS NULL
+RETURNING id;
+
+-- name: api_token_by_hash
+SELECT id, name, scope, token_prefix, created_at, last_used_at, revoked_at
+FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL;
+
+-- name: api_token_touch
+-- At most once a minute per token, whatever the number of processes.
+UPDATE api_tokens SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds');
+
+-- name: deployments_by_ids
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.id = ANY ($1::bigint[]);
+
+-- name: deployment_rollback_source
+-- The newest successful deployment of the target, other than the current image's, whose
+-- image differs from the current one.
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.service_id = $1 AND d.environment = $2 AND d.status = 'succeeded'
+  AND d.image IS NOT NULL AND d.id <> coalesce($3::bigint, 0)
+  AND d.image IS DISTINCT FROM $4::text
+ORDER BY d.id DESC
+LIMIT 1;
