@@ -56,6 +56,7 @@ class Slot:
     task: asyncio.Task[None]
     # The pipeline runs inside `task`; while it does, stopping the run cancels the task.
     in_pipeline: bool = False
+    cancelled_task: bool = False
     stop_reason: StopReason | None = None
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
@@ -117,7 +118,7 @@ class Worker:
             return
         slot.stop_reason = reason
         if slot.in_pipeline:
-            slot.task.cancel()
+            slot.cancelled_task = slot.task.cancel()
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -173,10 +174,14 @@ class Worker:
         self.claimed += 1
         task = asyncio.create_task(self._run_one(deployment, deployment.lease_token))
         self.running[deployment.id] = Slot(deployment, deployment.lease_token, task)
-        task.add_done_callback(lambda _t: self._finished(deployment.id))
+        task.add_done_callback(lambda done: self._finished(deployment.id, done))
 
-    def _finished(self, deployment_id: int) -> None:
-        self.running.pop(deployment_id, None)
+    def _finished(self, deployment_id: int, task: asyncio.Task[None]) -> None:
+        # Only this task's slot: a deployment handed back can be claimed again by this
+        # worker before the task that handed it back has ended.
+        slot = self.running.get(deployment_id)
+        if slot is not None and slot.task is task:
+            del self.running[deployment_id]
         self._wake.set()
 
     async def _drain(self) -> None:
@@ -244,19 +249,19 @@ class Worker:
         try:
             return await self.pipeline.run(job)
         except asyncio.CancelledError:
-            if slot.stop_reason is None:
-                raise  # not ours: whoever cancelled this task means it
-            return None
+            if task.cancelling() > (1 if slot.cancelled_task else 0):
+                raise  # someone else cancelled this task, and means it
+            return None  # stopped by us, or the pipeline gave up by itself (a shutdown)
         except Exception as error:
             return error
         finally:
             slot.in_pipeline = False
             timer.cancel()
-            if slot.stop_reason is not None:
+            if slot.cancelled_task:
                 # Our cancel was delivered (or swallowed by the pipeline): take it back, so
                 # this task's later awaits are not cancelled.
-                while task.cancelling():
-                    task.uncancel()
+                slot.cancelled_task = False
+                task.uncancel()
 
     async def _settle(
         self, job: Job, outcome: BuildResult | BaseException | None, slot: Slot
