@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from bot import cli_format as fmt
+from bot.api.token_cli import token
 from bot.follow import follow_logs
 from bot.runtime import Runtime, apply_migrations, open_runtime, resolve_database_url
 from bot.serve import run_server, run_worker
@@ -345,6 +346,8 @@ def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
     if not result.ok:
         fail(result.message or "cannot plan", EXIT_FAILED)
 
+
+main.add_command(token)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     # How people reach this bot (links in check runs, comments, Slack).
     public_url: str = "http://127.0.0.1:8080"
 
+    # REST API and pages. PAGES_ACCESS "link": a page opens for whoever has its signed link
+    # (HMAC with PAGE_SECRET; unset, a random key kept in DATA_DIR/page-secret, which
+    # suits one machine); "token": pages and their live logs need a read API token.
+    pages_access: Literal["link", "token"] = "link"
+    page_secret: SecretStr | None = None
+    # A viewer of a live log lagging this many batches behind re-reads from its cursor.
+    log_viewer_buffer: int = Field(default=256, ge=1, le=100_000)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

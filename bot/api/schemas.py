@@ -1,0 +1,225 @@
+"""The API's request and response bodies. The same models validate requests and make the
+OpenAPI document (bot/api/openapi.py), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
+from pipeline.states import Status
+
+# PostgreSQL text cannot hold NUL; refusing it here makes it a 422 rather than a fault.
+_NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(max_length=1000, pattern=_NO_NUL)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
+ServiceName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)
+]
+Environment = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", max_length=63)
+]
+CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
+Provider = Literal["github", "gitlab", "git"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class DeployRequest(Model):
+    """What to deploy. Without `ref` the service's branch; `commit` pins an exact commit."""
+
+    ref: ShortText | None = None
+    commit: CommitSha | None = None
+    environment: Environment = "production"
+
+
+class RollbackRequest(Model):
+    """Re-tag the previous successful image of an environment as its current one."""
+
+    environment: Environment = "production"
+
+
+class ServiceCreate(Model):
+    name: ServiceName
+    repository: ShortText
+    provider: Provider = "git"
+    branch: ShortText = "main"
+    root_dir: ShortText = "."
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServiceUpdate(Model):
+    """Only the fields given change."""
+
+    repository: ShortText | None = None
+    provider: Provider | None = None
+    branch: ShortText | None = None
+    root_dir: ShortText | None = None
+    config: dict[str, Any] | None = None
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+class ErrorDetail(Model):
+    code: str
+    message: str
+
+
+class ErrorBody(Model):
+    error: ErrorDetail
+
+
+class ServiceOut(Model):
+    id: int
+    name: str
+    provider: Provider
+    repository: str
+    branch: str
+    root_dir: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceOut:
+        return cls.model_validate(service, from_attributes=True)
+
+
+class ServiceList(Model):
+    items: list[ServiceOut]
+
+
+class DeploymentOut(Model):
+    id: int
+    service_id: int
+    service_name: str | None
+    environment: str
+    ref: str | None
+    commit: str | None
+    status: Status
+    source: str | None = Field(description="where the request came from: cli, api, github…")
+    actor: str | None
+    attempts: int
+    max_attempts: int
+    phase: str | None
+    step: int | None
+    steps_total: int | None
+    progress_message: str | None
+    cancel_requested: bool
+    superseded_by: int | None
+    image: str | None
+    digest: str | None
+    error: str | None
+    error_kind: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> DeploymentOut:
+        # The trigger's `answer` (where forges and chat are answered) stays private.
+        trigger = deployment.trigger if isinstance(deployment.trigger, dict) else {}
+        return cls(
+            id=deployment.id,
+            service_id=deployment.service_id,
+            service_name=deployment.service_name,
+            environment=deployment.environment,
+            ref=deployment.ref,
+            commit=deployment.commit_sha,
+            status=deployment.status,
+            source=_str_or_none(trigger.get("source")),
+            actor=_str_or_none(trigger.get("actor")),
+            attempts=deployment.attempts,
+            max_attempts=deployment.max_attempts,
+            phase=deployment.phase,
+            step=deployment.step,
+            steps_total=deployment.steps_total,
+            progress_message=deployment.progress_message,
+            cancel_requested=deployment.cancel_requested,
+            superseded_by=deployment.superseded_by,
+            image=deployment.image,
+            digest=deployment.digest,
+            error=deployment.error,
+            error_kind=deployment.error_kind,
+            created_at=deployment.created_at,
+            started_at=deployment.started_at,
+            finished_at=deployment.finished_at,
+            updated_at=deployment.updated_at,
+        )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class DeploymentList(Model):
+    items: list[DeploymentOut]
+    next_cursor: int | None = Field(description="pass as `before` for the next, older page")
+
+
+class LogLineOut(Model):
+    seq: int
+    at: datetime
+    stream: str
+    line: str
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogLineOut:
+        return cls(seq=line.seq, at=line.at, stream=line.stream, line=line.line)
+
+
+class LogPage(Model):
+    items: list[LogLineOut]
+    next_cursor: int = Field(description="pass as `after` for the lines that follow")
+
+
+class StepOut(Model):
+    attempt: int
+    seq: int
+    kind: str
+    name: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+    detail: str | None
+
+    @classmethod
+    def of(cls, step: Step) -> StepOut:
+        return cls.model_validate(step, from_attributes=True)
+
+
+class DeploymentDetail(DeploymentOut):
+    steps: list[StepOut]
+
+
+class CancelOut(Model):
+    outcome: Literal["cancelled", "requested"]
+    deployment: DeploymentOut
+
+
+class ImageOut(Model):
+    environment: str
+    deployment_id: int
+    image: str
+    digest: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, image: ServiceImage) -> ImageOut:
+        return cls.model_validate(image, from_attributes=True)
+
+
+class RollbackOut(Model):
+    image: str
+    digest: str
+    from_deployment: int
