@@ -124,9 +124,7 @@ async def test_deploy_get_list_and_cancel(api: Api) -> None:
     assert got["id"] == queued["id"] and got["steps"] == []
 
     page = await json_of(
-        await api.client.get(
-            f"{V1}/services/{sid}/deployments?limit=1", headers=api.auth("read")
-        ),
+        await api.client.get(f"{V1}/services/{sid}/deployments?limit=1", headers=api.auth("read")),
         200,
     )
     assert [d["id"] for d in page["items"]] == [default["id"]]
