@@ -10,7 +10,7 @@ is retried by the worker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,20 @@ def git_auth(settings: Settings) -> GitAuth | None:
     if settings.git_token is None:
         return None
     return GitAuth(settings.git_username, settings.git_token)
+
+
+# Other sources of clone credentials, asked in order before GIT_TOKEN (a GitHub App's
+# installation tokens: bot.github.credentials). A hook answers None when it has none.
+CloneAuthHook = Callable[[Service, Settings], Awaitable[GitAuth | None]]
+clone_auth_hooks: list[CloneAuthHook] = []
+
+
+async def clone_auth(service: Service, settings: Settings) -> GitAuth | None:
+    for hook in clone_auth_hooks:
+        auth = await hook(service, settings)
+        if auth is not None:
+            return auth
+    return git_auth(settings)
 
 
 def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanResult:
@@ -176,7 +190,7 @@ class DeployPipeline:
                     url=repository_url(service, self.settings),
                     commit=deployment.commit_sha,
                     ref=deployment.ref or service.branch,
-                    auth=git_auth(self.settings),
+                    auth=await clone_auth(service, self.settings),
                     submodules=bool(service.config.get("submodules", False)),
                     timeout_seconds=self.settings.clone_timeout_seconds,
                     max_bytes=self.settings.clone_max_megabytes * 1024**2,

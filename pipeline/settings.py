@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     # What runs a claimed deployment: "module:factory" returning a Pipeline.
     worker_pipeline: str = "pipeline.deploy:deploy_pipeline"
 
+    # GitHub App and GitLab (bot/github, bot/gitlab, bot/reporting). The webhook secret and
+    # the App's private key (PEM text) are secrets; GITHUB_API_URL points at GitHub
+    # Enterprise (https://HOST/api/v3) or a test double.
+    github_webhook_secret: SecretStr | None = None
+    github_app_id: str | None = None
+    github_private_key: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    github_app_slug: str = "click-deploy"  # its comments come from "<slug>[bot]"
+    webhook_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Reporting back from the outbox: poll interval, least time between two updates of one
+    # deployment (the final state always goes out), attempts before a report is given up.
+    report_poll_seconds: float = Field(default=1.0, gt=0)
+    report_throttle_seconds: float = Field(default=3.0, ge=0)
+    report_max_attempts: int = Field(default=8, ge=1)
+
     # HTTP (serve).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)

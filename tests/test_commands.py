@@ -62,3 +62,8 @@ def test_responses(text: str, kind: str, phrase: str) -> None:
     assert isinstance(result, Response), result
     assert result.kind == kind
     assert phrase in result.text
+
+
+def test_a_known_service_is_not_taken_for_a_typo() -> None:
+    assert isinstance(parse("/deploy hello"), Response)  # "help"?
+    assert parse("/deploy hello", services=["hello"]) == Command("deploy", service="hello")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,13 +86,15 @@ def _looks_like_service(word: str) -> bool:
     return word.replace("-", "").isalnum() and word[:1].isalnum()
 
 
-def _parse_words(words: list[str]) -> Result:
+def _parse_words(words: list[str], services: Collection[str]) -> Result:
     """`words` come after the /deploy prefix."""
     name: Name = "deploy"
     if words and not words[0].startswith("-"):
         first = words[0].lower()
-        if first in SUBCOMMANDS:
-            name = first  # type: ignore[assignment]
+        if first in services:
+            pass  # a service that happens to look like a command's typo
+        elif first in SUBCOMMANDS:
+            name = first
             words = words[1:]
         else:
             near = _suggest(first, SUBCOMMANDS)
@@ -141,7 +144,7 @@ def _parse_words(words: list[str]) -> Result:
     return Command(name=name, service=service, ref=ref)
 
 
-def parse_line(line: str) -> Result:
+def parse_line(line: str, services: Collection[str] = ()) -> Result:
     """One line: a command if it starts with /deploy (leading spaces allowed)."""
     stripped = line.strip()
     if not stripped.startswith(PREFIX):
@@ -157,12 +160,13 @@ def parse_line(line: str) -> Result:
         words = shlex.split(rest)
     except ValueError as error:
         return Response("usage", f"Could not read the command: {error}.\n\n{HELP}")
-    return _parse_words(words)
+    return _parse_words(words, services)
 
 
-def parse(text: str) -> Result:
+def parse(text: str, services: Collection[str] = ()) -> Result:
     """A comment or message: the first line that starts with `/deploy` decides. Lines in
-    fenced code blocks and quotes are not commands."""
+    fenced code blocks and quotes are not commands. `services` are the names known here
+    (a service called like a command's typo is then not taken for one)."""
     fenced = False
     for line in text.splitlines():
         stripped = line.strip()
@@ -171,7 +175,7 @@ def parse(text: str) -> Result:
             continue
         if fenced or stripped.startswith(">"):
             continue
-        result = parse_line(line)
+        result = parse_line(line, services)
         if not isinstance(result, Ignore):
             return result
     return Ignore()

@@ -337,3 +337,101 @@ WHERE d.service_id = $1 AND d.environment = $2 AND d.status = 'succeeded'
   AND d.image IS DISTINCT FROM $4::text
 ORDER BY d.id DESC
 LIMIT 1;
+
+-- Forges and reporting (bot/github, bot/reporting; migration 0006).
+
+-- name: forge_delivery_seen
+SELECT outcome FROM webhook_deliveries WHERE source = $1 AND delivery_id = $2;
+
+-- name: forge_delivery_insert
+INSERT INTO webhook_deliveries (source, delivery_id, event, outcome)
+VALUES ($1, $2, $3, 'received')
+ON CONFLICT (source, delivery_id) DO NOTHING
+RETURNING delivery_id;
+
+-- name: forge_delivery_finish
+UPDATE webhook_deliveries SET outcome = $3, deployment_ids = $4
+WHERE source = $1 AND delivery_id = $2;
+
+-- name: forge_outbox_claim
+-- Due rows of one target; a claimed row is hidden for $3 seconds (a reporter that dies
+-- mid-send leaves it to be picked up again).
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE target = $1 AND delivered_at IS NULL AND available_at <= now()
+    ORDER BY available_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET available_at = now() + make_interval(secs => $3), attempts = o.attempts + 1
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.deployment_id, o.changes, o.attempts;
+
+-- name: forge_outbox_done
+-- Delivered, unless the deployment changed since the claim: then it stays pending.
+UPDATE outbox SET delivered_at = now(), last_error = NULL
+WHERE id = $1 AND changes = $2
+RETURNING id;
+
+-- name: forge_outbox_later
+-- Pending again at now + $2 s; $4 restarts the attempt count (a throttle or a change,
+-- not a failure).
+UPDATE outbox SET available_at = now() + make_interval(secs => $2), last_error = $3,
+    attempts = CASE WHEN $4 THEN 0 ELSE attempts END
+WHERE id = $1;
+
+-- name: forge_outbox_give_up
+UPDATE outbox SET delivered_at = now(), last_error = $2 WHERE id = $1;
+
+-- name: forge_report_get
+SELECT * FROM forge_reports WHERE deployment_id = $1 AND target = $2;
+
+-- name: forge_report_save
+INSERT INTO forge_reports (deployment_id, target, remote_id, sent_status, sent_at, reacted)
+VALUES ($1, $2, $3, $4, now(), $5)
+ON CONFLICT (deployment_id, target) DO UPDATE SET
+    remote_id = coalesce(excluded.remote_id, forge_reports.remote_id),
+    sent_status = excluded.sent_status, sent_at = now(),
+    reacted = forge_reports.reacted OR excluded.reacted;
+
+-- name: forge_pr_comment_ensure
+INSERT INTO forge_pr_comments (target, repository, pr) VALUES ($1, $2, $3)
+ON CONFLICT (target, repository, pr) DO NOTHING;
+
+-- name: forge_pr_comment_lock
+SELECT comment_id FROM forge_pr_comments
+WHERE target = $1 AND repository = $2 AND pr = $3
+FOR UPDATE;
+
+-- name: forge_pr_comment_save
+UPDATE forge_pr_comments SET comment_id = $4, updated_at = now()
+WHERE target = $1 AND repository = $2 AND pr = $3;
+
+-- name: forge_github_pr_deployments
+-- The newest deployment of each service and environment a GitHub pull request caused.
+SELECT DISTINCT ON (d.service_id, d.environment) d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.trigger -> 'answer' ? 'github'
+  AND d.trigger -> 'answer' -> 'github' ->> 'repo' = $1
+  AND d.trigger -> 'answer' -> 'github' ->> 'pr' = $2::text
+ORDER BY d.service_id, d.environment, d.id DESC;
+
+-- name: forge_active_deployments
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.service_id = ANY ($1::bigint[]) AND d.environment = $2
+  AND d.status IN ('queued', 'cloning', 'building', 'pushing')
+ORDER BY d.id;
+
+-- name: forge_environment_images
+-- Every image a service's environment got (a preview's, to delete when its PR closes).
+SELECT DISTINCT image FROM deployments
+WHERE service_id = $1 AND environment = $2 AND status = 'succeeded' AND image IS NOT NULL;
+
+-- name: forge_services_for_repository
+SELECT * FROM services WHERE provider = $1 AND repository = $2 ORDER BY name;
+
+-- name: forge_log_tail
+SELECT seq, at, stream, line FROM (
+    SELECT * FROM deployment_logs WHERE deployment_id = $1 ORDER BY seq DESC LIMIT $2
+) tail ORDER BY seq;

@@ -1,0 +1,241 @@
+"""`/deploy` comments on pull requests: parse, authorize, react, then run the command.
+
+The shared work (ignore bots, parse, permission check, 👀 reaction) happens once here;
+each command has its own small runner. Replies and reactions go out after the delivery
+is stored (`Plan.after`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gidgethub
+import structlog
+
+from bot.commands.parser import Command, Ignore, Response, parse
+from bot.github.client import GitHubClient
+from bot.github.events import preview_environment
+from bot.github.models import Comment, Repo
+from bot.github.plan import After, Context, Enqueue, Plan
+from bot.reporting.render import status_table
+from pipeline.db.queries import q
+from pipeline.models import Deployment, Service
+from pipeline.trigger import Trigger
+
+log = structlog.get_logger(__name__)
+
+WRITE_OR_MORE = frozenset({"admin", "maintain", "write"})
+
+
+def reply(gh: GitHubClient, repo: Repo, number: int, body: str) -> After:
+    async def run() -> None:
+        await gh.post(
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            {"owner": repo.owner, "repo": repo.name, "issue_number": number},
+            data={"body": body},
+        )
+
+    return run
+
+
+def react(gh: GitHubClient, repo: Repo, comment_id: int, content: str) -> After:
+    async def run() -> None:
+        await gh.post(
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+            {"owner": repo.owner, "repo": repo.name, "comment_id": comment_id},
+            data={"content": content},
+        )
+
+    return run
+
+
+async def permission(gh: GitHubClient, repo: Repo, login: str) -> str:
+    try:
+        answer = await gh.getitem(
+            "/repos/{owner}/{repo}/collaborators/{username}/permission",
+            {"owner": repo.owner, "repo": repo.name, "username": login},
+        )
+    except gidgethub.BadRequest as error:
+        if int(error.status_code) in (403, 404):
+            return "none"
+        raise
+    role = answer.get("role_name") if isinstance(answer, dict) else None
+    level = answer.get("permission") if isinstance(answer, dict) else None
+    return str(role if role in WRITE_OR_MORE else level or "none")
+
+
+async def on_allowlist(gh: GitHubClient, service: Service, login: str) -> bool:
+    """`config["allow"]`: logins, or teams as "@org/team"."""
+    allow = service.config.get("allow")
+    entries = [item for item in allow if isinstance(item, str)] if isinstance(allow, list) else []
+    if login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}:
+        return True
+    for entry in entries:
+        if not entry.startswith("@") or "/" not in entry:
+            continue
+        org, team = entry[1:].split("/", 1)
+        try:
+            membership = await gh.getitem(
+                "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+                {"org": org, "team_slug": team, "username": login},
+            )
+        except gidgethub.BadRequest:
+            continue
+        if isinstance(membership, dict) and membership.get("state") == "active":
+            return True
+    return False
+
+
+async def on_issue_comment(payload: Any, context: Context) -> Plan:
+    comment = Comment.from_payload(payload)
+    if comment.action != "created":
+        return Plan(f"ignored: comment {comment.action}")
+    bot_login = f"{context.settings.github_app_slug}[bot]"
+    if comment.author.is_bot or comment.author.login == bot_login:
+        return Plan("ignored: a bot's comment")
+    if not comment.on_pull_request:
+        return Plan("ignored: not a pull request")
+    result = parse(comment.body)
+    if isinstance(result, Ignore):
+        return Plan("ignored: not a command")
+    repo = comment.repo
+    rows = await context.pool.fetch(q("forge_services_for_repository"), "github", repo.full_name)
+    services = [Service.from_row(row) for row in rows]
+    result = parse(comment.body, [service.name for service in services])
+    if isinstance(result, Ignore):
+        return Plan("ignored: not a command")
+    gh = await context.api()
+    if isinstance(result, Response):
+        return Plan(
+            f"replied: {result.kind}", after=[reply(gh, repo, comment.issue_number, result.text)]
+        )
+
+    level = await permission(gh, repo, comment.author.login)
+    if level not in WRITE_OR_MORE:
+        return refuse(
+            gh,
+            comment,
+            f"Sorry @{comment.author.login}, `/deploy` needs write access to "
+            f"{repo.full_name} (you have {level}). Nothing was queued.",
+        )
+    if result.service is not None:
+        services = [service for service in services if service.name == result.service]
+        if not services:
+            return refuse(
+                gh, comment, f"There is no service `{result.service}` for {repo.full_name}."
+            )
+    if not services:
+        return refuse(gh, comment, f"No service deploys {repo.full_name}.")
+    if result.name in ("deploy", "rollback"):
+        for service in services:
+            if service.config.get("protected") and not await on_allowlist(
+                gh, service, comment.author.login
+            ):
+                return refuse(
+                    gh,
+                    comment,
+                    f"Sorry @{comment.author.login}, `{service.name}` is protected and you "
+                    "are not on its allowlist. Nothing was queued.",
+                )
+    if result.name == "deploy":
+        return await run_deploy(context, gh, comment, result, services)
+    if result.name == "cancel":
+        return await run_cancel(context, gh, comment, services)
+    if result.name == "status":
+        return await run_status(context, gh, comment)
+    return refuse(gh, comment, "`/deploy rollback` is not available on GitHub yet.")
+
+
+def refuse(gh: GitHubClient, comment: Comment, text: str) -> Plan:
+    return Plan(
+        "refused",
+        after=[
+            react(gh, comment.repo, comment.id, "confused"),
+            reply(gh, comment.repo, comment.issue_number, text),
+        ],
+    )
+
+
+async def run_deploy(
+    context: Context,
+    gh: GitHubClient,
+    comment: Comment,
+    command: Command,
+    services: list[Service],
+) -> Plan:
+    repo = comment.repo
+    pull = await gh.getitem(
+        "/repos/{owner}/{repo}/pulls/{pull_number}",
+        {"owner": repo.owner, "repo": repo.name, "pull_number": comment.issue_number},
+    )
+    head_sha = pull["head"]["sha"]
+    head_repo = (pull["head"].get("repo") or {}).get("full_name")
+    # A fork's commits are reachable from the base repository under refs/pull/N/head.
+    ref = command.ref or (
+        pull["head"]["ref"]
+        if head_repo == repo.full_name
+        else f"refs/pull/{comment.issue_number}/head"
+    )
+    commit = None if command.ref else head_sha
+    environment = preview_environment(comment.issue_number)
+    plan = Plan("queued", after=[react(gh, repo, comment.id, "eyes")])
+    for service in services:
+        trigger = Trigger(
+            source="github",
+            actor=comment.author.login,
+            environment=environment,
+            ref=ref,
+            commit_sha=commit,
+            reason="/deploy comment",
+            delivery_id=context.delivery_id,
+            answer=context.answer(
+                repo.full_name,
+                pr=comment.issue_number,
+                head_sha=commit,
+                comment_id=comment.id,
+            ),
+        )
+        plan.enqueue.append(Enqueue(service, environment, ref, commit, trigger))
+    return plan
+
+
+async def _active(context: Context, services: list[Service], environment: str) -> list[Deployment]:
+    rows = await context.pool.fetch(
+        q("forge_active_deployments"), [service.id for service in services], environment
+    )
+    return [Deployment.from_row(row) for row in rows]
+
+
+async def run_cancel(
+    context: Context, gh: GitHubClient, comment: Comment, services: list[Service]
+) -> Plan:
+    environment = preview_environment(comment.issue_number)
+    active = await _active(context, services, environment)
+    if not active:
+        text = f"Nothing to cancel: no deployment of `{environment}` is queued or running."
+        return Plan(
+            "nothing to cancel", after=[reply(gh, comment.repo, comment.issue_number, text)]
+        )
+    lines = []
+    for deployment in active:
+        outcome = await context.queue.cancel(deployment.id)
+        lines.append(f"- `{deployment.service_name}` deployment {deployment.id}: {outcome.outcome}")
+    return Plan(
+        "cancelled",
+        after=[
+            react(gh, comment.repo, comment.id, "eyes"),
+            reply(gh, comment.repo, comment.issue_number, "\n".join(lines)),
+        ],
+    )
+
+
+async def run_status(context: Context, gh: GitHubClient, comment: Comment) -> Plan:
+    rows = await context.pool.fetch(
+        q("forge_github_pr_deployments"), comment.repo.full_name, str(comment.issue_number)
+    )
+    deployments = [Deployment.from_row(row) for row in rows]
+    text = (
+        status_table(context.settings, deployments)
+        if deployments
+        else ("No deployments for this pull request yet.")
+    )
+    return Plan("status", after=[reply(gh, comment.repo, comment.issue_number, text)])

@@ -1,0 +1,203 @@
+"""`POST /webhooks/github`: read, verify and parse (gidgethub's sans-I/O `Event.from_http`),
+then dispatch by event. The delivery and the deployments it causes are stored in one
+transaction before the answer; a redelivery (same X-GitHub-Delivery) changes nothing.
+
+401 missing or bad signature, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON, 400 bad JSON
+or a payload without what its event needs, 202 an event we do not handle, 200 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import gidgethub
+import structlog
+from aiohttp import web
+from gidgethub import sansio
+
+from bot.github.auth import AppAuth, GitHubAppError
+from bot.github.comments import on_issue_comment
+from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
+from bot.github.models import PayloadError, installation_id
+from bot.github.plan import Context, Plan
+from bot.runtime import Runtime
+from pipeline.db.queries import q
+from pipeline.models import Deployment
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "github"
+Handler = Callable[[Any, Context], Awaitable[Plan]]
+HANDLERS: dict[str, Handler] = {
+    "push": on_push,
+    "pull_request": on_pull_request,
+    "issue_comment": on_issue_comment,
+    "check_run": on_check_run,
+    "installation": on_installation,
+}
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+
+
+@dataclass
+class GitHubState:
+    runtime: Runtime
+    session: aiohttp.ClientSession
+    auth: AppAuth | None
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+GITHUB_STATE = web.AppKey("github", GitHubState)
+
+
+def _answer(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_event(
+    headers: dict[str, str], body: bytes, secret: str | None
+) -> sansio.Event | web.Response:
+    """The pure part: verified event, or the response that refuses it."""
+    if secret is None:
+        return _answer(401, "webhook secret not configured (GITHUB_WEBHOOK_SECRET)")
+    if "x-hub-signature-256" not in headers:
+        return _answer(401, "signature missing (X-Hub-Signature-256)")
+    # Only the SHA-256 signature counts; the SHA-1 one is never a fallback.
+    headers = {key: value for key, value in headers.items() if key != "x-hub-signature"}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        sansio.validate_event(body, signature=headers["x-hub-signature-256"], secret=secret)
+    except gidgethub.ValidationFailure:
+        return _answer(401, "signature does not match")
+    if content_type not in JSON_TYPES:
+        return _answer(415, "expected Content-Type application/json")
+    if not headers.get("x-github-event") or not headers.get("x-github-delivery"):
+        return _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+    try:
+        event = sansio.Event.from_http(headers, body, secret=secret)
+    except gidgethub.ValidationFailure:
+        return _answer(401, "signature does not match")
+    except (gidgethub.BadRequest, ValueError, KeyError):
+        return _answer(400, "the body is not valid JSON")
+    if not isinstance(event.data, dict):
+        return _answer(400, "the body is not a JSON object")
+    return event
+
+
+async def github_webhook(request: web.Request) -> web.Response:
+    state = request.app[GITHUB_STATE]
+    settings = state.runtime.settings
+    body = await read_body(request, settings.webhook_max_bytes)
+    if body is None:
+        return _answer(413, f"body larger than {settings.webhook_max_bytes} bytes")
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    secret = settings.github_webhook_secret
+    parsed = parse_event(headers, body, secret.get_secret_value() if secret else None)
+    if isinstance(parsed, web.Response):
+        return parsed
+    event = parsed
+    if event.event == "ping":
+        return _answer(200, "pong")
+    handler = HANDLERS.get(event.event)
+    if handler is None:
+        return _answer(202, f"event {event.event!r} is not handled")
+    pool = state.runtime.pool
+    seen = await pool.fetchrow(q("forge_delivery_seen"), SOURCE, event.delivery_id)
+    if seen is not None:
+        return _answer(200, "duplicate delivery", outcome=seen["outcome"])
+    context = Context(
+        settings=settings,
+        pool=pool,
+        store=state.runtime.store,
+        queue=state.runtime.queue,
+        session=state.session,
+        auth=state.auth,
+        delivery_id=event.delivery_id,
+        installation_id=installation_id(event.data),
+    )
+    try:
+        plan = await handler(event.data, context)
+    except PayloadError as error:
+        return _answer(400, str(error))
+    except (GitHubAppError, gidgethub.GitHubException, aiohttp.ClientError, TimeoutError) as error:
+        # Not stored: GitHub shows the failure and the delivery can be sent again.
+        log.warning("github delivery not handled", github_event=event.event, error=str(error))
+        return _answer(502, f"could not ask GitHub: {type(error).__name__}")
+    created = await store_delivery(state, event, plan)
+    if created is None:
+        return _answer(200, "duplicate delivery")
+    for after in plan.after:
+        task = asyncio.create_task(_run_after(after, event.delivery_id))
+        state.background.add(task)
+        task.add_done_callback(state.background.discard)
+    log.info(
+        "github delivery",
+        github_event=event.event,
+        delivery=event.delivery_id,
+        outcome=plan.outcome,
+        deployments=[d.id for d in created],
+    )
+    return _answer(plan.status, plan.outcome, deployments=[d.id for d in created])
+
+
+async def store_delivery(
+    state: GitHubState, event: sansio.Event, plan: Plan
+) -> list[Deployment] | None:
+    """The delivery row and its deployments, in one transaction; None when the delivery
+    was stored already (a concurrent redelivery)."""
+    settings = state.runtime.settings
+    async with state.runtime.pool.acquire() as connection, connection.transaction():
+        inserted = await connection.fetchval(
+            q("forge_delivery_insert"), SOURCE, event.delivery_id, event.event
+        )
+        if inserted is None:
+            return None
+        created: list[Deployment] = []
+        for item in plan.enqueue:
+            row = await connection.fetchrow(
+                q("enqueue"),
+                item.service.id,
+                item.environment,
+                item.ref,
+                item.commit_sha,
+                item.trigger.to_json(),
+                settings.retry_max_attempts,
+            )
+            assert row is not None
+            created.append(Deployment.from_row(row))
+        await connection.execute(
+            q("forge_delivery_finish"),
+            SOURCE,
+            event.delivery_id,
+            plan.outcome,
+            [deployment.id for deployment in created],
+        )
+    return created
+
+
+async def _run_after(after: Callable[[], Awaitable[None]], delivery_id: str) -> None:
+    try:
+        await after()
+    except Exception as error:  # a reply that fails must not matter to anyone else
+        log.warning(
+            "github follow-up failed",
+            delivery=delivery_id,
+            error=f"{type(error).__name__}: {error}",
+        )

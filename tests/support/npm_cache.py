@@ -1,0 +1,46 @@
+"""GitHub's published descriptions from npm, fetched once into a cache directory with
+`npm pack` (pinned versions) and reused. Never committed. Under CI=true a failed fetch
+fails the test; elsewhere it skips."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("CD_NPM_CACHE", "/var/cache/cd-npm"))
+OPENAPI = ("@octokit/openapi", "23.0.2", "package/generated/api.github.com.json")
+WEBHOOK_EXAMPLES = ("@octokit/webhooks-examples", "7.6.1", "package/api.github.com/index.json")
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def npm_file(package: str, version: str, member: str) -> Path:
+    """The file `member` of the package's tarball, extracted under CACHE."""
+    slug = package.lstrip("@").replace("/", "-")
+    target = CACHE / f"{slug}-{version}" / member
+    if target.exists():
+        return target
+    tarball = CACHE / f"{slug}-{version}.tgz"
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        if not tarball.exists():
+            subprocess.run(
+                ["npm", "pack", f"{package}@{version}", "--silent"],
+                cwd=CACHE,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        with tarfile.open(tarball) as archive:
+            archive.extract(member, CACHE / f"{slug}-{version}", filter="data")
+    except (OSError, subprocess.SubprocessError, tarfile.TarError, KeyError) as error:
+        _unavailable(f"cannot fetch {package}@{version} from npm: {error}")
+    return target
