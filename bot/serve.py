@@ -12,7 +12,6 @@ from aiohttp import web
 
 from bot.api.app import setup_api
 from bot.github.setup import setup as github_setup
-from bot.github.setup import setup as github_setup
 from bot.runtime import Runtime
 from bot.web.pages import setup_pages
 from pipeline.queue.worker import Worker
@@ -92,7 +91,6 @@ def make_app(runtime: Runtime, worker: Worker) -> web.Application:
 # Each front end adds its routes here: setup(app, runtime) registers handlers and any
 # background tasks (app.cleanup_ctx). One line a feature, so features stay apart.
 FEATURES: list[Callable[[web.Application, Runtime], None]] = []
-FEATURES.append(github_setup)  # POST /webhooks/github, the GitHub reporter (bot/github)
 FEATURES.append(setup_api)  # REST API and live logs (bot/api)
 FEATURES.append(setup_pages)  # deployment and service pages (bot/web)
 FEATURES.append(github_setup)  # POST /webhooks/github, the GitHub reporter (bot/github)
