@@ -13,6 +13,17 @@ from bot.api.operations import MAX_ID, OPERATIONS, PREFIX, Operation
 from bot.api.schemas import ErrorBody
 
 _REF = "#/components/schemas/{model}"
+# One server-sent event: `log` (id = the line's seq, data = a LogLineOut as JSON),
+# `status` (data = the deployment with its steps), `end` (data = {"status": …}).
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["log", "status", "end"]},
+        "data": {"type": "string", "description": "JSON"},
+        "id": {"type": "string", "description": "the log line's seq"},
+        "retry": {"type": "integer"},
+    },
+}
 _DESCRIPTIONS = {
     101: "switching to the WebSocket protocol",
     200: "ok",
@@ -117,7 +128,7 @@ def _operation(op: Operation, refs: dict[type[BaseModel], str]) -> dict[str, Any
         if model is not None:
             content = {"application/json": {"schema": {"$ref": refs[model]}}}
             if op.streams:
-                content["text/event-stream"] = {"schema": {"type": "string"}}
+                content["text/event-stream"] = {"schema": _SSE_EVENT}
             response["content"] = content
         responses[str(status)] = response
     error = {"application/json": {"schema": {"$ref": refs[ErrorBody]}}}
