@@ -367,3 +367,26 @@ async def test_installation_events_are_acknowledged(post: Post, examples_path: P
 async def test_a_payload_without_what_its_event_needs_is_400(post: Post) -> None:
     status, answer = await post("push", {"ref": "refs/heads/main"})
     assert status == 400 and "repository" in answer["message"]
+
+
+async def test_reports_wait_out_rate_limits_and_come_from_the_outbox(
+    post: Post, store: Store, pool: asyncpg.Pool, fake: FakeGitHub, examples_path: Path
+) -> None:
+    from bot.github.client import retry_delay
+
+    assert retry_delay({"Retry-After": "7"}, 1.0) == 7.0
+    assert retry_delay({"X-RateLimit-Remaining": "5"}, 1.0) == 1.0
+    await add(store, "hello")
+    fake.failures.append(("POST", r"/repos/.*/check-runs", 429, {"Retry-After": "1"}))
+    _, answer = await post("push", push_payload(examples_path))
+    await settle_calls(fake, "POST", r"/repos/.*/check-runs", 2)
+    _first, second = fake.calls("POST", r"/repos/.*/check-runs")
+    assert second.body["status"] == "queued" and second.body["external_id"] == str(
+        answer["deployments"][0]
+    )
+    await settle_calls(fake, "POST", r"/repos/.*/statuses/.*", 1)
+    deadline = asyncio.get_running_loop().time() + 5
+    while await pool.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL"):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert fake.invalid == []
