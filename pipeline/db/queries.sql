@@ -281,22 +281,6 @@ FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL;
 UPDATE api_tokens SET last_used_at = now()
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds');
 
--- name: deployments_by_ids
-SELECT d.*, s.name AS service_name
-FROM deployments d JOIN services s ON s.id = d.service_id
-WHERE d.id = ANY ($1::bigint[]);
-
--- name: deployment_rollback_source
--- The newest successful deployment of the target, other than the current image's, whose
--- image differs from the current one.
-SELECT d.*, s.name AS service_name
-FROM deployments d JOIN services s ON s.id = d.service_id
-WHERE d.service_id = $1 AND d.environment = $2 AND d.status = 'succeeded'
-  AND d.image IS NOT NULL AND d.id <> coalesce($3::bigint, 0)
-  AND d.image IS DISTINCT FROM $4::text
-ORDER BY d.id DESC
-LIMIT 1;
-
 -- Forges and reporting (bot/github, bot/reporting; migration 0006).
 
 -- name: forge_delivery_seen
