@@ -1,5 +1,7 @@
 """Schemathesis against the served OpenAPI document: generated requests (valid and not)
-never get a 5xx, and every answer has the documented shape."""
+never get a 5xx, and every answer has the documented shape. (The coverage phase is left
+out: on this CPython 3.11 schemathesis itself crashes in it now and then, with "AST
+constructor recursion depth mismatch", which says nothing about our server.)"""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ async def test_schemathesis_finds_no_server_errors(api: Api, service: int, tmp_p
         "not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance",
         "--max-examples",
-        "5",
+        "25",
         "--seed",
         "1",
         "--workers",
@@ -36,7 +38,7 @@ async def test_schemathesis_finds_no_server_errors(api: Api, service: int, tmp_p
         "--max-time",
         "30",
         "--phases",
-        "examples,coverage,fuzzing",
+        "examples,fuzzing",
         "--exclude-path-regex",
         "/logs/ws$",
         "-H",

@@ -1,0 +1,161 @@
+"""Live log latency: a log line stored → seen by SSE viewers of another process.
+
+A `click-deploy serve` process serves the API; this process writes lines of one running
+deployment at a steady rate (batches every 20 ms, as a worker flushes) and follows it with
+N SSE viewers. Each line carries its write time; a viewer's latency is arrival − write.
+Usage: .venv/bin/python bench/logs.py [--rate 5000] [--viewers 10] [--seconds 10]
+(DATABASE_URL: the PostgreSQL server; a scratch database is made and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.api.tokens import Scope, TokenStore  # noqa: E402
+from pipeline.db.connect import create_pool  # noqa: E402
+from pipeline.db.migrate import migrate  # noqa: E402
+from pipeline.queue.queue import Queue  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.store import LogEntry, NewService, Store  # noqa: E402
+
+BATCH_SECONDS = 0.02
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def viewer(url: str, token: str, total: int, latencies: list[float]) -> int:
+    seen = 0
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(
+            url, headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        ) as response,
+    ):
+        async for raw in response.content:
+            if raw.startswith(b'data: {"seq"'):
+                now = time.time()
+                # the line is "t=<write time> ...": no JSON decoding needed to find it
+                start = raw.index(b'"line":"t=') + 10
+                sent = float(raw[start : raw.index(b" ", start)])
+                latencies.append(now - sent)
+                seen += 1
+                if seen >= total:
+                    return seen
+    return seen
+
+
+async def write(store: Store, deployment_id: int, rate: int, seconds: float) -> int:
+    per_batch = max(1, round(rate * BATCH_SECONDS))
+    batches = round(seconds / BATCH_SECONDS)
+    seq = 1
+    start = time.monotonic()
+    for number in range(batches):
+        delay = start + number * BATCH_SECONDS - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.time()
+        entries = [LogEntry(f"t={now:.6f} line {seq + i} " + "x" * 60) for i in range(per_batch)]
+        seq = await store.append_logs(deployment_id, seq, entries)
+    return seq - 1
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--viewers", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"bench_logs_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = server.rsplit("/", 1)[0] + "/" + name
+    process = None
+    try:
+        connection = await asyncpg.connect(url)
+        await migrate(connection)
+        await connection.close()
+        pool = await create_pool(url, size=4)
+        store = Store(pool)
+        queue = Queue(pool, Settings(_env_file=None))  # type: ignore[call-arg]
+        service = await store.create_service(NewService("bench", "acme/bench"))
+        deployment = await queue.enqueue(service.id)
+        assert await queue.claim("bench-writer") is not None  # running, before serve starts
+        _record, token = await TokenStore(pool).create("bench", Scope.READ)
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "HTTP_PORT": str(port),
+            "DATA_DIR": f"/tmp/{name}",
+            "LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "serve", env=env, cwd=ROOT
+        )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        total = round(args.seconds / BATCH_SECONDS) * max(1, round(args.rate * BATCH_SECONDS))
+        stream = f"http://127.0.0.1:{port}/api/v1/deployments/{deployment.id}/logs"
+        latencies: list[list[float]] = [[] for _ in range(args.viewers)]
+        viewers = [
+            asyncio.create_task(viewer(stream, token, total, latencies[i]))
+            for i in range(args.viewers)
+        ]
+        await asyncio.sleep(1.0)  # all connected and following
+        started = time.monotonic()
+        written = await write(store, deployment.id, args.rate, args.seconds)
+        wrote_for = time.monotonic() - started
+        counts = await asyncio.wait_for(asyncio.gather(*viewers), args.seconds + 60)
+        received_for = time.monotonic() - started
+        every = sorted(value for series in latencies for value in series)
+        p50 = statistics.median(every) * 1000
+        p99 = every[int(len(every) * 0.99)] * 1000
+        print(
+            f"rate asked {args.rate} lines/s, written {written} lines in {wrote_for:.1f} s "
+            f"({written / wrote_for:.0f} lines/s); {args.viewers} viewers received "
+            f"{min(counts)}..{max(counts)} lines each, all within {received_for:.1f} s "
+            f"({sum(counts) / received_for:.0f} lines/s delivered in all)"
+        )
+        print(
+            f"latency line stored -> SSE viewer: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {every[-1] * 1000:.1f} ms"
+        )
+        await pool.close()
+    finally:
+        if process is not None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
