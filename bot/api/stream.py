@@ -17,6 +17,7 @@ from bot.api.operations import MAX_ID, operation, path_id
 from bot.api.queries import LogsQuery, WatchQuery
 from bot.api.routes import query, reply, runtime_of
 from bot.api.tokens import Scope
+from pipeline.errors import NotFound
 
 HUB = web.AppKey("log_hub", LogHub)
 KEEPALIVE_SECONDS = 15.0
@@ -94,10 +95,13 @@ async def stream_sse(request: web.Request, deployment_id: int, after: int) -> we
     await response.prepare(request)
     await response.write(b"retry: 2000\n\n")
     with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-        async with request.app[HUB].watch(deployment_id, after) as viewer:
-            while not viewer.finished:
-                events = await viewer.next(KEEPALIVE_SECONDS)
-                await response.write(sse_chunk(events) if events else b": keepalive\n\n")
+        try:
+            async with request.app[HUB].watch(deployment_id, after) as viewer:
+                while not viewer.finished:
+                    events = await viewer.next(KEEPALIVE_SECONDS)
+                    await response.write(sse_chunk(events) if events else b": keepalive\n\n")
+        except NotFound:  # deleted while watched: the stream just ends
+            await response.write(b'event: end\ndata: {"status": "deleted"}\n\n')
     return response
 
 
@@ -126,6 +130,9 @@ async def deployment_logs_ws(request: web.Request) -> web.StreamResponse:
             while not viewer.finished and not closed.is_set() and not socket.closed:
                 for event in await viewer.next(1.0):
                     await socket.send_json(ws_message(event))
+        await socket.close()
+    except NotFound:
+        await socket.send_json({"type": "end", "status": "deleted"})
         await socket.close()
     except (ConnectionError, asyncio.CancelledError):
         pass
