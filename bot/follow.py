@@ -8,11 +8,23 @@ from collections.abc import Callable
 
 from bot import cli_format as fmt
 from bot.runtime import Runtime
+from pipeline.models import Deployment
 from pipeline.queue.listener import Listener
 from pipeline.queue.queue import LOGS_CHANNEL
 from pipeline.states import Status
 
 POLL_SECONDS = 1.0
+
+
+def progress_line(deployment: Deployment) -> str:
+    """`-- building (step 1 of 2: compiling)`: the state, and the progress while building."""
+    line = f"-- {deployment.status}"
+    if deployment.steps_total:
+        line += f" (step {deployment.step} of {deployment.steps_total}"
+        line += f": {deployment.progress_message})" if deployment.progress_message else ")"
+    elif deployment.progress_message:
+        line += f" ({deployment.progress_message})"
+    return line
 
 
 async def follow_logs(runtime: Runtime, deployment_id: int, echo: Callable[[str], None]) -> int:
@@ -28,7 +40,7 @@ async def follow_logs(runtime: Runtime, deployment_id: int, echo: Callable[[str]
     listener = Listener(runtime.url, {LOGS_CHANNEL: on_logs}, on_connect=wake.set)
     listening = asyncio.create_task(listener.run())
     cursor = 0
-    last_status: Status | None = None
+    last_state: tuple[Status, int | None, str | None] | None = None
     try:
         while True:
             wake.clear()
@@ -40,10 +52,11 @@ async def follow_logs(runtime: Runtime, deployment_id: int, echo: Callable[[str]
                 cursor = page.next_cursor or cursor
                 if not page.items:
                     break
-            if deployment.status != last_status:
-                last_status = deployment.status
+            state = (deployment.status, deployment.step, deployment.progress_message)
+            if state != last_state:
+                last_state = state
                 if not deployment.status.is_final:
-                    echo(f"-- {deployment.status}")
+                    echo(progress_line(deployment))
             if deployment.status.is_final:
                 echo(
                     f"-- deployment {deployment_id} {deployment.status}"

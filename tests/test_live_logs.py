@@ -256,3 +256,16 @@ async def wait_healthy(session: aiohttp.ClientSession, port: int) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"serve on port {port} did not become healthy")
         await asyncio.sleep(0.1)
+
+
+async def test_follow_prints_a_progress_line(queue: Queue, service: int) -> None:
+    from dataclasses import replace
+
+    from bot.follow import progress_line
+
+    deployment = await queue.enqueue(service)
+    assert progress_line(deployment) == "-- queued"
+    building = replace(
+        deployment, status=Status.BUILDING, step=1, steps_total=2, progress_message="compiling"
+    )
+    assert progress_line(building) == "-- building (step 1 of 2: compiling)"
