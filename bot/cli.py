@@ -17,6 +17,7 @@ from bot.runtime import Runtime, apply_migrations, open_runtime, resolve_databas
 from bot.serve import run_server, run_worker
 from pipeline.errors import ClickDeployError, ConfigError, TransientError
 from pipeline.queue.queue import CancelOutcome
+from pipeline.rollback import enqueue_rollback
 from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
 from pipeline.store import NewService
@@ -278,6 +279,31 @@ def logs(deployment_id: int, follow: bool) -> None:
             for line in page.items:
                 click.echo(fmt.log_line(line))
             cursor = page.next_cursor or cursor
+
+    sys.exit(with_runtime(action))
+
+
+@main.command()
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--env", "environment", default="production", show_default=True)
+@click.option("--to", "to", type=int, help="Deployment whose image to restore [the previous one].")
+@click.option("--follow", is_flag=True, help="Stream the log until it ends.")
+def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
+    """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
+
+    async def action(runtime: Runtime) -> int:
+        found = await runtime.store.find_service(service_name)
+        trigger = Trigger(source="cli", actor=getpass.getuser(), reason="click-deploy rollback")
+        deployment = await enqueue_rollback(
+            runtime.store, runtime.queue, found, environment, trigger=trigger, to=to
+        )
+        click.echo(
+            f"queued deployment {deployment.id}: {found.name} ({environment}) back to "
+            f"deployment {deployment.trigger.get('rollback_to')}"
+        )
+        if follow:
+            return await follow_logs(runtime, deployment.id, click.echo)
+        return EXIT_OK
 
     sys.exit(with_runtime(action))
 

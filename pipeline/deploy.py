@@ -37,6 +37,7 @@ from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.registry import RegistryClient, image_reference, parse_reference
+from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.runner import BuildResult, Job, StepHandle
 from pipeline.settings import Settings
 from pipeline.states import Status
@@ -181,6 +182,9 @@ class DeployPipeline:
     async def _run(self, job: Job, build_dir: Path) -> BuildResult:
         deployment = job.deployment
         service = await job.store.get_service(deployment.service_id)
+        rollback_to = deployment.trigger.get("rollback_to")
+        if isinstance(rollback_to, int):
+            return await self._roll_back(job, service, rollback_to)
 
         # 1. clone
         await job.progress(1, len(STEPS), "cloning")
@@ -254,16 +258,46 @@ class DeployPipeline:
         # 5. verify: the registry has exactly what BuildKit pushed.
         await job.progress(5, len(STEPS), "verifying")
         with _PipelineStep(job, "verify"):
-            reference = parse_reference(built.reference)
-            async with self._registry_factory() as registry:
-                stored = await registry.manifest_digest(reference.repository, reference.tag or "")
-            if stored != built.digest:
-                raise StepError(
-                    f"verify failed: the registry holds {stored} for {built.reference}, "
-                    f"but the build pushed {built.digest}"
-                )
+            await self._verify_and_tag(job, built.reference, built.digest)
             job.log(f"pushed {built.reference} ({built.digest})", stream="system")
         return BuildResult(image=built.reference, digest=built.digest)
+
+    async def _verify_and_tag(self, job: Job, image: str, digest: str) -> None:
+        """Check the registry holds `digest` under `image`, then point the environment's
+        moving tag (`production`, `pr-12`) at it: what rollbacks and promotions re-tag."""
+        reference = parse_reference(image)
+        environment = job.deployment.environment
+        async with self._registry_factory() as registry:
+            stored = await registry.manifest_digest(reference.repository, reference.tag or "")
+            if stored != digest:
+                raise StepError(
+                    f"verify failed: the registry holds {stored} for {image}, "
+                    f"but the build pushed {digest}"
+                )
+            await registry.copy_tag(reference.repository, digest, environment)
+        job.log(f"tagged {reference.repository}:{environment}", stream="system")
+
+    async def _roll_back(self, job: Job, service: Service, to: int) -> BuildResult:
+        """A rollback: the earlier deployment's image becomes current again, re-tagged in
+        the registry; nothing is cloned or built."""
+        await job.progress(1, 3, f"rolling back to deployment {to}")
+        with _PipelineStep(job, "rollback") as step:
+            try:
+                target = await rollback_target(job.store, service, job.deployment.environment, to)
+            except NothingToRollBack as error:
+                raise StepError(f"rollback failed: {error}") from None
+            assert target.image is not None and target.digest is not None
+            step.detail = target.image
+            job.log(
+                f"rolling back to deployment {target.id}: {target.image} ({target.digest})",
+                stream="system",
+            )
+        await job.enter(Status.BUILDING)
+        await job.enter(Status.PUSHING)
+        await job.progress(3, 3, "re-tagging")
+        with _PipelineStep(job, "verify"):
+            await self._verify_and_tag(job, target.image, target.digest)
+        return BuildResult(image=target.image, digest=target.digest)
 
     def _credentials(self) -> RegistryCredentials | None:
         if not self.settings.registry_username or self.settings.registry_password is None:

@@ -23,6 +23,7 @@ class Trigger(BaseModel):
     commit_sha: str | None = None
     reason: str | None = None  # "push", "pull_request.synchronize", "/deploy comment", ...
     delivery_id: str | None = None  # the webhook delivery that caused it
+    rollback_to: int | None = None  # a rollback: re-tag this earlier deployment's image
     # Where to answer, per reporter: {"github": {...}, "slack": {...}}. Each reporter reads
     # only its own key.
     answer: dict[str, dict[str, Any]] = Field(default_factory=dict)

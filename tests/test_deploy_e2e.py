@@ -20,6 +20,8 @@ from pipeline.deploy import DeployPipeline, deploy_pipeline
 from pipeline.models import Deployment
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
+from pipeline.registry import RegistryClient
+from pipeline.rollback import NothingToRollBack, enqueue_rollback
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import NewService, Store
@@ -408,3 +410,63 @@ async def test_registry_down_is_retried_then_fails_with_a_clear_reason(
     assert "gave up after 2 attempts" in (done.error or "")
     assert "127.0.0.1:9" in (done.error or "")
     await assert_build_dir_gone(build_settings)
+
+
+# --- rollback: an earlier image back, re-tagged, no rebuild -------------------------------
+
+
+async def test_rollback_restores_the_previous_image_without_a_build(
+    git_daemon: GitDaemon,
+    store: Store,
+    queue: Queue,
+    target_registry: TargetRegistry,
+    deployer: StartDeployer,
+) -> None:
+    files = example_files("static-index")
+    first_commit = git_daemon.create_repo("back", files)
+    service_id = await add_service(store, "back", git_daemon.url_for("back"))
+    service = await store.get_service(service_id)
+    await deployer()
+
+    async def finished(made: Deployment) -> Deployment:
+        done = await wait_for_status(
+            store, made.id, Status.SUCCEEDED, Status.FAILED, timeout=BUILD_TIMEOUT
+        )
+        assert done.status == Status.SUCCEEDED, done.error
+        return done
+
+    with pytest.raises(NothingToRollBack, match="has never been deployed"):
+        await enqueue_rollback(store, queue, service)
+    first = await finished(await queue.enqueue(service_id, commit_sha=first_commit))
+    with pytest.raises(NothingToRollBack, match="no earlier successful image"):
+        await enqueue_rollback(store, queue, service)
+
+    second_commit = git_daemon.commit(
+        "back", {"index.html": f"<h1>back {uuid.uuid4()}</h1>\n"}, "new page"
+    )
+    second = await finished(await queue.enqueue(service_id, commit_sha=second_commit))
+    assert second.digest != first.digest
+
+    rolled = await finished(await enqueue_rollback(store, queue, service))
+    assert (rolled.image, rolled.digest) == (first.image, first.digest)
+    assert rolled.trigger["rollback_to"] == first.id
+    steps = [(s.name, s.kind) for s in await store.list_steps(rolled.id)]
+    assert steps == [("rollback", "pipeline"), ("verify", "pipeline")]  # no clone, no build
+    current = await store.current_image(service_id, "production")
+    assert current is not None and (current.deployment_id, current.digest) == (
+        rolled.id,
+        first.digest,
+    )
+    # The registry's moving tag points at the restored image.
+    async with RegistryClient(
+        TARGET_REGISTRY_URL, TARGET_USER, SecretStr(TARGET_PASSWORD)
+    ) as registry:
+        assert await registry.manifest_digest("e2e/back", "production") == first.digest
+
+    # Rolling back again goes to the newest other image: the second one.
+    again = await finished(await enqueue_rollback(store, queue, service))
+    assert again.digest == second.digest
+    with pytest.raises(NothingToRollBack, match="did not succeed"):
+        failed = await queue.enqueue(service_id, environment="pr-1")
+        await queue.cancel(failed.id)
+        await enqueue_rollback(store, queue, service, "pr-1", to=failed.id)

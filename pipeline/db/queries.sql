@@ -244,6 +244,16 @@ ON CONFLICT (deployment_id, attempt, seq) DO UPDATE SET
 -- name: steps_list
 SELECT * FROM deployment_steps WHERE deployment_id = $1 ORDER BY attempt, seq;
 
+-- name: rollback_candidate
+-- The newest success of a target older than $3 whose image differs from digest $4.
+SELECT d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.service_id = $1 AND d.environment = $2 AND d.status = 'succeeded'
+  AND d.id < $3 AND d.image IS NOT NULL AND d.digest IS NOT NULL
+  AND d.digest IS DISTINCT FROM $4
+ORDER BY d.id DESC
+LIMIT 1;
+
 -- name: job_writes
 -- What a worker's jobs write at one moment, in one statement (one round trip, one commit):
 -- their log lines, each deployment's followers told its newest seq; their steps; and their
