@@ -390,3 +390,51 @@ async def test_reports_wait_out_rate_limits_and_come_from_the_outbox(
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     assert fake.invalid == []
+
+
+async def _succeeded(pool: asyncpg.Pool, service: Service, image: str, digest: str) -> int:
+    """A finished production deployment, as history (no build needed for a rollback)."""
+    deployment_id: int = await pool.fetchval(
+        "INSERT INTO deployments (service_id, environment, commit_sha, status, image, digest,"
+        " finished_at) VALUES ($1, 'production', $2, 'succeeded', $3, $4, now()) RETURNING id",
+        service.id,
+        digest[-40:],
+        image,
+        digest,
+    )
+    await pool.execute(
+        "INSERT INTO service_images (service_id, environment, deployment_id, image, digest)"
+        " VALUES ($1, 'production', $2, $3, $4) ON CONFLICT (service_id, environment)"
+        " DO UPDATE SET deployment_id = excluded.deployment_id, image = excluded.image,"
+        " digest = excluded.digest",
+        service.id,
+        deployment_id,
+        image,
+        digest,
+    )
+    return deployment_id
+
+
+async def test_rollback_comment_queues_the_previous_image(
+    post: Post, store: Store, pool: asyncpg.Pool, fake: FakeGitHub, examples_path: Path
+) -> None:
+    service = await add(store, "hello")
+    fake.permissions.update({"maintainer": "write"})
+    _, answer = await post(
+        "issue_comment", comment_payload(examples_path, "/deploy rollback", "maintainer")
+    )
+    assert answer["message"] == "refused" and answer["deployments"] == []
+    await settle_calls(fake, "POST", r".*/issues/\d+/comments", 1)
+    said = fake.calls("POST", r".*/issues/\d+/comments")[-1].body["body"]
+    assert "Nothing was queued" in said and "never been deployed" in said
+
+    older = await _succeeded(pool, service, "r/hello:old", "sha256:" + "1" * 64)
+    await _succeeded(pool, service, "r/hello:new", "sha256:" + "2" * 64)
+    _, answer = await post(
+        "issue_comment", comment_payload(examples_path, "/deploy rollback hello", "maintainer")
+    )
+    assert answer["message"] == "queued" and len(answer["deployments"]) == 1
+    queued = await store.get_deployment(answer["deployments"][0])
+    assert (queued.environment, queued.trigger["rollback_to"]) == ("production", older)
+    assert queued.commit_sha == "1" * 40
+    assert fake.invalid == []

@@ -19,6 +19,7 @@ from bot.github.plan import After, Context, Enqueue, Plan
 from bot.reporting.render import status_table
 from pipeline.db.queries import q
 from pipeline.models import Deployment, Service
+from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
@@ -142,7 +143,7 @@ async def on_issue_comment(payload: Any, context: Context) -> Plan:
         return await run_cancel(context, gh, comment, services)
     if result.name == "status":
         return await run_status(context, gh, comment)
-    return refuse(gh, comment, "`/deploy rollback` is not available on GitHub yet.")
+    return await run_rollback(context, gh, comment, services)
 
 
 def refuse(gh: GitHubClient, comment: Comment, text: str) -> Plan:
@@ -195,6 +196,37 @@ async def run_deploy(
             ),
         )
         plan.enqueue.append(Enqueue(service, environment, ref, commit, trigger))
+    return plan
+
+
+async def run_rollback(
+    context: Context, gh: GitHubClient, comment: Comment, services: list[Service]
+) -> Plan:
+    """Production goes back to each service's previous image: re-tagged, not rebuilt."""
+    repo = comment.repo
+    plan = Plan("queued", after=[react(gh, repo, comment.id, "eyes")])
+    for service in services:
+        try:
+            target = await rollback_target(context.store, service, "production")
+        except NothingToRollBack as error:
+            return refuse(gh, comment, f"Nothing was queued: {error}.")
+        trigger = Trigger(
+            source="github",
+            actor=comment.author.login,
+            environment="production",
+            ref=target.ref,
+            commit_sha=target.commit_sha,
+            reason="/deploy rollback comment",
+            delivery_id=context.delivery_id,
+            rollback_to=target.id,
+            answer=context.answer(
+                repo.full_name,
+                pr=comment.issue_number,
+                head_sha=target.commit_sha,
+                comment_id=comment.id,
+            ),
+        )
+        plan.enqueue.append(Enqueue(service, "production", target.ref, target.commit_sha, trigger))
     return plan
 
 
