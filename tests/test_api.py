@@ -305,3 +305,41 @@ async def test_openapi_document_describes_every_operation(api: Api) -> None:
     ]:
         assert path in paths
     await asyncio.sleep(0)
+
+
+async def test_rollback_is_queued_or_409_with_the_reason(api: Api) -> None:
+    service = await create_service(api, "back")
+    sid = service["id"]
+    url = f"{V1}/services/{sid}/rollback"
+    nothing = await json_of(await api.client.post(url, headers=api.auth("deploy")), 409)
+    assert_error(nothing, "conflict")
+    assert "never been deployed" in nothing["error"]["message"]
+    assert_error(
+        await json_of(await api.client.post(url, headers=api.auth("read")), 403), "forbidden"
+    )
+    assert_error(
+        await json_of(
+            await api.client.post(url, json={"to": "x"}, headers=api.auth("deploy")), 422
+        ),
+        "invalid",
+    )
+
+    pool = api.runtime.pool
+    ids = []
+    for digest in ("1" * 64, "2" * 64):
+        deployment_id = await pool.fetchval(
+            "INSERT INTO deployments (service_id, status, image, digest, commit_sha)"
+            " VALUES ($1, 'succeeded', $2, $3, $4) RETURNING id",
+            sid, f"r/back:{digest[:6]}", f"sha256:{digest}", digest[:40],
+        )  # fmt: skip
+        await pool.execute(
+            "INSERT INTO service_images (service_id, environment, deployment_id, image, digest)"
+            " VALUES ($1, 'production', $2, $3, $4) ON CONFLICT (service_id, environment)"
+            " DO UPDATE SET deployment_id = excluded.deployment_id, digest = excluded.digest",
+            sid, deployment_id, f"r/back:{digest[:6]}", f"sha256:{digest}",
+        )  # fmt: skip
+        ids.append(deployment_id)
+    queued = await json_of(await api.client.post(url, headers=api.auth("deploy")), 202)
+    assert queued["status"] == "queued" and queued["commit"] == "1" * 40
+    stored = await api.runtime.store.get_deployment(queued["id"])
+    assert stored.trigger["rollback_to"] == ids[0]

@@ -15,6 +15,7 @@ from bot.api.queries import DeploymentsQuery
 from bot.api.tokens import ApiToken, Scope
 from bot.runtime import Runtime
 from pipeline.queue.queue import CancelOutcome
+from pipeline.rollback import enqueue_rollback
 from pipeline.store import NewService
 from pipeline.trigger import Trigger
 
@@ -149,6 +150,26 @@ async def deploy(request: web.Request) -> web.Response:
         ref=trigger.ref,
         commit_sha=wanted.commit,
         trigger=trigger.to_json(),
+    )
+    deployment = await runtime.store.get_deployment(deployment.id)
+    location = f"/api/v1/deployments/{deployment.id}"
+    return reply(s.DeploymentOut.of(deployment), 202, {"Location": location})
+
+
+@operation(
+    "POST", "/services/{id}/rollback",
+    "Queue a rollback: the previous (or given) image re-tagged, no rebuild", Scope.DEPLOY,
+    body=s.RollbackRequest, responses={202: s.DeploymentOut}, errors=(404, 409, 422),
+)  # fmt: skip
+async def rollback(request: web.Request) -> web.Response:
+    service_id = path_id(request)
+    token: ApiToken = request[TOKEN]
+    wanted = await body(request, s.RollbackRequest, empty_ok=True)
+    runtime = runtime_of(request)
+    service = await runtime.store.get_service(service_id)
+    trigger = Trigger(source="api", actor=token.name, reason="REST API rollback")
+    deployment = await enqueue_rollback(
+        runtime.store, runtime.queue, service, wanted.environment, trigger=trigger, to=wanted.to
     )
     deployment = await runtime.store.get_deployment(deployment.id)
     location = f"/api/v1/deployments/{deployment.id}"

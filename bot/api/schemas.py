@@ -44,6 +44,7 @@ class RollbackRequest(Model):
     """Re-tag the previous successful image of an environment as its current one."""
 
     environment: Environment = "production"
+    to: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # a deployment id
 
 
 class ServiceCreate(Model):
