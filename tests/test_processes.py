@@ -141,22 +141,35 @@ def free_port() -> int:
 
 
 async def test_serve_answers_health_checks(
-    database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    database_url: str,
+    tmp_path: Path,
+    docker_engine: str,
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     port = free_port()
-    server = spawn(processes, worker_env(database_url, tmp_path, HTTP_PORT=str(port)), "serve")
+    env = worker_env(database_url, tmp_path, HTTP_PORT=str(port), DOCKER_HOST=docker_engine)
+    server = spawn(processes, env, "serve")
     deadline = time.monotonic() + 20
     async with aiohttp.ClientSession() as session:
         while True:
             try:
+                # Liveness first, then readiness (database, migrations, BuildKit).
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                     body = await response.json()
-                    if response.status == 200:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    ready = await response.json()
+                    if response.status == 200 and body["listening"]:
                         break
             except aiohttp.ClientConnectionError:
                 pass
-            assert time.monotonic() < deadline, "serve did not become healthy"
+            assert time.monotonic() < deadline, "serve did not become ready"
             await asyncio.sleep(0.1)
-    assert body["status"] == "ok" and body["database"] == "ok" and body["listening"]
+    assert body["status"] == "ok" and body["slots"] == 2
+    assert ready["status"] == "ready"
+    assert {name: check["ok"] for name, check in ready["checks"].items()} == {
+        "database": True,
+        "migrations": True,
+        "buildkit": True,
+    }
     server.send_signal(signal.SIGTERM)
     assert server.wait(20) == 0

@@ -388,3 +388,47 @@ SELECT * FROM services WHERE provider = $1 AND repository = $2 ORDER BY name;
 SELECT seq, at, stream, line FROM (
     SELECT * FROM deployment_logs WHERE deployment_id = $1 ORDER BY seq DESC LIMIT $2
 ) tail ORDER BY seq;
+
+-- Operations (bot/ops): what /metrics reports, read at scrape time in one statement.
+
+-- name: ops_metrics
+-- Deployments by state; the queue (queued rows, and how long the oldest runnable one has
+-- waited); the build step of every finished attempt by runtime (its plan step's detail) and
+-- result, counted into the histogram buckets $1 (upper bounds, ascending); webhook
+-- deliveries by source and result (the first word of their outcome); the outbox by target.
+SELECT
+    (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
+     FROM (SELECT status, count(*) AS n FROM deployments GROUP BY status) s) AS by_status,
+    (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8
+     FROM deployments WHERE status = 'queued' AND run_at <= now()) AS oldest_queued_seconds,
+    (SELECT count(*) FROM deployments WHERE status = 'queued' AND run_at <= now())
+        AS queued_runnable,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(runtime, result, bucket, n, total)), '[]')
+     FROM (SELECT coalesce(p.detail, 'unknown') AS runtime,
+                  CASE WHEN b.status = 'failed' THEN 'failed' ELSE 'succeeded' END AS result,
+                  width_bucket(b.seconds, $1::float8[]) AS bucket,
+                  count(*) AS n, sum(b.seconds) AS total
+           FROM deployment_steps b
+           LEFT JOIN deployment_steps p
+               ON p.deployment_id = b.deployment_id AND p.attempt = b.attempt
+              AND p.kind = 'pipeline' AND p.name = 'plan'
+           WHERE b.kind = 'pipeline' AND b.name = 'build' AND b.seconds IS NOT NULL
+           GROUP BY 1, 2, 3) h) AS build_seconds,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(source, result, n)), '[]')
+     FROM (SELECT source,
+                  coalesce(lower(substring(outcome FROM '^[A-Za-z_-]+')), 'none') AS result,
+                  count(*) AS n
+           FROM webhook_deliveries GROUP BY 1, 2) w) AS deliveries,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                target, pending, failing, given_up, retries, oldest_pending)), '[]')
+     FROM (SELECT target,
+                  count(*) FILTER (WHERE delivered_at IS NULL) AS pending,
+                  count(*) FILTER (WHERE delivered_at IS NULL AND last_error IS NOT NULL)
+                      AS failing,
+                  count(*) FILTER (WHERE delivered_at IS NOT NULL AND last_error IS NOT NULL)
+                      AS given_up,
+                  coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries,
+                  coalesce(extract(epoch FROM now() - min(available_at)
+                      FILTER (WHERE delivered_at IS NULL AND available_at <= now())), 0)::float8
+                      AS oldest_pending
+           FROM outbox GROUP BY target) o) AS reports;
