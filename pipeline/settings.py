@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     buildkit_tls_key: Path | None = None
     build_cache: bool = False  # export/import a registry cache (…:buildcache, mode=max)
     build_dir: Path | None = None
+    # Slack app (bot/slack): the signing secret checks Slack's requests, the bot token
+    # (xoxb-…) posts and edits messages; SLACK_API_URL points at a test double.
+    slack_signing_secret: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
     # Cloning: forge URLs for services of provider github/gitlab, and HTTPS credentials.
     # GitHub App installation tokens use the user "x-access-token", GitLab tokens "oauth2".
     github_url: str = "https://github.com"

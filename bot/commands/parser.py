@@ -15,14 +15,17 @@ from typing import Literal
 
 PREFIX = "/deploy"
 
-Name = Literal["deploy", "cancel", "status", "rollback", "help"]
+Name = Literal["deploy", "cancel", "status", "rollback", "help", "list"]
 SUBCOMMANDS: tuple[Name, ...] = ("cancel", "status", "rollback", "help")
+# Slack's `/deploy` also lists the services (`/deploy list`).
+SLACK_SUBCOMMANDS: tuple[Name, ...] = (*SUBCOMMANDS, "list")
 _FLAGS: dict[Name, tuple[str, ...]] = {
     "deploy": ("--ref",),
     "cancel": (),
     "status": (),
     "rollback": (),
     "help": (),
+    "list": (),
 }
 _TAKES_SERVICE: frozenset[Name] = frozenset({"deploy", "rollback"})
 
@@ -32,7 +35,30 @@ USAGE: dict[Name, str] = {
     "status": "/deploy status",
     "rollback": "/deploy rollback [SERVICE]",
     "help": "/deploy help",
+    "list": "/deploy list",
 }
+
+# Slack's forms: positional arguments instead of flags (`parse(..., slack=True)`).
+SLACK_USAGE: dict[Name, str] = {
+    "deploy": "/deploy SERVICE [REF]",
+    "cancel": "/deploy cancel ID",
+    "status": "/deploy status [SERVICE|ID]",
+    "rollback": "/deploy rollback SERVICE",
+    "help": "/deploy help",
+    "list": "/deploy list",
+}
+
+SLACK_HELP = "\n".join(
+    [
+        "*click-deploy commands*",
+        f"• `{SLACK_USAGE['deploy']}`: build and deploy SERVICE (its branch head, or REF)",
+        f"• `{SLACK_USAGE['status']}`: the latest deployments, a service's, or one",
+        f"• `{SLACK_USAGE['cancel']}`: cancel a queued or running deployment",
+        f"• `{SLACK_USAGE['rollback']}`: put the previous good image back, no rebuild",
+        f"• `{SLACK_USAGE['list']}`: the services and their current images",
+        f"• `{SLACK_USAGE['help']}`: this message",
+    ]
+)
 
 HELP = "\n".join(
     [
@@ -55,6 +81,8 @@ class Command:
     name: Name
     service: str | None = None
     ref: str | None = None
+    # Slack only: what `status` or `cancel` is about (a service name or a deployment id).
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,8 +101,9 @@ class Ignore:
 Result = Command | Response | Ignore
 
 
-def _usage(name: Name, problem: str) -> Response:
-    return Response("usage", f"{problem}\n\nUsage: `{USAGE[name]}`")
+def _usage(name: Name, problem: str, slack: bool = False) -> Response:
+    usage = SLACK_USAGE[name] if slack else USAGE[name]
+    return Response("usage", f"{problem}\n\nUsage: `{usage}`")
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
@@ -86,18 +115,20 @@ def _looks_like_service(word: str) -> bool:
     return word.replace("-", "").isalnum() and word[:1].isalnum()
 
 
-def _parse_words(words: list[str], services: Collection[str]) -> Result:
-    """`words` come after the /deploy prefix."""
+def _parse_words(words: list[str], services: Collection[str], slack: bool = False) -> Result:
+    """`words` come after the /deploy prefix. `slack`: Slack's positional forms
+    (`SERVICE [REF]`, `status [SERVICE|ID]`, `cancel ID`) and `list`."""
+    subcommands = SLACK_SUBCOMMANDS if slack else SUBCOMMANDS
     name: Name = "deploy"
     if words and not words[0].startswith("-"):
         first = words[0].lower()
         if first in services:
             pass  # a service that happens to look like a command's typo
-        elif first in SUBCOMMANDS:
+        elif first in subcommands:
             name = first
             words = words[1:]
         else:
-            near = _suggest(first, SUBCOMMANDS)
+            near = _suggest(first, subcommands)
             if near is not None and first != near:
                 # A typo of a subcommand beats a service of that name only when the word
                 # is not a plausible service; both are possible, so ask.
@@ -107,13 +138,16 @@ def _parse_words(words: list[str], services: Collection[str]) -> Result:
                     f"(To deploy a service named `{words[0]}`, it must exist; "
                     "`/deploy help` lists the commands.)",
                 )
-    if name == "help":
+    if name in ("help", "list"):
         if words:
-            return _usage(name, f"`/deploy help` takes no arguments (got `{' '.join(words)}`).")
-        return Response("help", HELP)
+            return _usage(
+                name, f"`/deploy {name}` takes no arguments (got `{' '.join(words)}`).", slack
+            )
+        return Response("help", SLACK_HELP if slack else HELP) if name == "help" else Command(name)
 
     service: str | None = None
     ref: str | None = None
+    target: str | None = None
     allowed = _FLAGS[name]
     index = 0
     while index < len(words):
@@ -123,28 +157,38 @@ def _parse_words(words: list[str], services: Collection[str]) -> Result:
             if flag not in allowed:
                 near = _suggest(flag, allowed) if allowed else None
                 hint = f" Did you mean `{near}`?" if near else ""
-                return _usage(name, f"Unknown flag `{flag}` for `/deploy {name}`.{hint}")
+                return _usage(name, f"Unknown flag `{flag}` for `/deploy {name}`.{hint}", slack)
             if not eq:
                 index += 1
                 if index >= len(words) or words[index].startswith("-"):
-                    return _usage(name, f"`{flag}` needs a value.")
+                    return _usage(name, f"`{flag}` needs a value.", slack)
                 value = words[index]
             if not value:
-                return _usage(name, f"`{flag}` needs a value.")
+                return _usage(name, f"`{flag}` needs a value.", slack)
             if ref is not None:
-                return _usage(name, f"`{flag}` given twice.")
+                return _usage(name, f"`{flag}` given twice.", slack)
             ref = value
         elif name in _TAKES_SERVICE and service is None:
             if not _looks_like_service(word):
-                return _usage(name, f"`{word}` is not a service name.")
+                return _usage(name, f"`{word}` is not a service name.", slack)
             service = word.lower()
+        elif slack and name == "deploy" and ref is None:
+            ref = word
+        elif slack and name in ("status", "cancel") and target is None:
+            if name == "cancel" and not word.isdigit():
+                return _usage(name, f"`{word}` is not a deployment id.", slack)
+            target = word.lower()
         else:
-            return _usage(name, f"Unexpected argument `{word}`.")
+            return _usage(name, f"Unexpected argument `{word}`.", slack)
         index += 1
-    return Command(name=name, service=service, ref=ref)
+    if slack and service is None and name in _TAKES_SERVICE:
+        return _usage(name, "Which service?", slack)
+    if slack and target is None and name == "cancel":
+        return _usage(name, "Which deployment?", slack)
+    return Command(name=name, service=service, ref=ref, target=target)
 
 
-def parse_line(line: str, services: Collection[str] = ()) -> Result:
+def parse_line(line: str, services: Collection[str] = (), *, slack: bool = False) -> Result:
     """One line: a command if it starts with /deploy (leading spaces allowed)."""
     stripped = line.strip()
     if not stripped.startswith(PREFIX):
@@ -160,7 +204,12 @@ def parse_line(line: str, services: Collection[str] = ()) -> Result:
         words = shlex.split(rest)
     except ValueError as error:
         return Response("usage", f"Could not read the command: {error}.\n\n{HELP}")
-    return _parse_words(words, services)
+    return _parse_words(words, services, slack)
+
+
+def parse_slack(text: str, services: Collection[str] = ()) -> Result:
+    """A Slack slash command's text (what follows `/deploy`), in Slack's forms."""
+    return parse_line(f"{PREFIX} {text}", services, slack=True)
 
 
 def parse(text: str, services: Collection[str] = ()) -> Result:

@@ -432,3 +432,21 @@ SELECT
                       FILTER (WHERE delivered_at IS NULL AND available_at <= now())), 0)::float8
                       AS oldest_pending
            FROM outbox GROUP BY target) o) AS reports;
+
+-- Slack (bot/slack; migration 0007).
+
+-- name: slack_message_get
+SELECT * FROM slack_messages WHERE deployment_id = $1;
+
+-- name: slack_message_insert
+-- The first post of a deployment's message: from now on it is edited.
+INSERT INTO slack_messages (deployment_id, channel, ts, sent_status, sent_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (deployment_id) DO NOTHING;
+
+-- name: slack_message_steps
+UPDATE slack_messages SET steps_ts = $2 WHERE deployment_id = $1;
+
+-- name: slack_message_sent
+UPDATE slack_messages SET sent_status = $2, sent_at = now(), tail_posted = tail_posted OR $3
+WHERE deployment_id = $1;

@@ -1,0 +1,57 @@
+"""Who may deploy a service from Slack: `config["slack"] = {"users": [...], "usergroups":
+[...], "channels": [...]}` (Slack ids). Channels limit where, users and user groups limit
+who; an empty or missing list allows anyone in the workspace. A refusal is a sentence for
+the person asking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from pipeline.models import Service
+
+log = structlog.get_logger(__name__)
+
+
+def _ids(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def rules(service: Service) -> tuple[list[str], list[str], list[str]]:
+    config = service.config.get("slack")
+    if not isinstance(config, dict):
+        return [], [], []
+    return _ids(config.get("users")), _ids(config.get("usergroups")), _ids(config.get("channels"))
+
+
+async def in_usergroups(client: AsyncWebClient, groups: list[str], user: str) -> bool:
+    for group in groups:
+        try:
+            answer = await client.usergroups_users_list(usergroup=group)
+        except SlackApiError as error:
+            log.warning("cannot read a Slack user group", usergroup=group, error=str(error))
+            continue
+        members = answer.get("users")
+        if isinstance(members, list) and user in members:
+            return True
+    return False
+
+
+async def refusal(client: AsyncWebClient, service: Service, user: str, channel: str) -> str | None:
+    """None when `user` may deploy `service` from `channel`; else why not."""
+    users, groups, channels = rules(service)
+    if channels and channel not in channels:
+        where = ", ".join(f"<#{item}>" for item in channels)
+        return f"`{service.name}` can only be deployed from {where}. Nothing was queued."
+    if not users and not groups:
+        return None
+    if user in users or await in_usergroups(client, groups, user):
+        return None
+    allowed = [f"<@{item}>" for item in users] + [f"<!subteam^{item}>" for item in groups]
+    return (
+        f"Sorry <@{user}>, you are not allowed to deploy `{service.name}` "
+        f"(only {', '.join(allowed)} may). Nothing was queued."
+    )

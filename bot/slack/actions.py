@@ -1,0 +1,104 @@
+"""The buttons (Block Kit `block_actions`): Cancel, Redeploy and Rollback on a deployment's
+message, and Deploy on a protected service's confirmation prompt. Each authorizes the
+person who clicked, as the slash command does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from bot.commands.parser import Command
+from bot.slack import blocks
+from bot.slack.commands import (
+    Asker,
+    SlackContext,
+    allowed,
+    enqueue_deploy,
+    find_service,
+    run_cancel,
+    run_rollback,
+)
+from pipeline.errors import ClickDeployError, NotFound
+
+log = structlog.get_logger(__name__)
+
+
+def asker_of(body: dict[str, Any]) -> Asker | None:
+    user = (body.get("user") or {}).get("id")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    if isinstance(user, str) and isinstance(channel, str):
+        return Asker(user, channel)
+    return None
+
+
+def action_of(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions")
+    if isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        return actions[0]
+    return {}
+
+
+async def run_action(context: SlackContext, body: dict[str, Any]) -> None:
+    """After the acknowledgement: one button click."""
+    asker = asker_of(body)
+    action = action_of(body)
+    if asker is None:
+        return
+    action_id = action.get("action_id")
+    value = action.get("value")
+    value = value if isinstance(value, str) else ""
+    try:
+        if action_id == blocks.CANCEL and value.isdigit():
+            await run_cancel(context, asker, int(value))
+        elif action_id == blocks.REDEPLOY and value.isdigit():
+            await redeploy(context, asker, int(value))
+        elif action_id == blocks.ROLLBACK and value:
+            await run_rollback(context, asker, value)
+        elif action_id == blocks.CONFIRM_DEPLOY:
+            await confirmed_deploy(context, asker, value)
+    except ClickDeployError as error:
+        await context.say(asker, str(error))
+    except Exception as error:
+        log.warning("slack action failed", error=f"{type(error).__name__}: {error}"[:300])
+        await context.say(asker, "Something went wrong on our side; nothing was changed.")
+
+
+async def redeploy(context: SlackContext, asker: Asker, deployment_id: int) -> None:
+    store = context.runtime.store
+    try:
+        earlier = await store.get_deployment(deployment_id)
+    except NotFound:
+        await context.say(asker, f"There is no deployment #{deployment_id}.")
+        return
+    service = await store.get_service(earlier.service_id)
+    if not await allowed(context, asker, service):
+        return
+    # A protected service's Redeploy button carries a confirm dialog; the click is the yes.
+    await enqueue_deploy(
+        context,
+        asker,
+        service,
+        earlier.ref,
+        environment=earlier.environment,
+        commit_sha=earlier.commit_sha,
+        reason=f"redeploy of #{earlier.id} from Slack",
+    )
+
+
+async def confirmed_deploy(context: SlackContext, asker: Asker, value: str) -> None:
+    try:
+        asked = json.loads(value)
+    except ValueError:
+        return
+    if not isinstance(asked, dict) or not isinstance(asked.get("service"), str):
+        return
+    ref = asked.get("ref")
+    command = Command("deploy", asked["service"], ref if isinstance(ref, str) else None)
+    service = await find_service(context, asker, command.service or "")
+    if service is None or not await allowed(context, asker, service):
+        return
+    await enqueue_deploy(context, asker, service, command.ref, reason="/deploy (confirmed)")

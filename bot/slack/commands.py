@@ -1,0 +1,220 @@
+"""`/deploy` from Slack: parse (the shared parser, Slack's forms), find the service,
+authorize, then run one small runner per command. Every answer but the deployment's own
+live message is ephemeral (only the person who asked sees it)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands.parser import Command, Ignore, Response, parse_slack
+from bot.links import deployment_page_url
+from bot.runtime import Runtime
+from bot.slack import access, blocks
+from pipeline.errors import ClickDeployError, NotFound
+from pipeline.models import Deployment, Service
+from pipeline.rollback import enqueue_rollback
+from pipeline.trigger import Trigger
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked, from where."""
+
+    user: str
+    channel: str
+
+
+@dataclass
+class SlackContext:
+    runtime: Runtime
+    client: AsyncWebClient
+
+    async def say(
+        self, asker: Asker, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        """An ephemeral answer to the person who asked."""
+        arguments: dict[str, Any] = {"channel": asker.channel, "user": asker.user, "text": text}
+        if blocks is not None:
+            arguments["blocks"] = blocks
+        await self.client.chat_postEphemeral(**arguments)
+
+
+def nearest(name: str, names: list[str]) -> str | None:
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+async def find_service(context: SlackContext, asker: Asker, name: str) -> Service | None:
+    """The service called `name`, or None after telling the asker the nearest match."""
+    try:
+        return await context.runtime.store.get_service_by_name(name)
+    except NotFound:
+        pass
+    names = [service.name for service in await context.runtime.store.list_services()]
+    near = nearest(name, names)
+    hint = f" Did you mean `{near}`?" if near else " `/deploy list` shows the services."
+    await context.say(asker, f"There is no service `{name}`.{hint}")
+    return None
+
+
+async def allowed(context: SlackContext, asker: Asker, service: Service) -> bool:
+    why = await access.refusal(context.client, service, asker.user, asker.channel)
+    if why is None:
+        return True
+    log.info("slack request refused", service=service.name, user=asker.user)
+    await context.say(asker, why)
+    return False
+
+
+def slack_trigger(asker: Asker, ref: str | None, reason: str) -> Trigger:
+    return Trigger(
+        source="slack",
+        actor=asker.user,
+        ref=ref,
+        reason=reason,
+        answer={"slack": {"channel": asker.channel, "user": asker.user}},
+    )
+
+
+async def enqueue_deploy(
+    context: SlackContext,
+    asker: Asker,
+    service: Service,
+    ref: str | None,
+    *,
+    environment: str = "production",
+    commit_sha: str | None = None,
+    reason: str = "/deploy slash command",
+) -> Deployment:
+    """Queue it; its live message is posted by the reporter (bot/slack/reporter.py)."""
+    ref = ref or service.branch
+    trigger = slack_trigger(asker, ref, reason).model_copy(
+        update={"environment": environment, "commit_sha": commit_sha}
+    )
+    deployment = await context.runtime.queue.enqueue(
+        service.id,
+        environment=environment,
+        ref=ref,
+        commit_sha=commit_sha,
+        trigger=trigger.to_json(),
+    )
+    log.info("slack deployment queued", deployment_id=deployment.id, service=service.name)
+    return deployment
+
+
+async def run_command(context: SlackContext, asker: Asker, text: str) -> None:
+    """A slash command's text, after the acknowledgement. Errors a person can cause are
+    told to them; anything else is logged and answered with one line."""
+    try:
+        await _run(context, asker, text)
+    except ClickDeployError as error:
+        await context.say(asker, str(error))
+    except Exception as error:
+        log.warning("slack command failed", error=f"{type(error).__name__}: {error}"[:300])
+        await context.say(asker, "Something went wrong on our side; nothing was changed.")
+
+
+async def _run(context: SlackContext, asker: Asker, text: str) -> None:
+    store = context.runtime.store
+    names = [service.name for service in await store.list_services()]
+    result = parse_slack(text, names) if text.strip() else parse_slack("help")
+    if isinstance(result, Ignore):
+        result = parse_slack("help")
+    if not isinstance(result, Command):
+        await context.say(asker, result.text if isinstance(result, Response) else "")
+        return
+    if result.name == "list":
+        await run_list(context, asker)
+    elif result.name == "status":
+        await run_status(context, asker, result)
+    elif result.name == "cancel":
+        await run_cancel(context, asker, int(result.target or 0))
+    elif result.name == "rollback":
+        await run_rollback(context, asker, result.service or "")
+    else:
+        await run_deploy(context, asker, result)
+
+
+async def run_deploy(context: SlackContext, asker: Asker, command: Command) -> None:
+    service = await find_service(context, asker, command.service or "")
+    if service is None or not await allowed(context, asker, service):
+        return
+    if service.config.get("protected"):
+        prompt = blocks.confirm_prompt(service, command.ref, asker.channel)
+        await context.say(asker, f"`{service.name}` is protected: confirm the deploy.", prompt)
+        return
+    await enqueue_deploy(context, asker, service, command.ref)
+
+
+async def run_rollback(context: SlackContext, asker: Asker, name: str) -> None:
+    service = await find_service(context, asker, name)
+    if service is None or not await allowed(context, asker, service):
+        return
+    trigger = slack_trigger(asker, None, "/deploy rollback")
+    deployment = await enqueue_rollback(
+        context.runtime.store, context.runtime.queue, service, "production", trigger=trigger
+    )
+    log.info("slack rollback queued", deployment_id=deployment.id, service=service.name)
+
+
+async def run_cancel(context: SlackContext, asker: Asker, deployment_id: int) -> None:
+    store = context.runtime.store
+    try:
+        deployment = await store.get_deployment(deployment_id)
+    except NotFound:
+        await context.say(asker, f"There is no deployment #{deployment_id}.")
+        return
+    service = await store.get_service(deployment.service_id)
+    if not await allowed(context, asker, service):
+        return
+    outcome = await context.runtime.queue.cancel(deployment_id)
+    texts = {
+        "cancelled": f"Deployment #{deployment_id} of `{service.name}` was cancelled.",
+        "requested": f"Deployment #{deployment_id} of `{service.name}` is being stopped.",
+        "already finished": f"Deployment #{deployment_id} had already finished "
+        f"({outcome.deployment.status}).",
+    }
+    await context.say(asker, texts[str(outcome.outcome)])
+
+
+async def run_status(context: SlackContext, asker: Asker, command: Command) -> None:
+    store = context.runtime.store
+    settings = context.runtime.settings
+    target = command.target
+    deployments: list[Deployment] = []
+    if target is not None and target.isdigit():
+        try:
+            deployments = [await store.get_deployment(int(target))]
+        except NotFound:
+            await context.say(asker, f"There is no deployment #{target}.")
+            return
+    elif target is not None:
+        service = await find_service(context, asker, target)
+        if service is None:
+            return
+        deployments = (await store.list_deployments(service.id, limit=5)).items
+    else:
+        for service in await store.list_services():
+            deployments += (await store.list_deployments(service.id, limit=1)).items
+    if not deployments:
+        await context.say(asker, "No deployments yet.")
+        return
+    lines = [
+        blocks.deployment_line(deployment, deployment_page_url(settings, deployment.id))
+        for deployment in deployments[:40]
+    ]
+    await context.say(asker, "\n".join(lines))
+
+
+async def run_list(context: SlackContext, asker: Asker) -> None:
+    store = context.runtime.store
+    services = await store.list_services()
+    rows = [(service, await store.current_image(service.id, "production")) for service in services]
+    await context.say(asker, blocks.services_list(rows[:100]))

@@ -1,0 +1,122 @@
+"""The Slack feature for `serve`: slack-bolt's `AsyncApp` mounted in our aiohttp
+application at `/slack/commands`, `/slack/interactivity` and `/slack/events`, and the
+outbox reporter that keeps each deployment's message up to date. Only when both
+SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are set.
+
+Each request's signature is checked first by a pure function (`signature.verify`: 401
+when wrong or stale) and again by bolt. Listeners acknowledge at once and do the work
+afterwards (bolt answers Slack as soon as `ack()` is called)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.reporting.loop import run_reporter
+from bot.runtime import Runtime
+from bot.slack.actions import run_action
+from bot.slack.commands import Asker, SlackContext, run_command
+from bot.slack.reporter import TARGET, SlackReporter
+from bot.slack.signature import InvalidSignature, verify
+
+log = structlog.get_logger(__name__)
+
+PATHS = ("/slack/commands", "/slack/interactivity", "/slack/events")
+
+
+@dataclass
+class SlackState:
+    secret: str
+    bolt: AsyncApp
+    context: SlackContext
+
+
+SLACK_STATE = web.AppKey("slack", SlackState)
+
+
+def build_bolt(context: SlackContext, secret: str) -> AsyncApp:
+    bolt = AsyncApp(signing_secret=secret, client=context.client, name="click-deploy")
+
+    # Any slash command the Slack app is configured with (usually /deploy).
+    @bolt.command(re.compile(r"^/"))
+    async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack()
+        user, channel = command.get("user_id"), command.get("channel_id")
+        if isinstance(user, str) and isinstance(channel, str):
+            await run_command(context, Asker(user, channel), str(command.get("text") or ""))
+
+    @bolt.action(re.compile(r"^deploy_"))
+    async def on_action(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await run_action(context, body)
+
+    @bolt.event("app_mention")
+    async def on_mention(ack: AsyncAck) -> None:
+        await ack()
+
+    return bolt
+
+
+async def slack_endpoint(request: web.Request) -> web.Response:
+    state = request.app.get(SLACK_STATE)
+    if state is None:
+        return web.json_response({"error": "starting"}, status=503)
+    body = await request.read()
+    try:
+        verify(request.headers, body, state.secret)
+    except InvalidSignature as error:
+        log.info("slack request refused", path=request.path, reason=str(error))
+        return web.json_response({"error": "invalid signature"}, status=401)
+    bolt_request = AsyncBoltRequest(
+        body=body.decode("utf-8", "replace"),
+        query=request.query_string,
+        headers={key: value for key, value in request.headers.items()},
+    )
+    try:
+        response = await state.bolt.async_dispatch(bolt_request)
+    except Exception as error:  # a signed but unreadable request: say so, no traceback
+        log.warning("slack request not understood", error=type(error).__name__)
+        return web.json_response({"error": "bad request"}, status=400)
+    return await to_aiohttp_response(response)
+
+
+def api_url(url: str) -> str:
+    return url.rstrip("/") + "/"
+
+
+def setup(app: web.Application, runtime: Runtime) -> None:
+    settings = runtime.settings
+    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+        return
+    secret = settings.slack_signing_secret.get_secret_value()
+    token = settings.slack_bot_token.get_secret_value()
+    for path in PATHS:
+        app.router.add_post(path, slack_endpoint)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        client = AsyncWebClient(
+            token=token, base_url=api_url(settings.slack_api_url), session=session
+        )
+        context = SlackContext(runtime, client)
+        app[SLACK_STATE] = SlackState(secret, build_bolt(context, secret), context)
+        stop = asyncio.Event()
+        send = SlackReporter(settings, runtime.pool, client)
+        reporter = asyncio.create_task(run_reporter(runtime.pool, settings, TARGET, send, stop))
+        yield
+        stop.set()
+        await reporter
+        await session.close()
+
+    app.cleanup_ctx.append(lifecycle)
