@@ -389,6 +389,15 @@ async def test_a_protected_service_asks_for_confirmation_first(
         if element["action_id"] == "deploy_redeploy"
     )
     assert "confirm" in redeploy
+    # A rollback of a protected service is confirmed first too.
+    await slash("rollback api")
+    await eventually(lambda: len(fake.called("chat.postEphemeral")) == 2)
+    question = fake.called("chat.postEphemeral")[1].args["blocks"][1]["elements"][0]
+    assert json.loads(question["value"])["rollback"] is True
+    await click("deploy_confirm", question["value"])
+    await eventually(lambda: len(fake.called("chat.postEphemeral")) == 3)
+    assert "api (production) has never been deployed" in fake.ephemeral_texts()[2]
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 1
 
 
 async def test_rollback_and_redeploy_from_slack(

@@ -57,7 +57,8 @@ async def run_action(context: SlackContext, body: dict[str, Any]) -> None:
         elif action_id == blocks.REDEPLOY and value.isdigit():
             await redeploy(context, asker, int(value))
         elif action_id == blocks.ROLLBACK and value:
-            await run_rollback(context, asker, value)
+            # The Rollback button carries a confirm dialog: the click is the yes.
+            await run_rollback(context, asker, value, confirmed=True)
         elif action_id == blocks.CONFIRM_DEPLOY:
             await confirmed_deploy(context, asker, value)
     except ClickDeployError as error:
@@ -95,6 +96,9 @@ async def confirmed_deploy(context: SlackContext, asker: Asker, value: str) -> N
     except ValueError:
         return
     if not isinstance(asked, dict) or not isinstance(asked.get("service"), str):
+        return
+    if asked.get("rollback") is True:
+        await run_rollback(context, asker, asked["service"], confirmed=True)
         return
     ref = asked.get("ref")
     command = Command("deploy", asked["service"], ref if isinstance(ref, str) else None)

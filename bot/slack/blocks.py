@@ -220,25 +220,36 @@ def log_tail_message(
     return head, [section(text)]
 
 
-def confirm_prompt(service: Service, ref: str | None, channel: str) -> list[Block]:
-    """The ephemeral question before deploying a protected service."""
+def confirm_prompt(
+    service: Service, ref: str | None, channel: str, *, rollback: bool = False
+) -> list[Block]:
+    """The ephemeral question before deploying (or rolling back) a protected service."""
     target = f"`{ref}`" if ref else f"the head of `{service.branch}`"
-    value = json.dumps({"service": service.name, "ref": ref, "channel": channel})
+    what = "Roll back" if rollback else "Deploy"
+    question = (
+        "roll production back to its previous good image"
+        if rollback
+        else f"deploy {target} to production"
+    )
+    value = json.dumps(
+        {"service": service.name, "ref": ref, "channel": channel, "rollback": rollback}
+    )
     return [
-        section(f":lock: `{service.name}` is protected. Deploy {target} to production?"),
+        section(f":lock: `{service.name}` is protected. {question.capitalize()}?"),
         {
             "type": "actions",
             "block_id": "confirm-deploy",
             "elements": [
                 button(
-                    "Deploy",
+                    what,
                     CONFIRM_DEPLOY,
                     value=value,
-                    style="primary",
+                    style="danger" if rollback else "primary",
                     confirm=confirm_dialog(
-                        f"Deploy {service.name}?",
-                        f"`{service.name}` is protected: deploy {target} to production.",
-                        "Deploy",
+                        f"{what} {service.name}?",
+                        f"`{service.name}` is protected: {question}.",
+                        what,
+                        danger=rollback,
                     ),
                 ),
                 button("Never mind", DISMISS, value=service.name),

@@ -153,9 +153,15 @@ async def run_deploy(context: SlackContext, asker: Asker, command: Command) -> N
     await enqueue_deploy(context, asker, service, command.ref)
 
 
-async def run_rollback(context: SlackContext, asker: Asker, name: str) -> None:
+async def run_rollback(
+    context: SlackContext, asker: Asker, name: str, *, confirmed: bool = False
+) -> None:
     service = await find_service(context, asker, name)
     if service is None or not await allowed(context, asker, service):
+        return
+    if service.config.get("protected") and not confirmed:
+        prompt = blocks.confirm_prompt(service, None, asker.channel, rollback=True)
+        await context.say(asker, f"`{service.name}` is protected: confirm the rollback.", prompt)
         return
     trigger = slack_trigger(asker, None, "/deploy rollback")
     deployment = await enqueue_rollback(
