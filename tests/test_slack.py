@@ -281,7 +281,7 @@ async def test_a_slash_command_deploys_and_one_message_follows_it_to_success(
     deployment = await only_deployment(pool)
     await script(pool, deployment.id, sleep=0.9)
     await start_worker(ScriptedPipeline())
-    building = await eventually(lambda: final_message(fake, "building"))
+    building = await eventually(lambda: final_message(fake, "building (step 1 of 2)"))
     assert "deploy_cancel" in json.dumps(building.blocks)
     assert (deployment.ref, deployment.trigger["source"]) == ("release-1", "slack")
     assert deployment.trigger["answer"]["slack"] == {"channel": CHANNEL, "user": USER}
@@ -438,3 +438,20 @@ async def test_github_deployments_are_announced_in_the_services_channel_despite_
     assert f"#{deployment.id}" in message[0].text and "queued" in message[0].text
     assert "via github" in json.dumps(message[0].blocks)
     assert len(fake.called("chat.postMessage")) == 2  # the refused one, then the real one
+
+
+async def test_signed_nonsense_gets_no_5xx_and_no_traceback(
+    client: Client, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies = {
+        "/slack/commands": [b"garbage", b"\xff\xfe", b"command=%2Fdeploy"],
+        "/slack/interactivity": [b"payload=notjson", b"payload=%7B%7D", b""],
+        "/slack/events": [b"{}", b"[1, 2]", b'{"type": "event_callback", "event": {}}'],
+    }
+    for path, items in bodies.items():
+        for body in items:
+            response = await client.post(path, data=body, headers=sign(body))
+            assert response.status < 500, (path, body, response.status)
+            assert "Traceback" not in await response.text()
+    assert fake.called("chat.postMessage") == []
+    assert [record for record in caplog.records if record.exc_info] == []

@@ -78,12 +78,12 @@ async def slack_endpoint(request: web.Request) -> web.Response:
     except InvalidSignature as error:
         log.info("slack request refused", path=request.path, reason=str(error))
         return web.json_response({"error": "invalid signature"}, status=401)
-    bolt_request = AsyncBoltRequest(
-        body=body.decode("utf-8", "replace"),
-        query=request.query_string,
-        headers={key: value for key, value in request.headers.items()},
-    )
     try:
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8", "replace"),
+            query=request.query_string,
+            headers={key: value for key, value in request.headers.items()},
+        )
         response = await state.bolt.async_dispatch(bolt_request)
     except Exception as error:  # a signed but unreadable request: say so, no traceback
         log.warning("slack request not understood", error=type(error).__name__)
