@@ -269,6 +269,9 @@ async def test_help_list_status_and_typos_answer_ephemerally(
     await eventually(lambda: len(fake.ephemeral_texts()) == 9)
     assert "There is no deployment #999." in fake.ephemeral_texts()[7]
     assert "is not a deployment id" in fake.ephemeral_texts()[8]
+    await slash("web " + "x" * 300)
+    await eventually(lambda: len(fake.ephemeral_texts()) == 10)
+    assert "longer than 255 characters" in fake.ephemeral_texts()[9]
     assert fake.called("chat.postMessage") == []  # nothing said in the channel
     assert await pool.fetchval("SELECT count(*) FROM deployments") == 1
 

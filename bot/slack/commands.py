@@ -22,6 +22,8 @@ from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
 
+REF_MAX = 255  # a ref rides in a button's value (at most 2000 characters) when confirmed
+
 
 @dataclass(frozen=True)
 class Asker:
@@ -143,6 +145,9 @@ async def _run(context: SlackContext, asker: Asker, text: str) -> None:
 
 
 async def run_deploy(context: SlackContext, asker: Asker, command: Command) -> None:
+    if command.ref is not None and len(command.ref) > REF_MAX:
+        await context.say(asker, f"That ref is longer than {REF_MAX} characters.")
+        return
     service = await find_service(context, asker, command.service or "")
     if service is None or not await allowed(context, asker, service):
         return
