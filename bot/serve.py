@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.api.app import setup_api
 from bot.github.setup import setup as github_setup
+from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
 from bot.ops import metrics as ops_metrics
 from bot.runtime import Runtime
@@ -93,6 +94,7 @@ FEATURES: list[Callable[[web.Application, Runtime], None]] = []
 FEATURES.append(setup_api)  # REST API and live logs (bot/api)
 FEATURES.append(setup_pages)  # deployment and service pages (bot/web)
 FEATURES.append(github_setup)  # POST /webhooks/github, the GitHub reporter (bot/github)
+FEATURES.append(gitlab_setup)  # POST /webhooks/gitlab, the GitLab reporter (bot/gitlab)
 FEATURES.append(slack_setup)  # /slack/commands, /interactivity, /events; reporter (bot/slack)
 FEATURES.append(ops_health.setup)  # GET /readyz: database, migrations, BuildKit (bot/ops)
 FEATURES.append(ops_metrics.setup)  # GET /metrics: Prometheus (bot/ops)

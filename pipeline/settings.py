@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     base_image_caddy: str | None = None
     base_image_runtime: str | None = None
 
+    # GitLab (bot/gitlab): GITLAB_WEBHOOK_SECRET is the webhook's secret token (sent as
+    # X-Gitlab-Token); GITLAB_TOKEN a project, group or personal access token (api scope)
+    # for commit statuses, MR notes and member checks, also the clone credentials (user
+    # "oauth2") of provider-gitlab services. GITLAB_API_URL: where the API answers when it
+    # is not GITLAB_URL (a test double). GITLAB_BOT_USERNAME: whose notes are the bot's own
+    # (unset: asked of GitLab, GET /user).
+    gitlab_webhook_secret: SecretStr | None = None
+    gitlab_token: SecretStr | None = None
+    gitlab_api_url: str | None = None
+    gitlab_bot_username: str | None = None
+
     # Where images go: REGISTRY_URL/REGISTRY_PROJECT/<service>:<tag>.
     registry_url: str | None = None  # http://localhost:5000, https://harbor.example.com
     registry_project: str = "click-deploy"

@@ -450,3 +450,14 @@ UPDATE slack_messages SET steps_ts = $2 WHERE deployment_id = $1;
 -- name: slack_message_sent
 UPDATE slack_messages SET sent_status = $2, sent_at = now(), tail_posted = tail_posted OR $3
 WHERE deployment_id = $1;
+
+-- GitLab (bot/gitlab, bot/reporting/gitlab.py; the forge tables of migration 0006).
+
+-- name: forge_gitlab_mr_deployments
+-- The newest deployment of each service and environment a GitLab merge request caused.
+SELECT DISTINCT ON (d.service_id, d.environment) d.*, s.name AS service_name
+FROM deployments d JOIN services s ON s.id = d.service_id
+WHERE d.trigger -> 'answer' ? 'gitlab'
+  AND d.trigger -> 'answer' -> 'gitlab' ->> 'project' = $1
+  AND d.trigger -> 'answer' -> 'gitlab' ->> 'mr' = $2::text
+ORDER BY d.service_id, d.environment, d.id DESC;

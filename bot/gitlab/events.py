@@ -1,0 +1,118 @@
+"""Push Hook and Merge Request Hook → a Plan: production on a push, a preview `mr-<iid>`
+for merge requests of services with previews, its image tags deleted when it closes. The
+same rules as GitHub's (skip markers, root_dir / watch paths, several services a project)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from bot.github.events import SKIP_MARKERS, touches
+from bot.gitlab.context import SOURCE, After, Enqueue, GitLabContext, Plan, preview_environment
+from bot.gitlab.models import MergeRequestEvent, Push
+from pipeline.db.queries import q
+from pipeline.models import Service
+from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
+from pipeline.trigger import Trigger
+
+log = structlog.get_logger(__name__)
+
+PREVIEW_ACTIONS = frozenset({"open", "reopen", "update"})
+CLOSE_ACTIONS = frozenset({"close", "merge"})
+
+
+async def on_push(payload: Any, context: GitLabContext) -> Plan:
+    push = Push.from_payload(payload)
+    if push.deleted:
+        return Plan("ignored: branch deleted")
+    if push.branch is None:
+        return Plan("ignored: not a branch")
+    if SKIP_MARKERS.search(push.head_message):
+        return Plan("skipped: the head commit asks not to deploy")
+    project = push.project
+    services = await context.store.services_for_repository(SOURCE, project.path, push.branch)
+    if not services:
+        return Plan("ignored: no service deploys this branch")
+    plan = Plan("queued")
+    for service in services:
+        if not touches(service, push.changed):
+            continue
+        trigger = Trigger(
+            source=SOURCE,
+            actor=push.pusher,
+            ref=push.branch,
+            commit_sha=push.after,
+            reason="push",
+            delivery_id=context.delivery_id,
+            answer=context.answer(project.path, project.id, head_sha=push.after),
+        )
+        plan.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
+    if not plan.enqueue:
+        return Plan("skipped: nothing under the services' directories changed")
+    return plan
+
+
+async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
+    event = MergeRequestEvent.from_payload(payload)
+    mr = event.mr
+    services = [
+        service
+        for service in await context.store.services_for_repository(
+            SOURCE, mr.project.path, mr.target_branch
+        )
+        if service.config.get("previews")
+    ]
+    if not services:
+        return Plan("ignored: no service has previews for this branch")
+    environment = preview_environment(mr.iid)
+    if event.action in CLOSE_ACTIONS:
+        plan = Plan("preview closed")
+        plan.after += [delete_preview_images(context, s, environment) for s in services]
+        return plan
+    if event.action not in PREVIEW_ACTIONS:
+        return Plan(f"ignored: merge request {event.action or 'without action'}")
+    if event.action == "update" and not event.new_commits:
+        return Plan("ignored: merge request update without new commits")
+    if mr.fork:
+        return Plan("ignored: merge requests from forks are built only on a /deploy note")
+    plan = Plan("queued")
+    for service in services:
+        trigger = Trigger(
+            source=SOURCE,
+            actor=event.user,
+            environment=environment,
+            ref=mr.source_branch,
+            commit_sha=mr.head_sha,
+            reason=f"merge_request.{event.action}",
+            delivery_id=context.delivery_id,
+            answer=context.answer(mr.project.path, mr.project.id, mr=mr.iid, head_sha=mr.head_sha),
+        )
+        plan.enqueue.append(Enqueue(service, environment, mr.source_branch, mr.head_sha, trigger))
+    return plan
+
+
+def delete_preview_images(context: GitLabContext, service: Service, environment: str) -> After:
+    """Every image tag the preview got leaves the registry (after the answer)."""
+
+    async def run() -> None:
+        settings = context.settings
+        if settings.registry_url is None:
+            return
+        rows = await context.pool.fetch(q("forge_environment_images"), service.id, environment)
+        if not rows:
+            return
+        async with RegistryClient(
+            settings.registry_url, settings.registry_username, settings.registry_password
+        ) as registry:
+            for row in rows:
+                reference = parse_reference(row["image"])
+                try:
+                    await registry.delete_tag(reference.repository, reference.tag or "")
+                    log.info("preview image deleted", service=service.name, image=row["image"])
+                except RegistryNotFound:
+                    pass
+                except RegistryError as error:
+                    log.warning("preview image not deleted", image=row["image"], error=str(error))
+
+    return run

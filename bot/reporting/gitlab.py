@@ -1,0 +1,114 @@
+"""Reporting a deployment to GitLab: a commit status `click-deploy/<service>` (pending,
+running, success, failed, canceled) linking to the deployment's page, and the merge
+request's one note (edited in place). Rendered from the deployment's current state every
+time, so a coalesced or late report is still right."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from bot.gitlab.api import GitLabApi, GitLabError
+from bot.links import deployment_page_url
+from bot.reporting.loop import Later, Outcome, Retry, Sent
+from bot.reporting.render import FINAL, check_name, pr_comment, summary_line
+from pipeline.db.queries import q
+from pipeline.errors import NotFound
+from pipeline.models import Deployment
+from pipeline.settings import Settings
+from pipeline.states import Status
+from pipeline.store import Store
+
+TARGET = "gitlab"
+
+State = Literal["pending", "running", "success", "failed", "canceled"]
+
+
+def gitlab_state(status: str) -> State:
+    """A deployment's status as a GitLab commit status state."""
+    if status == Status.QUEUED:
+        return "pending"
+    if status == Status.SUCCEEDED:
+        return "success"
+    if status == Status.FAILED:
+        return "failed"
+    if status in (Status.CANCELLED, Status.SUPERSEDED):
+        return "canceled"
+    return "running"
+
+
+class GitLabReporter:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, api: GitLabApi) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.store = Store(pool)
+        self.api = api
+
+    async def __call__(self, deployment_id: int) -> Outcome:
+        try:
+            return await self.send(deployment_id)
+        except GitLabError as error:
+            if error.transient:
+                raise Retry(str(error)) from None
+            raise
+        except NotFound:
+            return Sent()  # the deployment is gone: nothing to report
+
+    async def send(self, deployment_id: int) -> Outcome:
+        deployment = await self.store.get_deployment(deployment_id)
+        where: dict[str, Any] = deployment.trigger.get("answer", {}).get(TARGET, {})
+        project = where.get("project")
+        project_id = where.get("project_id")
+        if not isinstance(project, str) or not isinstance(project_id, int):
+            return Sent()
+        state = await self.pool.fetchrow(q("forge_report_get"), deployment_id, TARGET)
+        final = deployment.status in FINAL
+        if state is not None and state["sent_at"] is not None and not final:
+            since = (datetime.now(UTC) - state["sent_at"]).total_seconds()
+            if since < self.settings.report_throttle_seconds:
+                return Later(self.settings.report_throttle_seconds - since, "throttled")
+        sha = deployment.commit_sha or where.get("head_sha")
+        new_state = gitlab_state(deployment.status)
+        sent = state["sent_status"] if state is not None else None
+        # GitLab refuses a transition to the state a status is already in: send changes only.
+        if isinstance(sha, str) and sha and (sent is None or gitlab_state(sent) != new_state):
+            ref = (
+                deployment.ref
+                if deployment.ref and not deployment.ref.startswith("refs/")
+                else None
+            )
+            await self.api.commit_status(
+                project_id,
+                sha,
+                state=new_state,
+                name=check_name(deployment),
+                target_url=deployment_page_url(self.settings, deployment.id),
+                description=summary_line(deployment),
+                ref=ref,
+            )
+        mr = where.get("mr")
+        if isinstance(mr, int):
+            await self._mr_note(project, project_id, mr)
+        await self.pool.execute(
+            q("forge_report_save"), deployment_id, TARGET, None, str(deployment.status), False
+        )
+        return Sent()
+
+    async def _mr_note(self, project: str, project_id: int, mr: int) -> None:
+        await self.pool.execute(q("forge_pr_comment_ensure"), TARGET, project, mr)
+        # The row lock makes one note per MR even when several processes report at once.
+        async with self.pool.acquire() as connection, connection.transaction():
+            note_id = await connection.fetchval(q("forge_pr_comment_lock"), TARGET, project, mr)
+            rows = await connection.fetch(q("forge_gitlab_mr_deployments"), project, str(mr))
+            deployments = [Deployment.from_row(row) for row in rows]
+            previews: dict[int, object] = {}
+            for deployment in deployments:
+                service = await self.store.get_service(deployment.service_id)
+                previews[service.id] = service.config.get("preview_url")
+            body = pr_comment(self.settings, deployments, previews)
+            if note_id is not None and await self.api.update_note(project_id, mr, note_id, body):
+                return
+            created = await self.api.create_note(project_id, mr, body)
+            await connection.execute(q("forge_pr_comment_save"), TARGET, project, mr, created)
