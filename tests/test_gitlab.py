@@ -428,3 +428,19 @@ def _service(provider: str) -> Service:
         created_at=datetime.now(UTC),
         updated_at=datetime.now(UTC),
     )
+
+
+@pytest.mark.parametrize("event", ["Push Hook", "Merge Request Hook", "Note Hook"])
+async def test_malformed_payloads_are_400_never_a_traceback(
+    post: Post, store: Store, event: str
+) -> None:
+    await add(store, "diaspora", previews=True)
+    good = {
+        "Push Hook": push_hook(),
+        "Merge Request Hook": merge_request_hook(),
+        "Note Hook": note_hook("/deploy"),
+    }[event]
+    for key in list(good):
+        for junk in (None, "x", 3, [], {}):
+            status, answer = await post(event, {**good, key: junk})
+            assert status in (200, 400, 502), (key, junk, status, answer)

@@ -167,21 +167,24 @@ class Note:
     body: str
     author: User
     system: bool
+    action: str | None  # "create" or "update" (older GitLab sends none)
     mr: MergeRequest | None  # None: a note on an issue, a commit or a snippet
 
     @classmethod
     def from_payload(cls, payload: Any) -> Note:
         project = Project.from_payload(_get(payload, "project"))
         attributes = _get(payload, "object_attributes")
-        body = _opt_str(attributes, "note") or ""
+        if not isinstance(attributes, Mapping):
+            raise PayloadError("object_attributes is not an object")
         mr = None
         if attributes.get("noteable_type") == "MergeRequest":
             mr = MergeRequest.from_payload(_get(payload, "merge_request"), project)
         return cls(
             project=project,
             id=_int(attributes, "id"),
-            body=body,
+            body=_opt_str(attributes, "note") or "",
             author=User.from_payload(_get(payload, "user")),
             system=bool(attributes.get("system")),
+            action=_opt_str(attributes, "action"),
             mr=mr,
         )

@@ -52,9 +52,8 @@ async def on_allowlist(api: GitLabApi, service: Service, note: Note) -> bool:
 
 async def on_note(payload: Any, context: GitLabContext) -> Plan:
     note = Note.from_payload(payload)
-    action = payload.get("object_attributes", {}).get("action")
-    if action not in (None, "create"):
-        return Plan(f"ignored: note {action}")
+    if note.action not in (None, "create"):
+        return Plan(f"ignored: note {note.action}")
     if note.system:
         return Plan("ignored: a system note")
     if COMMENT_MARKER in note.body or REPLY_MARKER in note.body:
