@@ -7,6 +7,7 @@ import sys
 
 import structlog
 
+from bot.ops.redact import RedactSecrets
 from pipeline.settings import Settings
 
 
@@ -29,6 +30,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            RedactSecrets.from_settings(settings),  # last before rendering: sees everything
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

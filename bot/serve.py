@@ -14,6 +14,7 @@ from bot.api.app import setup_api
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
+from bot.ops import logcontext as ops_logcontext
 from bot.ops import metrics as ops_metrics
 from bot.runtime import Runtime
 from bot.slack.setup import setup as slack_setup
@@ -98,6 +99,7 @@ FEATURES.append(gitlab_setup)  # POST /webhooks/gitlab, the GitLab reporter (bot
 FEATURES.append(slack_setup)  # /slack/commands, /interactivity, /events; reporter (bot/slack)
 FEATURES.append(ops_health.setup)  # GET /readyz: database, migrations, BuildKit (bot/ops)
 FEATURES.append(ops_metrics.setup)  # GET /metrics: Prometheus (bot/ops)
+FEATURES.append(ops_logcontext.setup)  # delivery/deployment ids bound to request logs (bot/ops)
 
 
 async def run_server(runtime: Runtime, slots: int | None = None) -> None:

@@ -199,6 +199,12 @@ class Worker:
     # --- one deployment ---------------------------------------------------------------
 
     async def _run_one(self, deployment: Deployment, lease_token: UUID) -> None:
+        # Every log line of this run (its own task, its own context) names the deployment.
+        structlog.contextvars.bind_contextvars(
+            deployment_id=deployment.id, service=deployment.service_name
+        )
+        if deployment.trigger.get("delivery_id"):
+            structlog.contextvars.bind_contextvars(delivery_id=deployment.trigger["delivery_id"])
         slot = self.running.get(deployment.id)
         job = Job(self.store, deployment, lease_token, writer=self.writer)
         try:
