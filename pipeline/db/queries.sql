@@ -461,3 +461,11 @@ WHERE d.trigger -> 'answer' ? 'gitlab'
   AND d.trigger -> 'answer' -> 'gitlab' ->> 'project' = $1
   AND d.trigger -> 'answer' -> 'gitlab' ->> 'mr' = $2::text
 ORDER BY d.service_id, d.environment, d.id DESC;
+
+-- GitHub Deployments and the GitHub webhook's hot path (bot/github, bot/reporting/github.py;
+-- migration 0010).
+
+-- name: github_delivery_store
+-- A delivery and the deployments it causes in one statement (its own transaction): their ids
+-- in the order given ($5-$9, one element per deployment), or NULL when it was stored already.
+SELECT click_deploy_forge_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
