@@ -428,10 +428,10 @@ async def test_rollback_and_redeploy_from_slack(
 
 
 async def test_github_deployments_are_announced_in_the_services_channel_despite_rate_limits(
-    client: Client, fake: FakeSlack, store: Store, queue: Queue
+    client: Client, fake: FakeSlack, store: Store, queue: Queue, pool: asyncpg.Pool
 ) -> None:
     service = await add(store, "web", slack_channel="C0ANNOUNCE")
-    await add(store, "quiet")
+    quiet = await add(store, "quiet")
     fake.failures.append(("chat.postMessage", 429, {"Retry-After": "1"}))
     started = time.monotonic()
     trigger = {"source": "github", "actor": "octocat", "reason": "push", "answer": {}}
@@ -441,6 +441,13 @@ async def test_github_deployments_are_announced_in_the_services_channel_despite_
     assert f"#{deployment.id}" in message[0].text and "queued" in message[0].text
     assert "via github" in json.dumps(message[0].blocks)
     assert len(fake.called("chat.postMessage")) == 2  # the refused one, then the real one
+    # A service without a channel, a deployment not from Slack: nothing for Slack at all.
+    for answer in ({}, {"github": {"repo": "acme/quiet"}}):
+        other = await queue.enqueue(quiet.id, trigger={"source": "cli", "answer": answer})
+        await queue.cancel(other.id)
+    await queue.enqueue(quiet.id, trigger={"source": "cli"})
+    rows = await pool.fetch("SELECT deployment_id FROM outbox WHERE target = 'slack'")
+    assert [row["deployment_id"] for row in rows] == [deployment.id]
 
 
 async def test_signed_nonsense_gets_no_5xx_and_no_traceback(

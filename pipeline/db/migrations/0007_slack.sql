@@ -9,8 +9,9 @@ CREATE UNIQUE INDEX outbox_one_pending_slack ON outbox (deployment_id)
 
 CREATE FUNCTION click_deploy_outbox_slack() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT (jsonb_typeof(NEW.trigger -> 'answer') = 'object'
-            AND NEW.trigger -> 'answer' ? 'slack')
+    -- coalesce: without an answer object the test is NULL, and NOT NULL is not true.
+    IF NOT coalesce(jsonb_typeof(NEW.trigger -> 'answer') = 'object'
+                    AND NEW.trigger -> 'answer' ? 'slack', false)
        AND NOT EXISTS (SELECT 1 FROM services
                        WHERE id = NEW.service_id
                          AND jsonb_typeof(config -> 'slack_channel') = 'string') THEN
