@@ -1,5 +1,6 @@
 """Reporting a deployment to GitHub: a check run (queued → in_progress → completed), a
-commit status `click-deploy/<service>`, the pull request's one comment (edited in place),
+commit status `click-deploy/<service>`, a GitHub Deployment with its statuses
+(github_deployments), the pull request's one comment (edited in place),
 and 🚀 / 😕 on the `/deploy` comment that asked. Rendered from the deployment's current
 state every time, so a coalesced or late report is still right."""
 
@@ -15,6 +16,7 @@ import gidgethub
 from bot.github.auth import AppAuth
 from bot.github.client import GitHubClient, is_rate_limited, retry_delay
 from bot.links import deployment_page_url
+from bot.reporting.github_deployments import report_deployment
 from bot.reporting.loop import Later, Outcome, Retry, Sent
 from bot.reporting.render import (
     FINAL,
@@ -87,6 +89,10 @@ class GitHubReporter:
         if isinstance(sha, str) and sha:
             check_run_id = await self._check_run(gh, owner, name, sha, deployment, check_run_id)
             await self._commit_status(gh, owner, name, sha, deployment)
+            service = await self.store.get_service(deployment.service_id)
+            await report_deployment(
+                gh, self.settings, self.pool, owner, name, sha, deployment, service, state
+            )
         pr = where.get("pr")
         if isinstance(pr, int):
             await self._pr_comment(gh, repo, pr)

@@ -469,3 +469,14 @@ ORDER BY d.service_id, d.environment, d.id DESC;
 -- A delivery and the deployments it causes in one statement (its own transaction): their ids
 -- in the order given ($5-$9, one element per deployment), or NULL when it was stored already.
 SELECT click_deploy_forge_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- name: github_deployment_save
+-- The GitHub Deployment made for a deployment ($2) and the state last sent to it ($3, NULL:
+-- none yet); what is NULL here leaves what was stored.
+INSERT INTO forge_reports (deployment_id, target, github_deployment_id, github_deployment_state)
+VALUES ($1, 'github', $2, $3)
+ON CONFLICT (deployment_id, target) DO UPDATE SET
+    github_deployment_id = coalesce(excluded.github_deployment_id,
+                                    forge_reports.github_deployment_id),
+    github_deployment_state = coalesce(excluded.github_deployment_state,
+                                       forge_reports.github_deployment_state);
