@@ -465,3 +465,15 @@ async def test_signed_nonsense_gets_no_5xx_and_no_traceback(
             assert "Traceback" not in await response.text()
     assert fake.called("chat.postMessage") == []
     assert [record for record in caplog.records if record.exc_info] == []
+
+
+async def test_a_reply_slack_refuses_is_logged_not_raised(
+    slash: Slash, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.errors.append(("chat.postEphemeral", "channel_not_found"))
+    assert await slash("help") == 200
+    await eventually(lambda: fake.called("chat.postEphemeral"))
+    assert await slash("help") == 200
+    await eventually(lambda: len(fake.called("chat.postEphemeral")) == 2)
+    await asyncio.sleep(0.1)
+    assert [record for record in caplog.records if record.exc_info] == []

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands.parser import Command, Ignore, Response, parse_slack
@@ -45,7 +46,14 @@ class SlackContext:
         arguments: dict[str, Any] = {"channel": asker.channel, "user": asker.user, "text": text}
         if blocks is not None:
             arguments["blocks"] = blocks
-        await self.client.chat_postEphemeral(**arguments)
+        try:
+            await self.client.chat_postEphemeral(**arguments)
+        except SlackApiError as error:  # not in the channel, say: nobody else to tell
+            log.warning(
+                "slack ephemeral reply failed",
+                channel=asker.channel,
+                error=str(error.response.get("error")),
+            )
 
 
 def nearest(name: str, names: list[str]) -> str | None:

@@ -152,6 +152,8 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     # method → (status, headers) answered once instead, e.g. a rate limit
     failures: list[tuple[str, int, dict[str, str]]] = field(default_factory=list)
+    # method → a Slack error (`{"ok": false}`, HTTP 200) answered once instead
+    errors: list[tuple[str, str]] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     url: str = ""
 
@@ -203,6 +205,10 @@ class FakeSlack:
                 return web.json_response(
                     {"ok": False, "error": "ratelimited"}, status=status, headers=headers
                 )
+        for index, (name, error) in enumerate(self.errors):
+            if name == method:
+                del self.errors[index]
+                return web.json_response({"ok": False, "error": error})
         return self.answer(method, args)
 
     def _bad(self, method: str, error: str, detail: str = "") -> web.Response:
