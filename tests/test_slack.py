@@ -477,3 +477,31 @@ async def test_a_reply_slack_refuses_is_logged_not_raised(
     await eventually(lambda: len(fake.called("chat.postEphemeral")) == 2)
     await asyncio.sleep(0.1)
     assert [record for record in caplog.records if record.exc_info] == []
+
+
+async def test_updates_are_throttled_and_the_final_state_always_goes_out(
+    slack_settings: Settings,
+    fake: FakeSlack,
+    pool: asyncpg.Pool,
+    database_url: str,
+    store: Store,
+    queue: Queue,
+    start_worker: StartWorker,
+) -> None:
+    from bot.runtime import Runtime
+
+    throttled = slack_settings.model_copy(update={"report_throttle_seconds": 2.5})
+    app = web.Application()
+    slack_setup(app, Runtime(throttled, database_url, pool, store, Queue(pool, throttled)))
+    service = await add(store, "web", slack_channel=CHANNEL)
+    async with TestClient(TestServer(app)):
+        deployment = await queue.enqueue(
+            service.id, ref="main", trigger={"source": "cli", "script": {"sleep": 1.0}}
+        )
+        await start_worker(ScriptedPipeline())
+        await wait_for_status(store, deployment.id, Status.SUCCEEDED)
+        message = await eventually(lambda: final_message(fake, "succeeded"))
+    # Six changes (cloning, building, step 1, pushing, step 2, succeeded) within about a
+    # second of the first post: nothing more inside the 2.5 s throttle, then the final state
+    # (once more if a slow machine lets the throttle run out before the build ends).
+    assert 1 <= message.edits <= 2
