@@ -289,7 +289,7 @@ async def test_a_maintainer_comment_deploys_with_eyes_and_others_are_refused_pol
     deployment = await store.get_deployment(answer["deployments"][0])
     assert deployment.environment == f"pr-{number}" and deployment.commit_sha == "a" * 40
     assert deployment.trigger["answer"]["github"]["comment_id"] == payload["comment"]["id"]
-    await settle(fake, len(fake.requests) + 1)
+    await settle_calls(fake, "POST", r".*/issues/comments/\d+/reactions", 1)
     reactions = fake.calls("POST", r".*/issues/comments/\d+/reactions")
     assert [r.body["content"] for r in reactions] == ["eyes"]
 
@@ -298,12 +298,20 @@ async def test_a_maintainer_comment_deploys_with_eyes_and_others_are_refused_pol
     status, answer = await post("issue_comment", refused)
     assert status == 200 and answer["message"] == "refused" and answer["deployments"] == []
     await settle(fake, before + 3)
-    replies = [
-        r.body["body"]
-        for r in fake.calls("POST", r".*/issues/\d+/comments")
-        if "click-deploy -->" not in r.body["body"]
-    ]
-    assert "needs write access" in replies[-1]
+
+    def replies() -> list[str]:
+        return [
+            r.body["body"]
+            for r in fake.calls("POST", r".*/issues/\d+/comments")
+            if "click-deploy -->" not in r.body["body"]
+        ]
+
+    # The reporter's requests (check run, status, deployment) count too: wait for the reply.
+    deadline = asyncio.get_running_loop().time() + 5
+    while not replies() or not fake.calls("POST", r".*/reactions")[1:]:
+        assert asyncio.get_running_loop().time() < deadline, fake.requests
+        await asyncio.sleep(0.02)
+    assert "needs write access" in replies()[-1]
     assert fake.calls("POST", r".*/reactions")[-1].body["content"] == "confused"
     assert await pool.fetchval("SELECT count(*) FROM deployments") == 1
     assert fake.invalid == []

@@ -187,3 +187,32 @@ def _deployment(**changes: Any) -> Deployment:
     values.update(id=1, service_id=7, environment="production", status=Status.QUEUED, trigger={})
     values.update(changes)
     return Deployment(**values)
+
+
+async def test_closing_the_pull_request_makes_its_live_preview_inactive(
+    post: Post, store: Store, pool: asyncpg.Pool, fake: FakeGitHub, examples_path: Path
+) -> None:
+    await add(store, "hello", previews=True)
+    payload = example(examples_path, "pull_request", 0, installation=INSTALLATION)
+    _, answer = await post("pull_request", payload)
+    deployment_id = answer["deployments"][0]
+    await wait_states(fake, "queued")
+    await move(pool, deployment_id, "cloning")
+    await wait_states(fake, "queued", "in_progress")
+    for status in ("building", "pushing"):
+        await move(pool, deployment_id, status)
+    await move(pool, deployment_id, "succeeded", image="registry/hello:pr")
+    await wait_states(fake, "queued", "in_progress", "success")
+
+    closed = example(examples_path, "pull_request", 0, installation=INSTALLATION)
+    closed["action"] = "closed"
+    status, answer = await post("pull_request", closed)
+    assert status == 200 and answer["message"] == "preview closed"
+    calls = await wait_states(fake, "queued", "in_progress", "success", "inactive")
+    assert calls[-1].path == calls[0].path  # the same GitHub Deployment
+    stored = await pool.fetchval(
+        "SELECT github_deployment_state FROM forge_reports WHERE deployment_id = $1",
+        deployment_id,
+    )
+    assert stored == "inactive"
+    assert fake.invalid == []

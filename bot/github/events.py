@@ -9,7 +9,7 @@ import structlog
 
 from bot.github.models import CheckRunRequest, PullRequestEvent, Push
 from bot.github.plan import Context, Enqueue, Plan
-from bot.github.previews import delete_preview_images
+from bot.github.previews import delete_preview_images, retire_preview_deployments
 from pipeline.errors import NotFound
 from pipeline.models import Service
 from pipeline.trigger import Trigger
@@ -97,6 +97,7 @@ async def on_pull_request(payload: Any, context: Context) -> Plan:
         plan = Plan("preview closed")
         for service in services:
             plan.after.append(delete_preview_images(context, service, environment))
+            plan.after.append(retire_preview_deployments(context, service, environment, pull.repo))
         return plan
     if event.action not in PREVIEW_ACTIONS:
         return Plan(f"ignored: pull_request {event.action}")

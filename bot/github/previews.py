@@ -1,10 +1,13 @@
-"""Preview images: when a pull request closes, its preview's tags leave the registry."""
+"""Closed pull requests: the preview's tags leave the registry, and its GitHub Deployments
+become inactive."""
 
 from __future__ import annotations
 
 import structlog
 
+from bot.github.models import Repo
 from bot.github.plan import After, Context
+from bot.reporting.github_deployments import retire_environment
 from pipeline.db.queries import q
 from pipeline.models import Service
 from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
@@ -32,5 +35,21 @@ def delete_preview_images(context: Context, service: Service, environment: str) 
                     pass
                 except RegistryError as error:
                     log.warning("preview image not deleted", image=row["image"], error=str(error))
+
+    return run
+
+
+def retire_preview_deployments(
+    context: Context, service: Service, environment: str, repo: Repo
+) -> After:
+    async def run() -> None:
+        if context.auth is None or context.installation_id is None:
+            return
+        gh = await context.api()
+        retired = await retire_environment(
+            gh, context.settings, context.pool, repo.owner, repo.name, service, environment
+        )
+        if retired:
+            log.info("preview deployments inactive", service=service.name, count=retired)
 
     return run

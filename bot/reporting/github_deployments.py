@@ -117,3 +117,35 @@ async def report_deployment(
         data=status_body(settings, deployment, service),
     )
     await pool.execute(q("github_deployment_save"), deployment.id, github_id, state)
+
+
+async def retire_environment(
+    gh: GitHubClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    owner: str,
+    repo: str,
+    service: Service,
+    environment: str,
+) -> int:
+    """A preview whose pull request closed: its successful GitHub Deployments become
+    `inactive`. Returns how many."""
+    rows = await pool.fetch(q("github_deployments_live"), service.id, environment)
+    for row in rows:
+        await gh.post(
+            "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+            {"owner": owner, "repo": repo, "deployment_id": row["github_deployment_id"]},
+            data={
+                "state": "inactive",
+                "log_url": deployment_page_url(settings, row["deployment_id"]),
+                "description": "The pull request was closed; the preview is gone.",
+                "auto_inactive": False,
+            },
+        )
+        await pool.execute(
+            q("github_deployment_save"),
+            row["deployment_id"],
+            row["github_deployment_id"],
+            "inactive",
+        )
+    return len(rows)

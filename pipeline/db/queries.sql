@@ -480,3 +480,11 @@ ON CONFLICT (deployment_id, target) DO UPDATE SET
                                     forge_reports.github_deployment_id),
     github_deployment_state = coalesce(excluded.github_deployment_state,
                                        forge_reports.github_deployment_state);
+
+-- name: github_deployments_live
+-- The GitHub Deployments of a service's environment whose last status was success.
+SELECT r.deployment_id, r.github_deployment_id
+FROM forge_reports r JOIN deployments d ON d.id = r.deployment_id
+WHERE d.service_id = $1 AND d.environment = $2 AND r.target = 'github'
+  AND r.github_deployment_id IS NOT NULL AND r.github_deployment_state = 'success'
+ORDER BY r.deployment_id;
