@@ -54,6 +54,14 @@ async def wait_check_run(fake: FakeGitHub, timeout: float = 30.0) -> dict[str, A
         await asyncio.sleep(0.05)
 
 
+async def wait_deployment_state(fake: FakeGitHub, state: str, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    pattern = r"/repos/[^/]+/[^/]+/deployments/\d+/statuses"
+    while not [c for c in fake.calls("POST", pattern) if c.body["state"] == state]:
+        assert asyncio.get_running_loop().time() < deadline, fake.calls("POST", pattern)
+        await asyncio.sleep(0.05)
+
+
 async def start(deployer: StartDeployer, gh_settings: Settings, git_daemon: GitDaemon) -> None:
     await deployer(
         github_url=f"git://127.0.0.1:{git_daemon.port}",
@@ -93,6 +101,8 @@ async def test_a_pull_request_preview_is_built_and_reported(
     assert check["details_url"].startswith(f"https://deploy.example.com/deployments/{done.id}")
     # The App's installation token was asked for (the clone's credentials).
     assert fake.calls("POST", r"/app/installations/42/access_tokens")
+    # The commit status, PR comment and GitHub Deployment follow the check run in that order.
+    await wait_deployment_state(fake, "success")
     comment = fake.pr_comment()
     assert comment is not None and str(done.image) in comment
     statuses = fake.calls("POST", rf"/repos/{REPO}/statuses/{commit}")
@@ -126,4 +136,5 @@ async def test_a_failing_build_reports_the_step_and_its_log(
     assert check["conclusion"] == "failure"
     assert "Failing step: **build**" in check["output"]["summary"]
     assert "doomed-build" in check["output"]["text"]
+    await wait_deployment_state(fake, "failure")
     assert fake.invalid == []

@@ -89,13 +89,14 @@ class GitHubReporter:
         if isinstance(sha, str) and sha:
             check_run_id = await self._check_run(gh, owner, name, sha, deployment, check_run_id)
             await self._commit_status(gh, owner, name, sha, deployment)
+        pr = where.get("pr")
+        if isinstance(pr, int):
+            await self._pr_comment(gh, repo, pr)
+        if isinstance(sha, str) and sha:
             service = await self.store.get_service(deployment.service_id)
             await report_deployment(
                 gh, self.settings, self.pool, owner, name, sha, deployment, service, state
             )
-        pr = where.get("pr")
-        if isinstance(pr, int):
-            await self._pr_comment(gh, repo, pr)
         reacted = False
         comment_id = where.get("comment_id")
         already = state is not None and state["reacted"]
