@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
@@ -323,13 +324,22 @@ async def test_own_notes_system_notes_help_and_typos(
 
 
 async def test_gitlab_unreachable_for_a_note_is_502_and_not_stored(
-    post: Post, store: Store, fake: FakeGitLab, pool: asyncpg.Pool
+    post: Post,
+    store: Store,
+    fake: FakeGitLab,
+    pool: asyncpg.Pool,
 ) -> None:
     await add(store, "diaspora")
     fake.failures.append(("GET", r"/projects/\d+/members/all/\d+", 503, {}))
-    status, answer = await post("Note Hook", note_hook("/deploy"), delivery="n-1")
-    assert status == 502 and "token" not in json.dumps(answer).lower()
+    with structlog.testing.capture_logs() as logged:
+        status, answer = await post("Note Hook", note_hook("/deploy"), delivery="n-1")
+    assert status == 502 and TOKEN not in json.dumps(answer)
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
+    assert [entry["event"] for entry in logged] == ["gitlab delivery not handled"]
+    assert TOKEN not in repr(logged) and WEBHOOK_SECRET not in repr(logged)
+    # GitLab answers again: the same delivery is handled then.
+    status, answer = await post("Note Hook", note_hook("/deploy"), delivery="n-1")
+    assert status == 200 and answer["message"] == "refused"
 
 
 # --- reporting ---------------------------------------------------------------------------
