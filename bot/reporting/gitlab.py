@@ -5,6 +5,7 @@ time, so a coalesced or late report is still right."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from bot.reporting.loop import Later, Outcome, Retry, Sent
 from bot.reporting.render import FINAL, check_name, pr_comment, summary_line
 from pipeline.db.queries import q
 from pipeline.errors import NotFound
-from pipeline.models import Deployment
+from pipeline.models import Deployment, Service
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
@@ -45,6 +46,7 @@ class GitLabReporter:
         self.pool = pool
         self.store = Store(pool)
         self.api = api
+        self._note_locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def __call__(self, deployment_id: int) -> Outcome:
         try:
@@ -97,16 +99,26 @@ class GitLabReporter:
         return Sent()
 
     async def _mr_note(self, project: str, project_id: int, mr: int) -> None:
+        # One writer per MR in this process (the others wait without holding a connection);
+        # the row lock makes one note per MR across processes. Inside the transaction only
+        # its own connection is used, so a full pool cannot deadlock it.
+        lock = self._note_locks.setdefault((project, mr), asyncio.Lock())
+        async with lock:
+            await self._write_mr_note(project, project_id, mr)
+
+    async def _write_mr_note(self, project: str, project_id: int, mr: int) -> None:
         await self.pool.execute(q("forge_pr_comment_ensure"), TARGET, project, mr)
-        # The row lock makes one note per MR even when several processes report at once.
         async with self.pool.acquire() as connection, connection.transaction():
             note_id = await connection.fetchval(q("forge_pr_comment_lock"), TARGET, project, mr)
             rows = await connection.fetch(q("forge_gitlab_mr_deployments"), project, str(mr))
             deployments = [Deployment.from_row(row) for row in rows]
             previews: dict[int, object] = {}
             for deployment in deployments:
-                service = await self.store.get_service(deployment.service_id)
-                previews[service.id] = service.config.get("preview_url")
+                row = await connection.fetchrow(q("service_by_id"), deployment.service_id)
+                if row is not None:
+                    previews[deployment.service_id] = Service.from_row(row).config.get(
+                        "preview_url"
+                    )
             body = pr_comment(self.settings, deployments, previews)
             if note_id is not None and await self.api.update_note(project_id, mr, note_id, body):
                 return
