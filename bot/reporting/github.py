@@ -6,6 +6,7 @@ state every time, so a coalesced or late report is still right."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from bot.reporting.render import (
 )
 from pipeline.db.queries import q
 from pipeline.errors import NotFound
-from pipeline.models import Deployment, LogLine
+from pipeline.models import Deployment, LogLine, Service
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
@@ -55,6 +56,9 @@ class GitHubReporter:
         self.store = Store(pool)
         self.session = session
         self.auth = auth
+        # One PR-comment writer per pull request in this process: the others would each hold
+        # a pool connection while waiting on the row lock, and a burst could empty the pool.
+        self._pr_locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def __call__(self, deployment_id: int) -> Outcome:
         try:
@@ -184,15 +188,20 @@ class GitHubReporter:
     async def _pr_comment(self, gh: GitHubClient, repo: str, pr: int) -> None:
         owner, name = repo.split("/", 1)
         await self.pool.execute(q("forge_pr_comment_ensure"), TARGET, repo, pr)
-        # The row lock makes one comment per PR even when several processes report at once.
-        async with self.pool.acquire() as connection, connection.transaction():
+        lock = self._pr_locks.setdefault((repo, pr), asyncio.Lock())
+        # The row lock makes one comment per PR even when several processes report at once;
+        # inside it only the transaction's own connection is used.
+        async with lock, self.pool.acquire() as connection, connection.transaction():
             comment_id = await connection.fetchval(q("forge_pr_comment_lock"), TARGET, repo, pr)
             rows = await connection.fetch(q("forge_github_pr_deployments"), repo, str(pr))
             deployments = [Deployment.from_row(row) for row in rows]
             previews: dict[int, object] = {}
             for deployment in deployments:
-                service = await self.store.get_service(deployment.service_id)
-                previews[service.id] = service.config.get("preview_url")
+                row = await connection.fetchrow(q("service_by_id"), deployment.service_id)
+                if row is not None:
+                    previews[deployment.service_id] = Service.from_row(row).config.get(
+                        "preview_url"
+                    )
             body = pr_comment(self.settings, deployments, previews)
             if comment_id is not None:
                 try:
