@@ -17,7 +17,7 @@ from uuid import UUID
 
 import structlog
 
-from pipeline.errors import ConfigError, DeploymentFailure
+from pipeline.errors import ConfigError
 from pipeline.models import Deployment, Step
 from pipeline.settings import Settings
 from pipeline.states import Status
@@ -289,20 +289,6 @@ class Job:
 
 class Pipeline(Protocol):
     async def run(self, job: Job) -> BuildResult: ...
-
-
-class NoBuildPipeline:
-    """Stands in until the build pipeline is configured: fails every deployment with a
-    message that says so, instead of pretending to build."""
-
-    async def run(self, job: Job) -> BuildResult:
-        raise DeploymentFailure(
-            "this click-deploy has no build pipeline configured (WORKER_PIPELINE)"
-        )
-
-
-def default_pipeline(settings: Settings) -> Pipeline:
-    return NoBuildPipeline()
 
 
 def load_pipeline(settings: Settings) -> Pipeline:
