@@ -318,11 +318,14 @@ async def test_a_wrong_token_on_a_private_repository(
     await assert_build_dir_gone(build_settings)
 
 
-async def test_the_right_token_clones_a_private_repository(
+async def test_the_right_token_clones_a_private_repository_and_no_secret_leaks(
     git_http: GitHttpServer,
     store: Store,
     queue: Queue,
+    database_url: str,
+    build_settings: Settings,
     deployer: StartDeployer,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     commit = git_http.create_repo("private-ok", example_files("static-index"))
     service_id = await add_service(store, "private-ok", git_http.url_for("private-ok"))
@@ -333,6 +336,26 @@ async def test_the_right_token_clones_a_private_repository(
     )
     assert done.status == Status.SUCCEEDED, done.error
     assert any(request.authorized for request in git_http.requests_for("private-ok"))
+
+    # With real secrets configured and used (git token, registry password), none of them is
+    # in the process's logs, the build output, the build directory or anywhere in the
+    # database.
+    secrets = [git_http.token, TARGET_PASSWORD]
+    dumped = await asyncio.to_thread(
+        subprocess.run,
+        ["pg_dump", "--data-only", f"--dbname={database_url}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    dump = dumped.stdout
+    assert "private-ok" in dump and str(done.digest) in dump  # the dump has the data
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err
+    build_output = "\n".join(line.line for line in (await store.read_logs(done.id)).items)
+    for secret in secrets:
+        assert secret not in dump
+        assert secret not in logs
+        assert secret not in build_output
+    await assert_build_dir_gone(build_settings)
 
 
 def sleeping_processes(marker: str) -> list[str]:
