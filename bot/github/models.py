@@ -10,32 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-class PayloadError(ValueError):
-    """A payload without a field the event needs."""
-
-
-def _get(data: Any, *path: str) -> Any:
-    value = data
-    for key in path:
-        if not isinstance(value, Mapping) or key not in value:
-            raise PayloadError(f"the payload has no {'.'.join(path)}")
-        value = value[key]
-    return value
-
-
-def _str(data: Any, *path: str) -> str:
-    value = _get(data, *path)
-    if not isinstance(value, str):
-        raise PayloadError(f"{'.'.join(path)} is not a string")
-    return value
-
-
-def _int(data: Any, *path: str) -> int:
-    value = _get(data, *path)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{'.'.join(path)} is not a number")
-    return value
+from bot.payload import PayloadError
+from bot.payload import field as _get
+from bot.payload import number as _int
+from bot.payload import text as _str
 
 
 @dataclass(frozen=True)

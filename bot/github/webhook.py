@@ -22,8 +22,9 @@ from gidgethub import sansio
 from bot.github.auth import AppAuth, GitHubAppError
 from bot.github.comments import on_issue_comment
 from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
-from bot.github.models import PayloadError, installation_id
+from bot.github.models import installation_id
 from bot.github.plan import Context, Plan
+from bot.payload import PayloadError
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 

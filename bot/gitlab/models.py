@@ -8,35 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.github.models import PayloadError
+from bot.payload import PayloadError
+from bot.payload import field as _get
+from bot.payload import number as _int
+from bot.payload import text as _str
 
 __all__ = ["MergeRequest", "MergeRequestEvent", "Note", "PayloadError", "Project", "Push"]
 
 # GitLab lists at most this many commits in a push; a longer push cannot tell its paths.
 PUSH_COMMITS_LIMIT = 20
-
-
-def _get(data: Any, *path: str) -> Any:
-    value = data
-    for key in path:
-        if not isinstance(value, Mapping) or key not in value:
-            raise PayloadError(f"the payload has no {'.'.join(path)}")
-        value = value[key]
-    return value
-
-
-def _str(data: Any, *path: str) -> str:
-    value = _get(data, *path)
-    if not isinstance(value, str):
-        raise PayloadError(f"{'.'.join(path)} is not a string")
-    return value
-
-
-def _int(data: Any, *path: str) -> int:
-    value = _get(data, *path)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{'.'.join(path)} is not a number")
-    return value
 
 
 def _opt_str(data: Any, key: str) -> str | None:
