@@ -96,7 +96,9 @@ async def on_pull_request(payload: Any, context: Context) -> Plan:
     if event.action == "closed":
         plan = Plan("preview closed")
         for service in services:
-            plan.after.append(delete_preview_images(context, service, environment))
+            plan.after.append(
+                delete_preview_images(context.settings, context.pool, service, environment)
+            )
             plan.after.append(retire_preview_deployments(context, service, environment, pull.repo))
         return plan
     if event.action not in PREVIEW_ACTIONS:

@@ -3,6 +3,7 @@ become inactive."""
 
 from __future__ import annotations
 
+import asyncpg
 import structlog
 
 from bot.github.models import Repo
@@ -11,16 +12,21 @@ from bot.reporting.github_deployments import retire_environment
 from pipeline.db.queries import q
 from pipeline.models import Service
 from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
+from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-def delete_preview_images(context: Context, service: Service, environment: str) -> After:
+def delete_preview_images(
+    settings: Settings, pool: asyncpg.Pool, service: Service, environment: str
+) -> After:
+    """Every image tag a preview got leaves the registry (after the answer; GitHub and
+    GitLab alike)."""
+
     async def run() -> None:
-        settings = context.settings
         if settings.registry_url is None:
             return
-        rows = await context.pool.fetch(q("forge_environment_images"), service.id, environment)
+        rows = await pool.fetch(q("forge_environment_images"), service.id, environment)
         if not rows:
             return
         async with RegistryClient(

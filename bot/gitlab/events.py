@@ -9,11 +9,9 @@ from typing import Any
 import structlog
 
 from bot.github.events import SKIP_MARKERS, touches
-from bot.gitlab.context import SOURCE, After, Enqueue, GitLabContext, Plan, preview_environment
+from bot.github.previews import delete_preview_images
+from bot.gitlab.context import SOURCE, Enqueue, GitLabContext, Plan, preview_environment
 from bot.gitlab.models import MergeRequestEvent, Push
-from pipeline.db.queries import q
-from pipeline.models import Service
-from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
@@ -68,7 +66,9 @@ async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
     environment = preview_environment(mr.iid)
     if event.action in CLOSE_ACTIONS:
         plan = Plan("preview closed")
-        plan.after += [delete_preview_images(context, s, environment) for s in services]
+        plan.after += [
+            delete_preview_images(context.settings, context.pool, s, environment) for s in services
+        ]
         return plan
     if event.action not in PREVIEW_ACTIONS:
         return Plan(f"ignored: merge request {event.action or 'without action'}")
@@ -90,29 +90,3 @@ async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
         )
         plan.enqueue.append(Enqueue(service, environment, mr.source_branch, mr.head_sha, trigger))
     return plan
-
-
-def delete_preview_images(context: GitLabContext, service: Service, environment: str) -> After:
-    """Every image tag the preview got leaves the registry (after the answer)."""
-
-    async def run() -> None:
-        settings = context.settings
-        if settings.registry_url is None:
-            return
-        rows = await context.pool.fetch(q("forge_environment_images"), service.id, environment)
-        if not rows:
-            return
-        async with RegistryClient(
-            settings.registry_url, settings.registry_username, settings.registry_password
-        ) as registry:
-            for row in rows:
-                reference = parse_reference(row["image"])
-                try:
-                    await registry.delete_tag(reference.repository, reference.tag or "")
-                    log.info("preview image deleted", service=service.name, image=row["image"])
-                except RegistryNotFound:
-                    pass
-                except RegistryError as error:
-                    log.warning("preview image not deleted", image=row["image"], error=str(error))
-
-    return run
