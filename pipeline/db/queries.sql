@@ -109,7 +109,9 @@ UPDATE deployments d SET
     status = 'cloning', phase = 'cloning', attempts = d.attempts + 1,
     worker_id = $1, lease_token = gen_random_uuid(),
     lease_expires_at = now() + make_interval(secs => $2), heartbeat_at = now(),
-    started_at = coalesce(d.started_at, now()), cancel_requested = false,
+    -- clock_timestamp(), not now(): the transaction may have begun before the previous
+    -- deployment of this target finished; the row is only claimable after that commit.
+    started_at = coalesce(d.started_at, clock_timestamp()), cancel_requested = false,
     step = NULL, steps_total = NULL, progress_message = NULL, updated_at = now()
 FROM next WHERE d.id = next.id
 RETURNING d.*, (SELECT name FROM services WHERE id = d.service_id) AS service_name,
