@@ -3,14 +3,19 @@
 script keys: sleep (seconds, spread over the build states), lines (log lines to print),
 fail ("permanent" | "crash"), transient_until (attempt number that first succeeds),
 hang (never finish unless cancelled), hang_until (hang on attempts before this one),
-gate (in-process only: wait for a test's Event).
+gate (in-process only: wait for a test's Event), sleep_random ([low, high]: a random
+sleep in that range instead of `sleep`).
 Usable in-process and, through WORKER_PIPELINE=tests.support.pipelines:scripted, in a
-real worker process.
+real worker process; there SCRIPTED_PIPELINE_SCRIPT (JSON) is the script of deployments
+whose trigger has none (a webhook's, say).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +42,11 @@ class ScriptedPipeline:
     runs: list[Run] = field(default_factory=list)
     gates: dict[int, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    default_script: dict[str, Any] = field(default_factory=dict)
 
     async def run(self, job: Job) -> BuildResult:
         deployment = job.deployment
-        script: dict[str, Any] = dict(deployment.trigger.get("script", {}))
+        script: dict[str, Any] = {**self.default_script, **deployment.trigger.get("script", {})}
         run = Run(
             deployment.id,
             deployment.service_id,
@@ -51,6 +57,9 @@ class ScriptedPipeline:
         self.runs.append(run)
         self.started.put_nowait(deployment.id)
         pause = float(script.get("sleep", 0)) / 3
+        if "sleep_random" in script:
+            low, high = script["sleep_random"]
+            pause = random.uniform(float(low), float(high)) / 3
         try:
             job.log(f"building {deployment.commit_sha or deployment.ref}")
             clone = job.step("clone")
@@ -96,4 +105,6 @@ class ScriptedPipeline:
 
 def scripted(settings: Settings) -> ScriptedPipeline:
     """Factory for WORKER_PIPELINE in worker processes the tests start."""
-    return ScriptedPipeline()
+    return ScriptedPipeline(
+        default_script=json.loads(os.environ.get("SCRIPTED_PIPELINE_SCRIPT", "{}"))
+    )
