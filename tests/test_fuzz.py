@@ -1,0 +1,525 @@
+"""Fuzzing the front ends with hypothesis: the GitHub and GitLab webhooks, Slack's three
+endpoints and the `/deploy` command parser. Correctly signed requests whose bodies are real
+payloads with fields of the wrong type, missing, huge or full of odd Unicode (and random
+bytes, random JSON, random headers) get a 2xx or a clear 4xx, never a 5xx or a traceback,
+and a refused delivery leaves nothing in the database. The parser turns any text into a
+command, a helpful answer or nothing, and reads a rendered command back as itself.
+
+One real app (all three features) on the test's own database serves every example of a
+test: hypothesis runs the examples against the same fixtures on purpose (the health check
+for function-scoped fixtures is turned off for that), and each example checks only what it
+changed. Under CI=true the examples are derandomized, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openapi_core import OpenAPI
+from pydantic import SecretStr
+
+from bot.github.setup import setup as github_setup
+from bot.gitlab.setup import setup as gitlab_setup
+from bot.runtime import Runtime
+from bot.slack.setup import setup as slack_setup
+from pipeline.queue.queue import Queue
+from pipeline.settings import Settings
+from pipeline.store import NewService, Store
+from tests.support import fake_github, fake_gitlab, fake_slack
+from tests.support.fake_github import FakeGitHub
+from tests.support.fake_gitlab import FakeGitLab
+from tests.support.fake_slack import FakeSlack
+from tests.support.fuzz import (
+    Request,
+    content_types,
+    dump,
+    header_text,
+    json_values,
+    mutated,
+    odd_text,
+    texts,
+)
+from tests.support.github_hooks import SECRET as GITHUB_SECRET
+from tests.support.github_hooks import private_key_pem
+from tests.support.npm_cache import OPENAPI, WEBHOOK_EXAMPLES, npm_file
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+GITHUB_REPO = "Codertocat/Hello-World"
+INSTALLATION = 42
+COMMENTER = "Codertocat"
+SLACK_USER, SLACK_CHANNEL = "U0ALICE", "C0DEPLOY"
+BODY_LIMIT = 256 * 1024
+
+CI = os.environ.get("CI") == "true"
+
+
+def fuzz(examples: int) -> Any:
+    """Hypothesis settings for one fuzz target: reproducible under CI, no deadline (a
+    shared 2-core machine), no example database in the checkout, and one set of fixtures
+    for all the examples (deliberately: see the module docstring)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=CI,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+# --- the app under fuzz ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def github_openapi() -> OpenAPI:
+    return fake_github.build_validator(str(npm_file(*OPENAPI)))
+
+
+@pytest.fixture(scope="session")
+def github_examples() -> dict[str, list[dict[str, Any]]]:
+    """@octokit/webhooks-examples: GitHub's own example payloads, by event."""
+    data = json.loads(npm_file(*WEBHOOK_EXAMPLES).read_text(encoding="utf-8"))
+    return {item["name"]: item["examples"] for item in data}
+
+
+@dataclass
+class Fakes:
+    github: FakeGitHub
+    gitlab: FakeGitLab
+    slack: FakeSlack
+
+
+@pytest.fixture
+async def fakes(github_openapi: OpenAPI) -> AsyncIterator[Fakes]:
+    started = Fakes(FakeGitHub(github_openapi), FakeGitLab(), FakeSlack())
+    runners = [
+        await fake_github.start(started.github),
+        await fake_gitlab.start(started.gitlab),
+        await fake_slack.start(started.slack),
+    ]
+    try:
+        yield started
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest.fixture
+def fuzz_settings(settings: Settings, fakes: Fakes) -> Settings:
+    return settings.model_copy(
+        update={
+            "github_webhook_secret": SecretStr(GITHUB_SECRET),
+            "github_app_id": "1234",
+            "github_private_key": SecretStr(private_key_pem()),
+            "github_api_url": fakes.github.url,
+            "gitlab_webhook_secret": SecretStr(fake_gitlab.WEBHOOK_SECRET),
+            "gitlab_token": SecretStr(fake_gitlab.TOKEN),
+            "gitlab_api_url": fakes.gitlab.url,
+            "slack_signing_secret": SecretStr(SLACK_SECRET),
+            "slack_bot_token": SecretStr(fake_slack.TOKEN),
+            "slack_api_url": fakes.slack.api_url,
+            # The reporters look once at start: the fuzz is about what comes in.
+            "report_poll_seconds": 3600.0,
+            "webhook_max_bytes": BODY_LIMIT,
+            "public_url": "https://deploy.example.com",
+        }
+    )
+
+
+@dataclass
+class World:
+    """The app, its database and what is in it: services for every forge and a few
+    deployments, so that well-formed deliveries reach deep into the handlers."""
+
+    client: TestClient[web.Request, web.Application]
+    pool: asyncpg.Pool
+    fakes: Fakes
+    deployment_ids: list[int]
+
+
+@pytest.fixture
+async def world(
+    fuzz_settings: Settings, pool: asyncpg.Pool, database_url: str, store: Store, fakes: Fakes
+) -> AsyncIterator[World]:
+    queue = Queue(pool, fuzz_settings)
+    services = [
+        NewService("hello", GITHUB_REPO, "github", branch="master", config={"previews": True}),
+        NewService(
+            "hello-api",
+            GITHUB_REPO,
+            "github",
+            branch="master",
+            root_dir="services/api",
+            config={"protected": True, "allow": [COMMENTER, "@octo-org/ops"]},
+        ),
+        NewService(
+            "diaspora",
+            fake_gitlab.PROJECT_PATH,
+            "gitlab",
+            branch="master",
+            config={"previews": True},
+        ),
+        NewService(
+            "diaspora-api",
+            fake_gitlab.PROJECT_PATH,
+            "gitlab",
+            branch="master",
+            root_dir="api",
+            config={"protected": True, "allow": ["jsmith", "@ops/deployers"]},
+        ),
+        NewService(
+            "web",
+            "acme/web",
+            "github",
+            branch="main",
+            config={"slack": {"users": [SLACK_USER], "channels": [SLACK_CHANNEL]}},
+        ),
+        NewService("locked", "acme/locked", "github", branch="main", config={"protected": True}),
+    ]
+    ids = []
+    for new in services:
+        service = await store.create_service(new)
+        deployment = await queue.enqueue(service.id, ref=new.branch, commit_sha="a" * 40)
+        ids.append(deployment.id)
+    fakes.github.permissions.update({COMMENTER: "write", "octocat": "admin", "visitor": "read"})
+    fakes.gitlab.members[fake_gitlab.PROJECT_ID] = {fake_gitlab.USER["id"]: 30, 8: 20}
+    fakes.gitlab.groups["ops/deployers"] = {fake_gitlab.USER["id"]}
+
+    app = web.Application()
+    runtime = Runtime(fuzz_settings, database_url, pool, store, queue)
+    github_setup(app, runtime)
+    gitlab_setup(app, runtime)
+    slack_setup(app, runtime)
+    async with TestClient(TestServer(app)) as client:
+        yield World(client, pool, fakes, ids)
+
+
+@pytest.fixture
+def errors_logged() -> Iterator[list[logging.LogRecord]]:
+    """Every record logged at ERROR or with a traceback (bolt's listener errors are)."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR or record.exc_info:
+                records.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+
+
+# --- what every webhook answer must be ------------------------------------------------------
+
+
+async def database_counts(pool: asyncpg.Pool) -> tuple[int, int]:
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM deployments) AS deployments,"
+        " (SELECT count(*) FROM webhook_deliveries) AS deliveries"
+    )
+    assert row is not None
+    return row["deployments"], row["deliveries"]
+
+
+async def send_webhook(world: World, path: str, request: Request, allowed: set[int]) -> None:
+    """Send one delivery and hold the answer to the rules: an allowed 2xx/4xx status, a
+    JSON `message` (no traceback), nothing stored when refused, and when accepted exactly
+    the deployments the answer names, stored with the delivery."""
+    before = await database_counts(world.pool)
+    response = await world.client.post(path, data=request.body, headers=request.headers)
+    text = await response.text()
+    status = response.status
+    assert status < 500, f"{status} {text[:2000]} for {request!r}"
+    assert status in allowed, f"{status} {text[:2000]} for {request!r}"
+    assert response.content_type == "application/json", (status, text[:500], request)
+    assert "Traceback" not in text and 'File "' not in text, text[:2000]
+    answer = json.loads(text)
+    assert isinstance(answer.get("message"), str) and answer["message"], answer
+    assert len(answer["message"]) <= 1000, f"an overlong message: {answer['message'][:300]!r}"
+    after = await database_counts(world.pool)
+    if status >= 300 or answer["message"] in ("pong", "duplicate delivery"):
+        assert after == before, f"{status} {answer} changed the database for {request!r}"
+        return
+    if status == 202:
+        assert after == before, (answer, request)
+        return
+    created = answer.get("deployments", [])
+    assert after[0] - before[0] == len(created), (answer, before, after, request)
+    assert after[1] - before[1] == 1, (answer, before, after, request)
+    if created:
+        stored = await world.pool.fetchval(
+            "SELECT deployment_ids FROM webhook_deliveries WHERE $1::bigint = ANY(deployment_ids)",
+            created[0],
+        )
+        assert sorted(stored) == sorted(created), (stored, created)
+
+
+# --- GitHub ----------------------------------------------------------------------------------
+
+GITHUB_EVENTS = ("push", "pull_request", "issue_comment", "check_run", "installation", "ping")
+COMMON_FOCUS: list[tuple[str | int, ...]] = [
+    ("action",),
+    ("repository",),
+    ("repository", "full_name"),
+    ("installation",),
+    ("installation", "id"),
+    ("sender",),
+    ("sender", "login"),
+]
+GITHUB_FOCUS: dict[str, list[tuple[str | int, ...]]] = {
+    "push": [
+        ("ref",),
+        ("after",),
+        ("deleted",),
+        ("head_commit",),
+        ("head_commit", "message"),
+        ("commits",),
+        ("commits", 0),
+        ("commits", 0, "added"),
+        ("commits", 0, "added", 0),
+        ("commits", 0, "modified"),
+        ("pusher",),
+        ("pusher", "name"),
+    ],
+    "pull_request": [
+        ("number",),
+        ("pull_request",),
+        ("pull_request", "number"),
+        ("pull_request", "head"),
+        ("pull_request", "head", "sha"),
+        ("pull_request", "head", "ref"),
+        ("pull_request", "head", "repo"),
+        ("pull_request", "head", "repo", "full_name"),
+        ("pull_request", "base"),
+        ("pull_request", "base", "ref"),
+        ("pull_request", "user"),
+        ("pull_request", "user", "login"),
+        ("pull_request", "user", "type"),
+    ],
+    "issue_comment": [
+        ("comment",),
+        ("comment", "body"),
+        ("comment", "body"),
+        ("comment", "id"),
+        ("comment", "user"),
+        ("comment", "user", "login"),
+        ("comment", "user", "type"),
+        ("issue",),
+        ("issue", "number"),
+        ("issue", "pull_request"),
+    ],
+    "check_run": [
+        ("check_run",),
+        ("check_run", "head_sha"),
+        ("check_run", "name"),
+        ("check_run", "external_id"),
+        ("check_run", "external_id"),
+        ("check_run", "pull_requests"),
+        ("check_run", "pull_requests", 0),
+        ("check_run", "pull_requests", 0, "number"),
+        ("check_run", "check_suite"),
+        ("check_run", "check_suite", "head_branch"),
+    ],
+    "installation": [("installation", "account")],
+    "ping": [("zen",), ("hook_id",), ("hook",), ("hook", "config")],
+}
+COMMANDS = (
+    "/deploy",
+    "/deploy hello",
+    "/deploy hello --ref feature",
+    "/deploy hello-api",
+    "/deploy --ref=main",
+    "/deploy cancel",
+    "/deploy status",
+    "/deploy rollback hello",
+    "/deploy rollback",
+    "/deploy help",
+    "/deplyo",
+    "/deploy statsu",
+    "please\n/deploy hello",
+    "```\n/deploy\n```",
+)
+
+
+def command_texts() -> st.SearchStrategy[str]:
+    """Comment bodies: commands, commands with odd pieces, and anything."""
+    return st.one_of(
+        st.sampled_from(COMMANDS),
+        st.builds(lambda c, extra: c + " " + extra, st.sampled_from(COMMANDS), odd_text()),
+        st.builds(lambda extra: "/deploy " + extra, texts()),
+        texts(),
+    )
+
+
+def github_base(
+    examples: dict[str, list[dict[str, Any]]], event: str, index: int, world: World
+) -> dict[str, Any]:
+    """A real example, pointed at the services of the world so that it goes deep."""
+    import copy
+
+    payload = copy.deepcopy(examples[event][index % len(examples[event])])
+    payload["installation"] = {"id": INSTALLATION, "node_id": "x"}
+    if isinstance(payload.get("repository"), dict):
+        payload["repository"]["full_name"] = GITHUB_REPO
+    if event == "push":
+        payload["ref"] = "refs/heads/master"
+        payload["deleted"] = False
+    elif event == "pull_request":
+        payload["action"] = random.Random(index).choice(["opened", "synchronize", "closed"])
+        pull = payload["pull_request"]
+        pull["base"]["ref"] = "master"
+        if isinstance(pull["head"].get("repo"), dict):
+            pull["head"]["repo"]["full_name"] = GITHUB_REPO
+    elif event == "issue_comment":
+        payload["action"] = "created"
+        payload["comment"]["user"]["login"] = COMMENTER
+        payload["comment"]["user"]["type"] = "User"
+        payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/x/y/pulls/1"}
+        number = payload["issue"]["number"]
+        world.fakes.github.pulls.setdefault(
+            number,
+            {
+                "number": number,
+                "head": {"sha": "b" * 40, "ref": "feature", "repo": {"full_name": GITHUB_REPO}},
+                "base": {"ref": "master", "repo": {"full_name": GITHUB_REPO}},
+            },
+        )
+    elif event == "check_run":
+        payload["action"] = "rerequested"
+        payload["check_run"]["external_id"] = str(world.deployment_ids[index % 2])
+    return payload
+
+
+@st.composite
+def github_requests(
+    draw: st.DrawFn, examples: dict[str, list[dict[str, Any]]], world: World
+) -> Request:
+    event = draw(st.sampled_from(GITHUB_EVENTS))
+    kind = draw(st.sampled_from(["mutated"] * 8 + ["json", "bytes"]))
+    if kind == "mutated":
+        base = github_base(examples, event, draw(st.integers(0, 30)), world)
+        if event == "issue_comment" and draw(st.booleans()):
+            base["comment"]["body"] = draw(command_texts())
+        payload = draw(mutated(base, COMMON_FOCUS + GITHUB_FOCUS[event]))
+        body = dump(payload, ascii_only=draw(st.integers(0, 4)) > 0)
+    elif kind == "json":
+        body = dump(draw(json_values), ascii_only=True)
+    else:
+        body = draw(st.binary(max_size=200))
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
+        "User-Agent": "GitHub-Hookshot/abc",
+    }
+    if draw(st.integers(0, 4)) == 0:
+        # Odd headers: any event name, delivery id or content type.
+        name = draw(st.sampled_from(["X-GitHub-Event", "X-GitHub-Delivery", "Content-Type"]))
+        headers[name] = draw(content_types if name == "Content-Type" else header_text)
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    signature = draw(
+        st.sampled_from(
+            [f"sha256={digest}"] * 12
+            + [
+                f"sha256={digest.upper()}",
+                "sha1=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha1).hexdigest(),
+                f"sha256={digest[:-1]}é",
+                "",
+                digest,
+            ]
+        )
+    )
+    headers["X-Hub-Signature-256"] = signature
+    return Request(body, headers, f"github {kind} {event}")
+
+
+@fuzz(examples=200)
+@given(data=st.data())
+async def test_github_webhook_answers_2xx_or_4xx_and_stores_nothing_it_refuses(
+    data: st.DataObject,
+    world: World,
+    github_examples: dict[str, list[dict[str, Any]]],
+    errors_logged: list[logging.LogRecord],
+) -> None:
+    request = data.draw(github_requests(github_examples, world))
+    await send_webhook(
+        world, "/webhooks/github", request, allowed={200, 202, 400, 401, 413, 415, 422}
+    )
+    assert errors_logged == [], errors_logged
+
+
+# --- the cases the fuzzers found, one focused example each ---------------------------------
+
+
+def github_headers(body: bytes, event: str = "push", **changes: str) -> dict[str, str]:
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={digest}",
+    }
+    headers.update(changes)
+    return headers
+
+
+async def github_answer(world: World, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    response = await world.client.post("/webhooks/github", data=body, headers=headers)
+    return response.status, (await response.json())["message"]
+
+
+async def test_github_signatures_with_non_ascii_text_or_sha1_are_refused_401(
+    world: World,
+) -> None:
+    body = b'{"zen": "x"}'
+    sha1 = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha1).hexdigest()
+    for signature in ("sha256=é", "sha256=" + "0" * 63 + "é", f"sha1={sha1}", "ü"):
+        headers = github_headers(body, "ping", **{"X-Hub-Signature-256": signature})
+        assert await github_answer(world, body, headers) == (401, "signature does not match")
+    assert await github_answer(world, body, github_headers(body, "ping")) == (200, "pong")
+
+
+async def test_github_bodies_nested_too_deep_or_in_an_unknown_charset_are_400(
+    world: World,
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert await github_answer(world, deep, github_headers(deep)) == (
+        400,
+        "the body is not valid JSON",
+    )
+    body = b'{"zen": "x"}'
+    for content_type in ("application/json; charset=no-such-codec", "application/json; charset="):
+        headers = github_headers(body, "ping", **{"Content-Type": content_type})
+        assert await github_answer(world, body, headers) == (200, "pong")
+    form = b"payload=%7B%22zen%22%3A+%22x%22%7D"
+    headers = github_headers(form, "ping", **{"Content-Type": "application/x-www-form-urlencoded"})
+    assert await github_answer(world, form, headers) == (200, "pong")
+    for bad in (b"nopayload=1", b"\xff\xfe"):
+        headers = github_headers(
+            bad, "ping", **{"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert await github_answer(world, bad, headers) == (400, "the body is not valid JSON")
