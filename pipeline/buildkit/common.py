@@ -21,6 +21,12 @@ _UNREACHABLE = re.compile(
     re.IGNORECASE,
 )
 
+# The registry never answered (as opposed to answering with an error).
+_NO_ANSWER = re.compile(
+    r"connection refused|no such host|i/o timeout|network is unreachable|no route to host",
+    re.IGNORECASE,
+)
+
 
 def is_auth_error(message: str) -> bool:
     return bool(_AUTH.search(message))
@@ -46,6 +52,10 @@ def registry_error(
                 "and REGISTRY_PASSWORD"
             )
         return RegistryAuthFailed(f"registry {registry} refused to {action}: {message}; {hint}")
+    if _NO_ANSWER.search(message):
+        return RegistryUnavailable(
+            f"registry {registry} is unreachable, so it could not {action}: {message}"
+        )
     return RegistryUnavailable(f"registry {registry} failed to {action}: {message}")
 
 
