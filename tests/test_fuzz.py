@@ -523,3 +523,20 @@ async def test_github_bodies_nested_too_deep_or_in_an_unknown_charset_are_400(
             bad, "ping", **{"Content-Type": "application/x-www-form-urlencoded"}
         )
         assert await github_answer(world, bad, headers) == (400, "the body is not valid JSON")
+
+
+async def test_github_delivery_ids_too_long_or_not_ascii_are_400_and_not_stored(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    body = json.dumps(github_base(github_examples, "push", 4, world)).encode()
+    before = await database_counts(world.pool)
+    for delivery in ("d" * 3000, "dé", "d\tx"):
+        headers = github_headers(body, **{"X-GitHub-Delivery": delivery})
+        status, message = await github_answer(world, body, headers)
+        assert (status, message.split(" (")[0]) == (400, "X-GitHub-Delivery is not an id")
+    assert await database_counts(world.pool) == before
+    odd_event = github_headers(body, **{"X-GitHub-Event": "e" * 3000})
+    status, message = await github_answer(world, body, odd_event)
+    assert status == 202 and len(message) < 200
+    headers = github_headers(body, **{"X-GitHub-Delivery": "d" * 200})
+    assert (await github_answer(world, body, headers))[0] == 200

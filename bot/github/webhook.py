@@ -48,6 +48,7 @@ HANDLERS: dict[str, Handler] = {
 # a redelivery of those is caught when the delivery is stored (one round trip less).
 ASKS_GITHUB = frozenset({"issue_comment"})
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+ID_MAX = 200  # delivery ids are UUIDs; a longer one could not even be indexed
 
 
 @dataclass
@@ -77,6 +78,11 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def plain_id(value: str) -> bool:
+    """A delivery id we can store and index: printable ASCII, not too long (a UUID)."""
+    return len(value) <= ID_MAX and value.isascii() and value.isprintable()
 
 
 def signature_matches(signature: str, body: bytes, secret: str) -> bool:
@@ -114,6 +120,8 @@ def parse_event(
     event, delivery = headers.get("x-github-event"), headers.get("x-github-delivery")
     if not event or not delivery:
         return _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+    if not plain_id(delivery):
+        return _answer(400, f"X-GitHub-Delivery is not an id (at most {ID_MAX} ASCII characters)")
     try:
         data = decode_body(content_type, body)
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
@@ -139,7 +147,7 @@ async def github_webhook(request: web.Request) -> web.Response:
         return _answer(200, "pong")
     handler = HANDLERS.get(event.event)
     if handler is None:
-        return _answer(202, f"event {event.event!r} is not handled")
+        return _answer(202, f"event {event.event[:100]!r} is not handled")
     pool = state.runtime.pool
     if event.event in ASKS_GITHUB:
         seen = await pool.fetchrow(q("forge_delivery_seen"), SOURCE, event.delivery_id)
