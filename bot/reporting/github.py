@@ -37,6 +37,8 @@ from pipeline.states import Status
 from pipeline.store import Store
 
 TARGET = "github"
+# A rate limit that says neither Retry-After nor a reset: GitHub asks for at least a minute.
+RATE_LIMIT_WAIT_SECONDS = 60.0
 
 
 def _iso(at: datetime | None) -> str:
@@ -65,7 +67,13 @@ class GitHubReporter:
             return await self.send(deployment_id)
         except gidgethub.HTTPException as error:
             status = int(error.status_code)
-            if is_rate_limited(error) or status >= 500:
+            if is_rate_limited(error):
+                # As GitHub asks: Retry-After, else the spent quota's reset, else a minute.
+                raise Retry(
+                    f"GitHub answered {status} (rate limited)",
+                    retry_delay(error.headers, RATE_LIMIT_WAIT_SECONDS),
+                ) from None
+            if status >= 500:
                 raise Retry(
                     f"GitHub answered {status}", retry_delay(error.headers, 0) or None
                 ) from None
