@@ -1,14 +1,21 @@
 """A fake GitHub REST API on loopback. Every request is checked against GitHub's published
 OpenAPI description (`@octokit/openapi`): an unknown path or method, a missing required
 field or a wrong enum value is answered 422 and recorded in `invalid`. Every request is
-recorded in `requests`; a few answers are canned and can be changed per test."""
+recorded in `requests` with the status it was answered; a few answers are canned and can
+be changed per test.
+
+`start_outage(seconds)` plays a GitHub incident: until it ends, every (valid) request is
+answered with the next status of a cycle of 500 and 429 (the 429 as GitHub sends a
+secondary rate limit: `Retry-After` and the `x-ratelimit-*` headers), and each such answer
+is recorded in `outage_answers`."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +32,27 @@ class Recorded:
     path: str
     body: Any
     headers: dict[str, str]
+    status: int = 0  # what the fake answered
+
+
+@dataclass(frozen=True)
+class OutageAnswer:
+    """A request answered with an error because of an outage."""
+
+    at: float  # time.monotonic()
+    method: str
+    path: str
+    status: int
+
+
+SECONDARY_RATE_LIMIT = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+    "again. If you reach out to GitHub Support for help, please include the request ID."
+)
+RATE_LIMIT_DOCS = (
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+    "#about-secondary-rate-limits"
+)
 
 
 def build_validator(spec_path: str) -> OpenAPI:
@@ -43,6 +71,66 @@ class FakeGitHub:
     failures: list[tuple[str, str, int, dict[str, str]]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     url: str = ""
+    # The outage (start_outage): until `outage_until` (time.monotonic()), answers cycle
+    # through `outage_statuses`; 429s ask to come back after `outage_retry_after` seconds.
+    outage_until: float = 0.0
+    outage_statuses: tuple[int, ...] = (500, 429)
+    outage_retry_after: int | None = 60
+    outage_answers: list[OutageAnswer] = field(default_factory=list)
+    _outage_turn: int = 0
+
+    def start_outage(
+        self,
+        seconds: float,
+        statuses: tuple[int, ...] = (500, 429),
+        retry_after: int | None = 60,
+    ) -> None:
+        """From now on, for `seconds`, answer every request with the next of `statuses`
+        (500 or 429, in turn); a 429 says `Retry-After: retry_after` (None: no header)."""
+        assert statuses and all(status in (500, 429) for status in statuses), statuses
+        self.outage_statuses = statuses
+        self.outage_retry_after = retry_after
+        self._outage_turn = 0
+        self.outage_until = time.monotonic() + seconds
+
+    def end_outage(self) -> None:
+        self.outage_until = 0.0
+
+    @property
+    def in_outage(self) -> bool:
+        return time.monotonic() < self.outage_until
+
+    def delivered(self, method: str, pattern: str) -> list[Recorded]:
+        """The calls GitHub took (answered 2xx), as `calls`."""
+        return [call for call in self.calls(method, pattern) if 200 <= call.status < 300]
+
+    def _outage_answer(self, request: web.Request) -> web.Response:
+        status = self.outage_statuses[self._outage_turn % len(self.outage_statuses)]
+        self._outage_turn += 1
+        self.outage_answers.append(
+            OutageAnswer(time.monotonic(), request.method, request.path, status)
+        )
+        headers = {"X-GitHub-Request-Id": f"FAKE:{self._outage_turn:08X}"}
+        if status == 500:
+            return web.json_response({"message": "Server Error"}, status=500, headers=headers)
+        # A secondary rate limit: the quota itself is not spent (remaining > 0), so only
+        # Retry-After says when to come back.
+        if self.outage_retry_after is not None:
+            headers["Retry-After"] = str(self.outage_retry_after)
+        headers.update(
+            {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": str(max(5000 - len(self.requests), 1)),
+                "X-RateLimit-Used": str(min(len(self.requests), 4999)),
+                "X-RateLimit-Reset": str(int(time.time()) + 3600),
+                "X-RateLimit-Resource": "core",
+            }
+        )
+        return web.json_response(
+            {"message": SECONDARY_RATE_LIMIT, "documentation_url": RATE_LIMIT_DOCS},
+            status=429,
+            headers=headers,
+        )
 
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         regex = re.compile(pattern)
@@ -72,11 +160,19 @@ class FakeGitHub:
             parsed = json.loads(body) if body else None
         except ValueError:
             parsed = body
+        index = len(self.requests)
         self.requests.append(Recorded(request.method, request.path, parsed, dict(request.headers)))
+        response = self._respond(request, body, parsed)
+        self.requests[index] = replace(self.requests[index], status=response.status)
+        return response
+
+    def _respond(self, request: web.Request, body: bytes, parsed: Any) -> web.Response:
         problem = self._validate(request, body)
         if problem is not None:
             self.invalid.append(problem)
             return web.json_response({"message": problem}, status=422)
+        if self.in_outage:
+            return self._outage_answer(request)
         for index, (method, pattern, status, headers) in enumerate(self.failures):
             if method == request.method and re.fullmatch(pattern, request.path):
                 del self.failures[index]
@@ -116,9 +212,12 @@ class FakeGitHub:
         return web.json_response({})
 
     def latest_check_run(self) -> dict[str, Any]:
-        """The check run as GitHub would hold it: the creation merged with every update."""
+        """The check run as GitHub would hold it: the creation merged with every update it
+        took (a call answered with an error changed nothing)."""
         state: dict[str, Any] = {}
         for call in self.requests:
+            if call.status >= 300:
+                continue
             if (call.path.endswith("/check-runs") and call.method == "POST") or (
                 "/check-runs/" in call.path and call.method == "PATCH"
             ):
@@ -129,7 +228,8 @@ class FakeGitHub:
         bodies = [
             call.body["body"]
             for call in self.requests
-            if re.search(r"/issues/(\d+/comments|comments/\d+)$", call.path)
+            if call.status < 300
+            and re.search(r"/issues/(\d+/comments|comments/\d+)$", call.path)
             and call.method in ("POST", "PATCH")
             and "<!-- click-deploy -->" in str(call.body)
         ]

@@ -101,6 +101,7 @@ class RegistryProcess:
     directory: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    config_path: Path | None = None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -121,6 +122,26 @@ class RegistryProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Start the stopped registry again: the same port, config and storage."""
+        assert self.config_path is not None and not self.running
+        binary = registry_binary()
+        if binary is None:
+            raise RegistryStartError("docker-registry is no longer installed")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "serve", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+        try:
+            _wait_ready(self, timeout)
+        except RegistryStartError:
+            self.stop()
+            raise
 
 
 def _config(directory: Path, port: int, auth: dict[str, Any] | None) -> dict[str, Any]:
@@ -197,6 +218,7 @@ def start_registry(
             directory=directory,
             log_path=log_path,
             process=process,
+            config_path=config_path,
         )
         try:
             _wait_ready(registry, timeout)
