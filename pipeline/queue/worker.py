@@ -32,11 +32,24 @@ from pipeline.store import BatchWriter, LeaseLost, Store
 log = structlog.get_logger(__name__)
 
 # Faults of the database connection itself: the loop waits and tries again.
+# InternalClientError: asyncpg's answer on a connection whose server said goodbye while it
+# was idle (a PostgreSQL restart) but that is not closed yet.
 DATABASE_FAULTS = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+# Those only asyncpg raises, met by the pipeline in one of its job's writes: not the
+# build's fault, so the run is retried like a transient failure. (Not OSError or
+# TimeoutError: a build step's own are its business.)
+PIPELINE_DATABASE_FAULTS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
@@ -304,6 +317,9 @@ class Worker:
             )
         elif isinstance(outcome, TransientError):
             await self._retry_or_fail(job, outcome)
+        elif isinstance(outcome, PIPELINE_DATABASE_FAULTS):
+            lost = TransientError(f"the database connection was lost ({type(outcome).__name__})")
+            await self._retry_or_fail(job, lost)
         elif isinstance(outcome, LeaseLost):
             raise outcome
         elif isinstance(outcome, DeploymentFailure):

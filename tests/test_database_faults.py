@@ -1,0 +1,88 @@
+"""What the database's going away does to a worker: the faults asyncpg raises when a
+connection is ended under it (a PostgreSQL restart, a failover, a killed backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from pipeline.queue.queue import Queue
+from pipeline.queue.worker import Worker
+from pipeline.runner import BuildResult, Job
+from pipeline.states import Status
+from pipeline.store import Store
+from tests.support.pipelines import ScriptedPipeline
+from tests.support.waiting import wait_for_status
+
+StartWorker = Callable[..., Awaitable[Worker]]
+
+# What asyncpg raises on a connection PostgreSQL ended (seen in tests/test_survive_
+# postgres_restart.py): the connection closed mid-query, or, when the server's goodbye
+# arrives while the connection is idle, a protocol state error on its next query.
+FAULTS = [
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+]
+
+
+class LosesTheDatabaseOnce(ScriptedPipeline):
+    """The first attempt's job write meets a dead connection (as `job.enter` would)."""
+
+    def __init__(self, fault: Exception) -> None:
+        super().__init__()
+        self.fault = fault
+
+    async def run(self, job: Job) -> BuildResult:
+        if job.deployment.attempts == 1:
+            raise self.fault
+        return await super().run(job)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda fault: type(fault).__name__)
+async def test_a_database_fault_under_the_pipeline_is_retried_not_failed(
+    store: Store, queue: Queue, service: int, start_worker: StartWorker, fault: Exception
+) -> None:
+    await start_worker(LosesTheDatabaseOnce(fault))
+    deployment = await queue.enqueue(service)
+    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.FAILED)
+    assert (done.status, done.attempts) == (Status.SUCCEEDED, 2), done.error
+    lines = [line.line for line in (await store.read_logs(deployment.id)).items]
+    assert any("database" in line and "retrying" in line for line in lines), lines
+
+
+def fails_once(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    calls = 0
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncpg.InternalClientError("cannot switch to state 12")
+        return await method(*args, **kwargs)
+
+    return wrapper
+
+
+async def test_claim_heartbeat_and_reaper_go_on_after_a_protocol_state_error(
+    store: Store,
+    queue: Queue,
+    service: int,
+    start_worker: StartWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("claim_many", "heartbeat", "reap"):
+        monkeypatch.setattr(Queue, name, fails_once(getattr(Queue, name)))
+    # Runs longer than its lease: only heartbeats after the failed one keep it.
+    deployment = await queue.enqueue(service, trigger={"script": {"sleep": 1.5}})
+    worker = await start_worker(
+        ScriptedPipeline(), worker_lease_seconds=0.8, worker_heartbeat_seconds=0.1
+    )
+    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, timeout=15)
+    assert done.attempts == 1
+    # Still claiming.
+    later = await queue.enqueue(service)
+    await wait_for_status(store, later.id, Status.SUCCEEDED)
+    assert worker.claimed == 2
