@@ -3,15 +3,19 @@ connection is ended under it (a PostgreSQL restart, a failover, a killed backend
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
+from bot.reporting import loop as reporting_loop
+from bot.reporting.loop import Sent
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
 from pipeline.runner import BuildResult, Job
+from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
 from tests.support.pipelines import ScriptedPipeline
@@ -86,3 +90,26 @@ async def test_claim_heartbeat_and_reaper_go_on_after_a_protocol_state_error(
     later = await queue.enqueue(service)
     await wait_for_status(store, later.id, Status.SUCCEEDED)
     assert worker.claimed == 2
+
+
+async def test_the_reporter_loop_goes_on_after_a_protocol_state_error(
+    pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = asyncio.Event()
+    rounds = 0
+
+    async def deliver_due(*_args: object) -> int:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            raise asyncpg.InternalClientError("cannot switch to state 12")
+        stop.set()
+        return 0
+
+    async def send(_deployment_id: int) -> Sent:
+        return Sent()
+
+    monkeypatch.setattr(reporting_loop, "deliver_due", deliver_due)
+    fast = settings.model_copy(update={"report_poll_seconds": 0.01})
+    await asyncio.wait_for(reporting_loop.run_reporter(pool, fast, "github", send, stop), 10)
+    assert rounds == 2

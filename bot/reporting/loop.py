@@ -110,7 +110,12 @@ async def run_reporter(
         handled = 0
         try:
             handled = await deliver_due(pool, settings, target, send)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a connection ended by a PostgreSQL restart
+        ) as error:
             log.warning("reporter cannot reach the database", target=target, error=str(error))
         if handled >= CLAIM_BATCH:
             continue
