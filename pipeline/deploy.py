@@ -245,6 +245,7 @@ class DeployPipeline:
                         credentials=self._credentials(),
                         cache_ref=cache_ref_for(image) if self.settings.build_cache else None,
                         insecure_registry=self.settings.registry_url.startswith("http://"),
+                        affinity_key=service.name,
                     ),
                     steps,
                 )

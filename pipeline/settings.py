@@ -32,8 +32,10 @@ class Settings(BaseSettings):
 
     # Building. BUILDER picks the BuildKit transport: "docker" talks to a Docker engine's
     # embedded BuildKit at DOCKER_HOST; "buildkitd" runs buildctl against BUILDKIT_ADDRESS.
+    # Either may list several daemons, comma-separated: each service builds on the same one
+    # (cache affinity), and the next takes over when it is down (pipeline.buildkit.pool).
     builder: Literal["docker", "buildkitd"] = "docker"
-    docker_host: str = "unix:///var/run/docker.sock"
+    docker_host: str = "unix:///var/run/docker.sock"  # or "tcp://a:2375,tcp://b:2375"
     buildkit_address: str | None = None  # unix:///run/buildkit/buildkitd.sock, tcp://host:1234
     buildkit_tls_ca: Path | None = None
     buildkit_tls_cert: Path | None = None

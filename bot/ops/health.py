@@ -1,5 +1,6 @@
 """`/readyz` for orchestrators: the database answers, its schema is this code's, and the
-configured BuildKit answers. `/healthz` (bot.serve.health) only says the process is alive.
+configured BuildKit answers (with several daemons: at least one; the detail names each one
+that is down). `/healthz` (bot.serve.health) only says the process is alive.
 
 Every check runs concurrently under a short timeout, so a probe answers within
 CHECK_TIMEOUT_SECONDS whatever is down: 200 with the details, or 503 naming what is not
@@ -19,7 +20,9 @@ import asyncpg
 from aiohttp import web
 
 from bot.runtime import Runtime
+from pipeline.buildkit.builder import builder_addresses
 from pipeline.db.migrate import load_migrations
+from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -124,11 +127,23 @@ async def _connect_buildkitd(address: str) -> Check:
 
 
 async def check_buildkit(settings: Settings) -> Check:
-    if settings.builder == "docker":
-        return await _ping_engine(settings.docker_host)
-    if not settings.buildkit_address:
-        return Check("buildkit", False, "BUILDER=buildkitd needs BUILDKIT_ADDRESS")
-    return await _connect_buildkitd(settings.buildkit_address)
+    """Every configured daemon, probed at once: ready when one of them answers."""
+    try:
+        addresses = builder_addresses(settings)
+    except ConfigError as error:
+        return Check("buildkit", False, str(error))
+    probe = _ping_engine if settings.builder == "docker" else _connect_buildkitd
+    checks = await asyncio.gather(*(probe(address) for address in addresses))
+    if len(checks) == 1:
+        return checks[0]
+    down = [check.detail for check in checks if not check.ok]
+    up = [check.detail for check in checks if check.ok]
+    detail = f"{len(up)} of {len(checks)} answer"
+    if down:
+        detail += f"; down: {'; '.join(down)}"
+    if up:
+        detail += f"; up: {'; '.join(up)}"
+    return Check("buildkit", bool(up), detail)
 
 
 async def readiness(runtime: Runtime) -> tuple[bool, dict[str, Any]]:

@@ -7,7 +7,9 @@ that is deleted afterwards. The Dockerfile text goes into a temporary directory 
 the `dockerfile` local, with `Dockerfile.dockerignore` beside it when the request brings
 its own ignore rules (BuildKit's Dockerfile-specific ignore file), so nothing is written
 into the context. Cancelling sends SIGTERM (buildctl then cancels the solve on the
-daemon), and SIGKILL if it has not exited after a grace period.
+daemon), and SIGKILL if it has not exited after a grace period. A buildkitd that cannot be
+reached, or goes away during the build, is `BuilderUnavailable` (retried), not the user's
+`BuildFailed`; the steps it left open are reported failed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.buildkit.builder import BuildRequest, BuiltImage, ImageReference
+from pipeline.buildkit.builder import BuildRequest, BuiltImage, ImageReference, OpenSteps
 from pipeline.buildkit.common import (
     failure_from_build,
     is_auth_error,
@@ -48,6 +50,13 @@ _DAEMON_UNREACHABLE = (
     "connect: connection refused",
     "connect: no such file or directory",
     "listing workers",
+)
+# A daemon that went away mid-build: its stream breaks off, or it cancels what it ran.
+_DAEMON_LOST = (
+    "error reading from server",
+    "transport is closing",
+    "code = Unavailable",
+    "client connection is closing",
 )
 
 
@@ -160,17 +169,25 @@ class BuildctlBuilder:
             raise DeploymentFailure(f"build context {request.context_dir} is not a directory")
         root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="click-deploy-buildctl-"))
         deadline = asyncio.timeout(self._timeout)
+        steps = OpenSteps(on_event)
         try:
             workspace = await asyncio.to_thread(_prepare, root, request)
             async with deadline:
-                return await self._run(request, workspace, on_event)
+                return await self._run(request, workspace, steps)
         except TimeoutError:
             if not deadline.expired():
                 raise
+            steps.interrupt("timed out")
             raise BuildTimedOut(
                 f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
                 "and was stopped"
             ) from None
+        except asyncio.CancelledError:
+            steps.interrupt("cancelled")
+            raise
+        except Exception as error:
+            steps.interrupt(str(error))
+            raise
         finally:
             # The credentials and the Dockerfile go, however the build ended.
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, root, True))
@@ -179,7 +196,7 @@ class BuildctlBuilder:
         self,
         request: BuildRequest,
         workspace: _Workspace,
-        on_event: Callable[[BuildEvent], None],
+        on_event: OpenSteps,
     ) -> BuiltImage:
         env = dict(os.environ)
         if workspace.docker_config is not None:
@@ -221,7 +238,7 @@ class BuildctlBuilder:
         for event in tracker.flush():
             on_event(event)
         if returncode != 0:
-            raise self._failure(request, tracker, list(text), returncode)
+            raise self._failure(request, tracker, list(text), returncode, started=on_event.seen)
         digest = await asyncio.to_thread(_read_digest, workspace.metadata_file)
         if digest is None:
             raise BuilderUnavailable(f"buildctl finished without {DIGEST_KEY} in its metadata file")
@@ -246,16 +263,26 @@ class BuildctlBuilder:
         tracker: ProgressTracker,
         text: list[str],
         returncode: int,
+        *,
+        started: bool = False,
     ) -> Exception:
         errors = [line.removeprefix("error: ") for line in text if line.startswith("error: ")]
         overall = errors[-1] if errors else (text[-1] if text else f"exit status {returncode}")
         detail = "\n".join(text)
         failed = tracker.failed_step()
-        if failed is None:
-            if any(hint in overall for hint in _DAEMON_UNREACHABLE):
+        blamed = failed.error if failed else overall
+        lost = any(hint in overall for hint in _DAEMON_LOST) and any(
+            hint in blamed for hint in _DAEMON_LOST
+        )
+        if lost or (failed is None and any(hint in overall for hint in _DAEMON_UNREACHABLE)):
+            if started:
                 return BuilderUnavailable(
-                    f"cannot reach buildkitd at BUILDKIT_ADDRESS={self.address}: {overall}"
+                    f"lost buildkitd at BUILDKIT_ADDRESS={self.address} during the build: {overall}"
                 )
+            return BuilderUnavailable(
+                f"cannot reach buildkitd at BUILDKIT_ADDRESS={self.address}: {overall}"
+            )
+        if failed is None:
             registry = ImageReference.parse(request.image).registry
             if ("push" in overall or "export" in overall) and (
                 is_auth_error(overall) or is_unreachable_error(overall)

@@ -2,7 +2,9 @@
 
 Two transports implement it: `engine.EngineBuilder` (a Docker engine's embedded BuildKit,
 BUILDER=docker) and `buildctl.BuildctlBuilder` (a standalone buildkitd through `buildctl`,
-BUILDER=buildkitd). `make_builder` picks one from the settings.
+BUILDER=buildkitd). `make_builder` picks one from the settings; DOCKER_HOST and
+BUILDKIT_ADDRESS may list several daemons (comma-separated), which `pool.BuilderPool`
+shares out by service.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from pipeline.buildkit.errors import BuildFailed
-from pipeline.buildkit.events import BuildEvent, FailedStep
+from pipeline.buildkit.events import (
+    BuildEvent,
+    FailedStep,
+    StepCached,
+    StepDone,
+    StepFailed,
+    StepStarted,
+)
 from pipeline.errors import ConfigError, DeploymentFailure
 
 if TYPE_CHECKING:
@@ -46,6 +55,9 @@ class BuildRequest:
     credentials: RegistryCredentials | None = None
     cache_ref: str | None = None  # a registry cache (buildkitd): …/web:buildcache
     insecure_registry: bool = False  # the registry speaks plain HTTP (not needed for localhost)
+    # What picks the daemon when there are several (the service): the same key always goes
+    # to the same daemon, whose cache it then finds. None: the image's repository.
+    affinity_key: str | None = None
 
     @property
     def registry(self) -> str:
@@ -138,57 +150,112 @@ def build_failure(failed: FailedStep | None, overall: str, detail: str = "") -> 
     )
 
 
+class OpenSteps:
+    """Forwards a build's events and remembers the steps that started and have not ended,
+    so a build that breaks off (the daemon went away, a timeout, a cancel) can close them
+    as failed instead of leaving them running for ever."""
+
+    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+        self._on_event = on_event
+        self._open: dict[str, str] = {}
+        self.seen = False  # any event at all: the daemon took the build
+
+    def __call__(self, event: BuildEvent) -> None:
+        self.seen = True
+        if isinstance(event, StepStarted):
+            self._open[event.step_id] = event.name
+        elif isinstance(event, StepDone | StepCached | StepFailed):
+            self._open.pop(event.step_id, None)
+        self._on_event(event)
+
+    def interrupt(self, reason: str) -> None:
+        """Report every step still open as failed with `reason`."""
+        open_steps, self._open = self._open, {}
+        for step_id, name in open_steps.items():
+            self._on_event(StepFailed(step_id, name, reason))
+
+
 def _check_address(variable: str, value: str, schemes: tuple[str, ...], example: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.path if parts.scheme == "unix" else parts.netloc):
         raise ConfigError(f"{variable} must look like {example} (got {value!r})")
 
 
+DOCKER_SCHEMES = ("unix", "tcp", "http")
+DOCKER_EXAMPLE = "unix:///var/run/docker.sock or tcp://host:2375"
+BUILDKITD_SCHEMES = ("unix", "tcp", "docker-container", "kube-pod", "podman-container", "ssh")
+BUILDKITD_EXAMPLE = "unix:///run/buildkit/buildkitd.sock or tcp://host:1234"
+
+
+def parse_addresses(
+    variable: str, value: str, schemes: tuple[str, ...], example: str
+) -> tuple[str, ...]:
+    """One daemon address, or several separated by commas, each checked; in order."""
+    addresses = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not addresses:
+        raise ConfigError(f"{variable} must look like {example} (got {value!r})")
+    for address in addresses:
+        _check_address(variable, address, schemes, example)
+    seen: set[str] = set()
+    for address in addresses:
+        if address in seen:
+            raise ConfigError(f"{variable} names {address} twice")
+        seen.add(address)
+    return addresses
+
+
+def builder_addresses(settings: Settings) -> tuple[str, ...]:
+    """The daemons the settings name (DOCKER_HOST or BUILDKIT_ADDRESS), checked."""
+    if settings.builder == "docker":
+        return parse_addresses("DOCKER_HOST", settings.docker_host, DOCKER_SCHEMES, DOCKER_EXAMPLE)
+    if not settings.buildkit_address:
+        raise ConfigError(f"BUILDER=buildkitd needs BUILDKIT_ADDRESS ({BUILDKITD_EXAMPLE})")
+    return parse_addresses(
+        "BUILDKIT_ADDRESS", settings.buildkit_address, BUILDKITD_SCHEMES, BUILDKITD_EXAMPLE
+    )
+
+
 def make_builder(settings: Settings, *, buildctl: str = "buildctl") -> Builder:
-    """The builder BUILDER names, checked: a bad configuration names its variables."""
+    """The builder BUILDER names, checked: a bad configuration names its variables. Several
+    addresses give a `BuilderPool` of one builder each; one gives that builder itself."""
+    from pipeline.buildkit.pool import BuilderPool
+
     timeout = settings.build_timeout_seconds
+    addresses = builder_addresses(settings)
+    builders: dict[str, Builder]
     if settings.builder == "docker":
         from pipeline.buildkit.engine import EngineBuilder
 
-        _check_address(
-            "DOCKER_HOST",
-            settings.docker_host,
-            ("unix", "tcp", "http"),
-            "unix:///var/run/docker.sock or tcp://host:2375",
-        )
-        return EngineBuilder(settings.docker_host, timeout=timeout)
+        builders = {address: EngineBuilder(address, timeout=timeout) for address in addresses}
+        kind = "docker engine"
+    else:
+        from pipeline.buildkit.buildctl import BuildctlBuilder, find_buildctl
 
-    from pipeline.buildkit.buildctl import BuildctlBuilder, find_buildctl
-
-    address = settings.buildkit_address
-    if not address:
-        raise ConfigError(
-            "BUILDER=buildkitd needs BUILDKIT_ADDRESS "
-            "(unix:///run/buildkit/buildkitd.sock or tcp://host:1234)"
-        )
-    _check_address(
-        "BUILDKIT_ADDRESS",
-        address,
-        ("unix", "tcp", "docker-container", "kube-pod", "podman-container", "ssh"),
-        "unix:///run/buildkit/buildkitd.sock or tcp://host:1234",
-    )
-    tls = {
-        "BUILDKIT_TLS_CA": settings.buildkit_tls_ca,
-        "BUILDKIT_TLS_CERT": settings.buildkit_tls_cert,
-        "BUILDKIT_TLS_KEY": settings.buildkit_tls_key,
-    }
-    for variable, path in tls.items():
-        if path is not None and not path.is_file():
-            raise ConfigError(f"{variable}: no such file {path}")
-    if (settings.buildkit_tls_cert is None) != (settings.buildkit_tls_key is None):
-        raise ConfigError("BUILDKIT_TLS_CERT and BUILDKIT_TLS_KEY must be set together")
-    if any(tls.values()) and not address.startswith("tcp://"):
-        raise ConfigError("BUILDKIT_TLS_* only apply to a tcp:// BUILDKIT_ADDRESS")
-    return BuildctlBuilder(
-        address,
-        tls_ca=settings.buildkit_tls_ca,
-        tls_cert=settings.buildkit_tls_cert,
-        tls_key=settings.buildkit_tls_key,
-        buildctl=find_buildctl(buildctl),
-        timeout=timeout,
-    )
+        tls = {
+            "BUILDKIT_TLS_CA": settings.buildkit_tls_ca,
+            "BUILDKIT_TLS_CERT": settings.buildkit_tls_cert,
+            "BUILDKIT_TLS_KEY": settings.buildkit_tls_key,
+        }
+        for variable, path in tls.items():
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{variable}: no such file {path}")
+        if (settings.buildkit_tls_cert is None) != (settings.buildkit_tls_key is None):
+            raise ConfigError("BUILDKIT_TLS_CERT and BUILDKIT_TLS_KEY must be set together")
+        if any(tls.values()) and not all(a.startswith("tcp://") for a in addresses):
+            raise ConfigError("BUILDKIT_TLS_* only apply to a tcp:// BUILDKIT_ADDRESS")
+        executable = find_buildctl(buildctl)
+        builders = {
+            address: BuildctlBuilder(
+                address,
+                tls_ca=settings.buildkit_tls_ca,
+                tls_cert=settings.buildkit_tls_cert,
+                tls_key=settings.buildkit_tls_key,
+                buildctl=executable,
+                timeout=timeout,
+            )
+            for address in addresses
+        }
+        kind = "buildkitd"
+    if len(builders) == 1:
+        return next(iter(builders.values()))
+    return BuilderPool(builders, kind=kind)

@@ -9,6 +9,10 @@ The engine (20.10) only asks a client *session* for registry credentials during 
 BuildKit build; without one, a base image from a registry that wants a login fails with
 "no active sessions". So base images on the credentials' registry are pulled first with
 `POST /images/create` and `X-Registry-Auth`; BuildKit then uses the local copy.
+
+An engine that stops or restarts during a build cuts the response short (or, on newer
+engines, ends the build with a cancellation error): that is `BuilderUnavailable`, retried,
+never the user's `BuildFailed`; the steps it left open are reported failed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pipeline.buildkit.builder import (
     BuildRequest,
     BuiltImage,
     ImageReference,
+    OpenSteps,
 )
 from pipeline.buildkit.common import failure_from_build, registry_error
 from pipeline.buildkit.context import (
@@ -53,6 +58,12 @@ from pipeline.errors import DeploymentFailure
 API_VERSION = "v1.41"
 IMAGE_ID = "moby.image.id"
 _DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+# How a build ends when the engine (or its BuildKit) goes away rather than a step failing.
+_ENGINE_LOST = re.compile(
+    r"context canceled|context cancelled|transport is closing|code = Unavailable"
+    r"|error reading from server|client connection is closing|connection closed before",
+    re.IGNORECASE,
+)
 
 OnEvent = Callable[[BuildEvent], None]
 
@@ -172,25 +183,27 @@ class EngineBuilder:
 
     @contextlib.contextmanager
     def _engine_errors(self) -> Iterator[None]:
+        where = f"the Docker engine at DOCKER_HOST={self.docker_host}"
         try:
             yield
         except aiohttp.ClientConnectorError as error:
             raise BuilderUnavailable(
-                f"cannot reach the Docker engine at DOCKER_HOST={self.docker_host}: "
-                f"{error.os_error.strerror or error.os_error}"
-            ) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientOSError) as error:
-            raise BuilderUnavailable(
-                f"lost the connection to the Docker engine at DOCKER_HOST={self.docker_host}: "
-                f"{error}"
-            ) from None
-        except aiohttp.ServerTimeoutError as error:
-            raise BuilderUnavailable(
-                f"the Docker engine at DOCKER_HOST={self.docker_host} timed out: {error}"
+                f"cannot reach {where}: {error.os_error.strerror or error.os_error}"
             ) from None
         except aiohttp.ServerDisconnectedError:
             raise BuilderUnavailable(
-                f"the Docker engine at DOCKER_HOST={self.docker_host} closed the connection"
+                f"lost {where}: it closed the connection (stopped or restarting?)"
+            ) from None
+        except aiohttp.ClientPayloadError:
+            raise BuilderUnavailable(
+                f"lost {where} during the build: the connection broke off "
+                "(the engine stopped or restarted)"
+            ) from None
+        except aiohttp.ServerTimeoutError as error:
+            raise BuilderUnavailable(f"{where} timed out: {error}") from None
+        except aiohttp.ClientOSError as error:
+            raise BuilderUnavailable(
+                f"lost the connection to {where}: {error.strerror or error}"
             ) from None
 
     async def ping(self) -> str:
@@ -205,23 +218,31 @@ class EngineBuilder:
 
     async def build(self, request: BuildRequest, on_event: OnEvent) -> BuiltImage:
         _check_request(request)
+        steps = OpenSteps(on_event)
         deadline = asyncio.timeout(self._timeout)
         try:
-            async with deadline:
-                with self._engine_errors():
-                    async with self._session() as session:
-                        await self._pull_bases(session, request, on_event)
-                        await self._build(session, request, on_event)
-                        digest = await self._push(session, request, on_event)
-        except TimeoutError:
-            if not deadline.expired():
-                raise BuilderUnavailable(
-                    f"the Docker engine at DOCKER_HOST={self.docker_host} timed out"
+            try:
+                async with deadline:
+                    with self._engine_errors():
+                        async with self._session() as session:
+                            await self._pull_bases(session, request, steps)
+                            await self._build(session, request, steps)
+                            digest = await self._push(session, request, steps)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise BuilderUnavailable(
+                        f"the Docker engine at DOCKER_HOST={self.docker_host} timed out"
+                    ) from None
+                raise BuildTimedOut(
+                    f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
+                    "and was stopped"
                 ) from None
-            raise BuildTimedOut(
-                f"the build took longer than BUILD_TIMEOUT_SECONDS={self._timeout:g} "
-                "and was stopped"
-            ) from None
+        except asyncio.CancelledError:
+            steps.interrupt("cancelled")
+            raise
+        except Exception as error:
+            steps.interrupt(str(error))
+            raise
         return BuiltImage(request.image, digest)
 
     async def _pull_bases(
@@ -238,7 +259,6 @@ class EngineBuilder:
             if reference.registry != registry:
                 continue
             step_id, name = f"pull:{image}", f"pulling base image {image}"
-            on_event(StepStarted(step_id, name))
             started = time.monotonic()
             params = {
                 "fromImage": reference.repository,
@@ -249,6 +269,9 @@ class EngineBuilder:
             async with session.post(
                 f"/{API_VERSION}/images/create", params=params, headers=headers
             ) as response:
+                # Only once the engine answered: an engine that cannot be reached has not
+                # started anything (a builder pool then tries the next one).
+                on_event(StepStarted(step_id, name))
                 if response.status >= 400:
                     error = await _http_error(response)
                 else:
@@ -320,7 +343,14 @@ class EngineBuilder:
         if body.error is not None:
             raise DeploymentFailure(f"cannot send the build context: {body.error}")
         if error is not None:
-            raise failure_from_build(tracker.failed_step(), error, request)
+            failed = tracker.failed_step()
+            blamed = failed.error if failed else error
+            if _ENGINE_LOST.search(error) and _ENGINE_LOST.search(blamed):
+                raise BuilderUnavailable(
+                    f"lost the Docker engine at DOCKER_HOST={self.docker_host} during the "
+                    f"build: it stopped the build ({error.strip()})"
+                )
+            raise failure_from_build(failed, error, request)
         if image_id is None:
             raise BuilderUnavailable(
                 f"the Docker engine at DOCKER_HOST={self.docker_host} ended the build "
