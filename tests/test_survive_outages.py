@@ -15,25 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import gidgethub
 import pytest
 from pydantic import SecretStr
 
-from bot.reporting.github import GitHubReporter
-from bot.reporting.loop import Outcome, Retry
-from pipeline.buildkit.builder import BuildRequest, RegistryCredentials
-from pipeline.buildkit.common import registry_error
-from pipeline.buildkit.errors import RegistryAuthFailed, RegistryUnavailable
-from pipeline.errors import TransientError
 from pipeline.models import Deployment
 from pipeline.queue.queue import Queue
 from pipeline.registry import RegistryClient
@@ -137,6 +130,16 @@ def docker_config(tmp_path: Path) -> Iterator[dict[str, str]]:
     directory = tmp_path / "docker-config"
     directory.mkdir()
     yield {"DOCKER_CONFIG": str(directory)}
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def built_images() -> Iterator[list[str]]:
+    """Images the test makes the engine hold: removed afterwards, whatever happened."""
+    images: list[str] = []
+    yield images
+    for image in images:
+        docker("rmi", "-f", image, timeout=60)
 
 
 async def test_registry_down_during_push_is_retried_once_it_is_back(
@@ -147,12 +150,15 @@ async def test_registry_down_during_push_is_retried_once_it_is_back(
     deployer: StartDeployer,
     tmp_path: Path,
     docker_config: dict[str, str],
+    built_images: list[str],
 ) -> None:
     with basic_registry_running(tmp_path / "registry") as private:
         registry = private.registry
         port = int(registry.host.rsplit(":", 1)[1])
         name = f"outage-{port}"
         commit = git_daemon.create_repo(name, gated_app(port))
+        image = f"{registry.host}/e2e/{name}:{commit[:12]}"
+        built_images.append(image)
         service_id = await add_service(store, name, git_daemon.url_for(name))
         password = SecretStr(private.password)
         async with RegistryClient(registry.url, private.username, password) as client:
@@ -181,19 +187,24 @@ async def test_registry_down_during_push_is_retried_once_it_is_back(
             poll=0.02,
         )
         assert handed_back.status == Status.QUEUED, (handed_back.status, handed_back.error)
-        # Transient, and a person reads that the registry could not be reached.
-        assert handed_back.attempts == 1 and handed_back.error_kind == "transient"
-        error = handed_back.error or ""
-        assert f"registry {registry.host} is unreachable" in error, error
-        assert "connection refused" in error, error
-        # Back in the queue with backoff; nothing half-done.
-        assert handed_back.run_at > handed_back.updated_at
-        assert handed_back.worker_id is None and handed_back.lease_token is None
+        # Back in the queue, nothing half-done: nothing active, the build dir removed.
+        # (Checked first: the retry starts after the backoff, 5 s.)
         active = await store.pool.fetchval(
             "SELECT count(*) FROM deployments WHERE status = ANY($1::text[])", list(ACTIVE)
         )
         assert active == 0
         await assert_build_dir_gone(build_settings)
+        # Back on the same port with the same storage, for the retry.
+        registry.restart()
+
+        # Transient, and a person reads that the registry could not be reached.
+        assert handed_back.attempts == 1 and handed_back.error_kind == "transient"
+        error = handed_back.error or ""
+        assert f"registry {registry.host} is unreachable" in error, error
+        assert "connection refused" in error, error
+        # With backoff, and the lease given up.
+        assert handed_back.run_at > handed_back.updated_at
+        assert handed_back.worker_id is None and handed_back.lease_token is None
         steps = [s for s in await store.list_steps(made.id) if s.attempt == 1]
         assert [(s.name, s.status) for s in steps if s.kind == "pipeline"] == [
             ("clone", "done"),
@@ -206,8 +217,7 @@ async def test_registry_down_during_push_is_retried_once_it_is_back(
         assert any("no longer answers" in line for line in lines)
         assert any("retrying in 5 s" in line for line in lines), "\n".join(lines)
 
-        # Back on the same port with the same storage: the retry pushes.
-        registry.restart()
+        # The retry pushes.
         done = await wait_until(
             lambda: _status_in(store, made.id, Status.SUCCEEDED, Status.FAILED),
             "the retry finished",
@@ -215,7 +225,7 @@ async def test_registry_down_during_push_is_retried_once_it_is_back(
         )
         assert done.status == Status.SUCCEEDED, done.error
         assert done.attempts == 2
-        assert done.image == f"{registry.host}/e2e/{name}:{commit[:12]}"
+        assert done.image == image
         assert done.digest is not None and done.digest.startswith("sha256:")
         retry = [s for s in await store.list_steps(made.id) if s.attempt == 2]
         assert all(s.status == "done" for s in retry if s.kind == "pipeline"), retry
@@ -229,52 +239,21 @@ async def test_registry_down_during_push_is_retried_once_it_is_back(
             assert manifest.digest == done.digest
 
         # And it runs: pulled back from the registry (not the engine's local copy).
-        image = done.image
-        try:
-            docker("rmi", image, check=True, timeout=60)
-            docker(
-                "login",
-                registry.host,
-                "--username",
-                private.username,
-                "--password-stdin",
-                input=private.password,
-                env=docker_config,
-                check=True,
-                timeout=60,
-            )
-            docker("pull", image, env=docker_config, check=True, timeout=120)
-            status, body = await asyncio.to_thread(run_container_and_get, image, timeout=90)
-        finally:
-            docker("rmi", "-f", image, timeout=60)
+        docker("rmi", image, check=True, timeout=60)
+        docker(
+            "login",
+            registry.host,
+            "--username",
+            private.username,
+            "--password-stdin",
+            input=private.password,
+            env=docker_config,
+            check=True,
+            timeout=60,
+        )
+        docker("pull", image, env=docker_config, check=True, timeout=120)
+        status, body = await asyncio.to_thread(run_container_and_get, image, timeout=90)
         assert status == 200 and "hello from the registry outage" in body
-
-
-def test_a_registry_that_does_not_answer_is_unreachable_and_retried(tmp_path: Path) -> None:
-    """What the push's error says: unreachable (no answer) or failed (an answer), both
-    retried; a refused login is the user's to fix."""
-    request = BuildRequest(
-        context_dir=tmp_path,
-        dockerfile="FROM scratch\n",
-        image="127.0.0.1:9/e2e/web:abc",
-        credentials=RegistryCredentials("ci", SecretStr("s3cret-pw")),
-    )
-    refused = 'Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9: connect: connection refused'
-    down = registry_error("accept 127.0.0.1:9/e2e/web:abc", "127.0.0.1:9", refused, request)
-    assert isinstance(down, RegistryUnavailable) and isinstance(down, TransientError)
-    assert str(down) == (
-        f"registry 127.0.0.1:9 is unreachable, so it could not accept "
-        f"127.0.0.1:9/e2e/web:abc: {refused}"
-    )
-    busy = registry_error(
-        "accept it", "127.0.0.1:9", "received unexpected HTTP status: 503", request
-    )
-    assert isinstance(busy, RegistryUnavailable)
-    assert str(busy).startswith("registry 127.0.0.1:9 failed to accept it: ")
-    login = registry_error(
-        "accept it", "127.0.0.1:9", "unauthorized: authentication required", request
-    )
-    assert isinstance(login, RegistryAuthFailed) and not isinstance(login, TransientError)
 
 
 async def _status_in(store: Store, deployment_id: int, *statuses: Status) -> Deployment | None:
@@ -300,43 +279,6 @@ def _spawn_serve(
         )
     processes.append(server)
     return server
-
-
-class _Answering(GitHubReporter):
-    """The GitHub reporter's error handling alone: every send gets GitHub's answer."""
-
-    def __init__(self, status: int, headers: dict[str, str]) -> None:  # no session, no pool
-        self.error = gidgethub.BadRequest if status < 500 else gidgethub.GitHubBroken
-        self.status, self.headers = HTTPStatus(status), headers
-
-    async def send(self, deployment_id: int) -> Outcome:
-        raise self.error(self.status, headers=self.headers)
-
-
-@pytest.mark.parametrize(
-    ("status", "headers", "wait"),
-    [
-        (429, {"Retry-After": "60", "X-RateLimit-Remaining": "4990"}, 60.0),
-        (429, {"Retry-After": "7"}, 7.0),
-        # A secondary limit that names no time, or a 429 with no headers: a minute.
-        (429, {"X-RateLimit-Remaining": "4990", "X-RateLimit-Reset": "9999999999"}, 60.0),
-        (429, {}, 60.0),
-        (403, {"Retry-After": "30"}, 30.0),
-        # A 500: exponential backoff (no time of GitHub's).
-        (500, {}, None),
-    ],
-)
-async def test_the_reporter_waits_as_long_as_github_asks(
-    status: int, headers: dict[str, str], wait: float | None
-) -> None:
-    with pytest.raises(Retry) as caught:
-        await _Answering(status, headers)(1)
-    assert caught.value.seconds == wait
-    # A spent quota: until its reset.
-    reset = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 600)}
-    with pytest.raises(Retry) as caught:
-        await _Answering(403, reset)(1)
-    assert caught.value.seconds is not None and 500 < caught.value.seconds <= 600
 
 
 async def _serve_ready(session: aiohttp.ClientSession, port: int, log: Path) -> None:
