@@ -16,6 +16,7 @@ from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
 from bot.ops import logcontext as ops_logcontext
 from bot.ops import metrics as ops_metrics
+from bot.ops import unavailable as ops_unavailable
 from bot.runtime import Runtime
 from bot.slack.setup import setup as slack_setup
 from bot.web.pages import setup_pages
@@ -100,6 +101,7 @@ FEATURES.append(slack_setup)  # /slack/commands, /interactivity, /events; report
 FEATURES.append(ops_health.setup)  # GET /readyz: database, migrations, BuildKit (bot/ops)
 FEATURES.append(ops_metrics.setup)  # GET /metrics: Prometheus (bot/ops)
 FEATURES.append(ops_logcontext.setup)  # delivery/deployment ids bound to request logs (bot/ops)
+FEATURES.append(ops_unavailable.setup)  # 503 + Retry-After while the database is away (bot/ops)
 
 
 async def run_server(runtime: Runtime, slots: int | None = None) -> None:

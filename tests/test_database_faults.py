@@ -5,21 +5,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
+from bot.api.tokens import new_token
 from bot.reporting import loop as reporting_loop
 from bot.reporting.loop import Sent
+from bot.runtime import Runtime
+from bot.serve import make_app
+from pipeline.db.connect import connect, create_pool
+from pipeline.db.migrate import migrate
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
 from pipeline.runner import BuildResult, Job
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
+from tests.support.github_hooks import SECRET
 from tests.support.pipelines import ScriptedPipeline
+from tests.support.private_postgres import private_postgres
 from tests.support.waiting import wait_for_status
+from tests.support.webhook_burst import push_delivery
+from tests.test_github import examples_path
+from tests.test_processes import free_port
+
+__all__ = ["examples_path"]  # the fixture, used below
 
 StartWorker = Callable[..., Awaitable[Worker]]
 
@@ -113,3 +128,55 @@ async def test_the_reporter_loop_goes_on_after_a_protocol_state_error(
     fast = settings.model_copy(update={"report_poll_seconds": 0.01})
     await asyncio.wait_for(reporting_loop.run_reporter(pool, fast, "github", send, stop), 10)
     assert rounds == 2
+
+
+async def test_while_postgresql_is_down_the_bot_answers_503_and_recovers_by_itself(
+    settings: Settings, examples_path: Path
+) -> None:
+    with private_postgres(free_port()) as server:
+        url = server.url()
+        connection = await connect(url)
+        try:
+            await migrate(connection)
+            await connection.execute(
+                "INSERT INTO services (name, repository, provider, branch) "
+                "VALUES ('web', 'acme/web', 'github', 'main')"
+            )
+        finally:
+            await connection.close()
+        own = settings.model_copy(
+            update={"database_url": SecretStr(url), "github_webhook_secret": SecretStr(SECRET)}
+        )
+        pool = await create_pool(url, size=2)
+        runtime = Runtime(own, url, pool, Store(pool), Queue(pool, own))
+        worker = Worker(own, pool, url, ScriptedPipeline())
+        try:
+            async with TestClient(TestServer(make_app(runtime, worker))) as client:
+
+                async def push() -> tuple[int, str, dict[str, Any]]:
+                    delivery = push_delivery(examples_path, "acme/web")
+                    response = await client.post(
+                        "/webhooks/github", data=delivery.body, headers=delivery.headers
+                    )
+                    return (
+                        response.status,
+                        response.headers.get("Retry-After", ""),
+                        await response.json(),
+                    )
+
+                assert (await push())[0] == 200
+                await asyncio.to_thread(server.stop, "fast")
+                for _ in range(3):  # the pool's connection ended, then refused reconnects
+                    status, retry_after, body = await push()
+                    assert (status, retry_after) == (503, "5"), body
+                    assert body == {"message": "the database is unavailable; try again shortly"}
+                # The API too, in its own error shape (the token lookup meets the fault).
+                token = {"Authorization": f"Bearer {new_token()}"}
+                response = await client.get("/api/v1/services", headers=token)
+                assert response.status == 503
+                assert (await response.json())["error"]["code"] == "unavailable"
+                await asyncio.to_thread(server.start)
+                status, _retry_after, body = await push()
+                assert status == 200 and body["message"] == "queued", body
+        finally:
+            await pool.close()
