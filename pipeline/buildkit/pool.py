@@ -63,7 +63,7 @@ class BuilderPool:
         builders: Mapping[str, Builder],
         *,
         kind: str = "builder",
-        skip_seconds: float = SKIP_SECONDS,
+        skip_seconds: float | None = None,  # None: SKIP_SECONDS
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if not builders:
@@ -72,7 +72,9 @@ class BuilderPool:
         self.kind = kind  # "docker engine", "buildkitd": how people read an address
         # Daemons that failed lately, with the error: skipped until it expires.
         self._down: TTLCache[str, str] = TTLCache(
-            maxsize=max(len(self.builders), 1), ttl=skip_seconds, timer=timer
+            maxsize=len(self.builders),
+            ttl=SKIP_SECONDS if skip_seconds is None else skip_seconds,
+            timer=timer,
         )
 
     @property

@@ -219,14 +219,16 @@ class PrivateEngine:
     def _end_leftovers(self) -> None:
         """Build containers (runc, bundle under the data root) and processes naming the
         engine's directories (containerd, shims) that outlived dockerd."""
-        listed = subprocess.run(
-            [RUNC, "list", "--format", "json"], capture_output=True, text=True, check=False
-        )
-        if listed.returncode == 0 and listed.stdout.strip():
-            for container in json.loads(listed.stdout) or []:
+        runc = shutil.which(RUNC)
+        if runc is not None:
+            listed = subprocess.run(
+                [runc, "list", "--format", "json"], capture_output=True, text=True, check=False
+            )
+            containers = json.loads(listed.stdout or "null") if listed.returncode == 0 else None
+            for container in containers or []:
                 if str(container.get("bundle", "")).startswith(f"{self.data_root}/"):
                     subprocess.run(
-                        [RUNC, "delete", "--force", container["id"]],
+                        [runc, "delete", "--force", container["id"]],
                         capture_output=True,
                         check=False,
                     )
