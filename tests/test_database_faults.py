@@ -8,12 +8,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from bot.api.tokens import new_token
+from bot.ops.unavailable import database_unavailable
 from bot.reporting import loop as reporting_loop
 from bot.reporting.loop import Sent
 from bot.runtime import Runtime
@@ -38,10 +41,12 @@ __all__ = ["examples_path"]  # the fixture, used below
 
 StartWorker = Callable[..., Awaitable[Worker]]
 
-# What asyncpg raises on a connection PostgreSQL ended (seen in tests/test_survive_
-# postgres_restart.py): the connection closed mid-query, or, when the server's goodbye
-# arrives while the connection is idle, a protocol state error on its next query.
+# What a job write meets while PostgreSQL restarts (seen in tests/test_survive_postgres_
+# restart.py): the pool's reconnect refused, the connection closed mid-query, or, when the
+# server's goodbye arrives while the connection is idle, a protocol state error on its
+# next query.
 FAULTS = [
+    ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
     asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
 ]
@@ -69,7 +74,10 @@ async def test_a_database_fault_under_the_pipeline_is_retried_not_failed(
     done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.FAILED)
     assert (done.status, done.attempts) == (Status.SUCCEEDED, 2), done.error
     lines = [line.line for line in (await store.read_logs(deployment.id)).items]
-    assert any("database" in line and "retrying" in line for line in lines), lines
+    assert any(
+        line.startswith(f"a connection failed ({type(fault).__name__}: ") and "retrying" in line
+        for line in lines
+    ), lines
 
 
 def fails_once(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -180,3 +188,18 @@ async def test_while_postgresql_is_down_the_bot_answers_503_and_recovers_by_itse
                 assert status == 200 and body["message"] == "queued", body
         finally:
             await pool.close()
+
+
+async def test_a_reset_by_the_database_is_503_but_an_http_client_s_error_is_not() -> None:
+    async def database_reset(_request: web.Request) -> web.Response:
+        raise ConnectionResetError(104, "Connection reset by peer")  # as asyncpg's connect
+
+    async def github_reset(_request: web.Request) -> web.Response:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    app = web.Application(middlewares=[database_unavailable])
+    app.router.add_post("/database", database_reset)
+    app.router.add_post("/github", github_reset)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post("/database")).status == 503
+        assert (await client.post("/github")).status == 500

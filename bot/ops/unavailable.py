@@ -6,6 +6,7 @@ when the database is back."""
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 import structlog
 from aiohttp import web
@@ -19,10 +20,10 @@ log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 # What asyncpg raises when the server is down, shutting down or starting, or ended the
-# connection (InternalClientError: ended while idle, not yet noticed), and a refused
-# reconnect of the pool. (Not ConnectionResetError: that is mostly a client gone away.)
+# connection (InternalClientError: ended while idle, not yet noticed), and the socket
+# errors of the pool's reconnects (refused; reset by a server shutting down).
 UNAVAILABLE = (
-    ConnectionRefusedError,
+    ConnectionError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
@@ -37,6 +38,9 @@ async def database_unavailable(request: web.Request, handler: Handler) -> web.St
     try:
         return await handler(request)
     except UNAVAILABLE as error:
+        client_gone = request.transport is None or request.transport.is_closing()
+        if client_gone or isinstance(error, aiohttp.ClientError):
+            raise  # nobody to answer, or an HTTP client's error its caller did not handle
         log.warning(
             "database unavailable: answered 503",
             http_method=request.method,

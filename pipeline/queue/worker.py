@@ -43,10 +43,11 @@ DATABASE_FAULTS = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-# Those only asyncpg raises, met by the pipeline in one of its job's writes: not the
-# build's fault, so the run is retried like a transient failure. (Not OSError or
-# TimeoutError: a build step's own are its business.)
+# Those met by the pipeline in one of its job's writes (asyncpg's, and a refused
+# reconnect): not the build's fault, so the run is retried like a transient failure. (Not
+# any OSError or TimeoutError: a build step's own are its business.)
 PIPELINE_DATABASE_FAULTS = (
+    ConnectionRefusedError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
@@ -318,7 +319,7 @@ class Worker:
         elif isinstance(outcome, TransientError):
             await self._retry_or_fail(job, outcome)
         elif isinstance(outcome, PIPELINE_DATABASE_FAULTS):
-            lost = TransientError(f"the database connection was lost ({type(outcome).__name__})")
+            lost = TransientError(f"a connection failed ({type(outcome).__name__}: {outcome})")
             await self._retry_or_fail(job, lost)
         elif isinstance(outcome, LeaseLost):
             raise outcome
