@@ -147,6 +147,9 @@ class Throughput:
     handled_seconds: float
     # CPU time this (single) Python process spent while the consumers ran.
     client_cpu_seconds: float
+    # CPU time all the PostgreSQL server's processes spent meanwhile (None: not measurable,
+    # the server is not on this machine); includes whatever else the server did.
+    server_cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,52 @@ async def wait_for_event(event: asyncio.Event, what: str, within: float) -> None
         raise BenchError(f"timed out after {within:g} s waiting for {what}") from None
 
 
+class ServerCpu:
+    """CPU time spent by a PostgreSQL server running on this machine: its postmaster and every
+    process it forked (backends that exited are in the postmaster's children's time), from
+    Linux's /proc. Wall-clock throughput on a shared machine wobbles; CPU per job does not."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self.postmaster = postmaster
+
+    @classmethod
+    async def find(cls, url: str) -> ServerCpu:
+        connection = await asyncpg.connect(url)
+        try:
+            backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
+        finally:
+            await connection.close()
+        stat = _proc_stat(backend)
+        return cls(int(stat[1]) if stat is not None else None)
+
+    def seconds(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        own = _proc_stat(self.postmaster)
+        if own is None:
+            return None
+        ticks = sum(int(value) for value in own[11:15])  # utime stime cutime cstime
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                stat = _proc_stat(int(entry.name))
+                if stat is not None and int(stat[1]) == self.postmaster:
+                    ticks += int(stat[11]) + int(stat[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the field after the command name on (ppid first), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 def short_sql(query: str, width: int = 90) -> str:
     text = " ".join(query.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -278,7 +327,8 @@ class TimingPipeline:
     """Builds nothing: notes when the worker called it, then walks the job through the build
     states as a real build would and succeeds."""
 
-    def __init__(self) -> None:
+    def __init__(self, walk: bool = True) -> None:
+        self.walk = walk
         self.started_at: dict[int, float] = {}
         self.picked = asyncio.Event()
         self.finished = 0
@@ -288,8 +338,9 @@ class TimingPipeline:
     async def run(self, job: DeployJob) -> BuildResult:
         self.started_at[job.deployment.id] = time.perf_counter()
         self.picked.set()
-        await job.enter(Status.BUILDING)
-        await job.enter(Status.PUSHING)
+        if self.walk:
+            await job.enter(Status.BUILDING)
+            await job.enter(Status.PUSHING)
         self.finished += 1
         if self.finish_target is not None and self.finished >= self.finish_target:
             self.all_finished.set()
@@ -366,12 +417,14 @@ async def click_deploy_throughput(
         enqueue_seconds = time.perf_counter() - started
         enqueue_counts = await counter.take()
 
-        pipeline = TimingPipeline()
+        pipeline = TimingPipeline(walk=options.walk)
         pipeline.finish_target = jobs
         workers = [
             Worker(settings, pool, url, pipeline, slots=options.slots, worker_id=f"bench-{n}")
             for n in range(options.workers)
         ]
+        server_cpu = await ServerCpu.find(url)
+        server_started = server_cpu.seconds()
         started, cpu_started = time.perf_counter(), time.process_time()
         tasks = [asyncio.create_task(worker.run()) for worker in workers]
         try:
@@ -383,6 +436,7 @@ async def click_deploy_throughput(
             )
             complete_seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
+            server_seconds = cpu_delta(server_started, server_cpu.seconds())
         finally:
             await stop_workers(workers, tasks)
         consume_counts = await counter.take()
@@ -408,6 +462,7 @@ async def click_deploy_throughput(
         jobs_per_second=jobs / complete_seconds,
         handled_seconds=handled_seconds,
         client_cpu_seconds=cpu_seconds,
+        server_cpu_seconds=server_seconds,
     )
     statements = Statements.from_counts(jobs, enqueue_counts, consume_counts) if count else None
     return throughput, statements
@@ -656,6 +711,8 @@ async def pgqueuer_throughput(
 
         recorder = PgqRecorder()
         recorder.handle_target = jobs
+        server_cpu = await ServerCpu.find(url)
+        server_started = server_cpu.seconds()
         started, cpu_started = time.perf_counter(), time.process_time()
         consumers = [
             await start_consumer(url, recorder, config, consumer_counter if count else None)
@@ -667,6 +724,7 @@ async def pgqueuer_throughput(
             await wait_queue_empty(producer)
             complete_seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
+            server_seconds = cpu_delta(server_started, server_cpu.seconds())
         finally:
             await stop_consumers(consumers)
         consume_counts = await consumer_counter.take()
@@ -680,6 +738,7 @@ async def pgqueuer_throughput(
         jobs_per_second=jobs / complete_seconds,
         handled_seconds=handled_seconds,
         client_cpu_seconds=cpu_seconds,
+        server_cpu_seconds=server_seconds,
     )
     statements = Statements.from_counts(jobs, enqueue_counts, consume_counts) if count else None
     return throughput, statements
@@ -769,6 +828,7 @@ class Options:
     extra_slots: int
     pgq_extra_max_tasks: int
     json_path: Path | None
+    walk: bool = True
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -816,6 +876,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds allowed for one throughput run"
     )
+    parser.add_argument(
+        "--empty-jobs",
+        action="store_true",
+        help="click-deploy jobs go from claimed straight to succeeded (no building/pushing)",
+    )
     parser.add_argument("--json", type=Path, help="write the JSON results here, not to stdout")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.samples < 2 or args.warmup < 0:
@@ -844,6 +909,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         extra_slots=args.extra_slots,
         pgq_extra_max_tasks=args.pgq_extra_max_tasks,
         json_path=args.json,
+        walk=not args.empty_jobs,
     )
 
 

@@ -17,11 +17,11 @@ from uuid import UUID
 
 import structlog
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InvalidTransition
 from pipeline.models import Deployment, Step
 from pipeline.settings import Settings
 from pipeline.states import Status
-from pipeline.store import BatchWriter, JobWrite, LogEntry, Store
+from pipeline.store import BatchWriter, JobWrite, LeaseLost, LogEntry, Store
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +53,12 @@ class StepHandle:
 class Job:
     """One run of one deployment, as the pipeline sees it.
 
-    Log lines and step changes are buffered and written with the next state change, or at
-    the latest LOG_FLUSH_SECONDS after the first of them (at once when LOG_FLUSH_LINES are
-    waiting). Every write goes through a `BatchWriter`: the worker's, shared by its jobs, or
-    one of the job's own."""
+    Log lines, step changes and moves through the build states (`enter`) are buffered and
+    written with the next write, at the latest LOG_FLUSH_SECONDS after the first of them (at
+    once when LOG_FLUSH_LINES are waiting); a final state (`finish`) is written at once and
+    waits for the database. Moves made between two writes land as one change that passes
+    through them (the row's `phase` names the last build state reached). Every write goes
+    through a `BatchWriter`: the worker's, shared by its jobs, or one of the job's own."""
 
     def __init__(
         self,
@@ -75,6 +77,10 @@ class Job:
         self._next_seq = 1
         self._steps: dict[int, Step] = {}
         self._dirty_steps: set[int] = set()
+        # The build state entered but not yet written, and why a background write of one
+        # was refused (lease lost): raised by the job's next move.
+        self._pending_status: Status | None = None
+        self._refused: Exception | None = None
         self._lock = asyncio.Lock()
         # The pending timed flush, and a flush running in the background.
         self._timer: asyncio.TimerHandle | None = None
@@ -93,12 +99,22 @@ class Job:
         """Write what is still buffered; later lines are no longer written by themselves."""
         self._closed = True
         self._cancel_timer()
-        await self.flush()
+        if self._refused is not None:
+            return  # the deployment is no longer this job's to write to
+        try:
+            await self.flush()
+        except (LeaseLost, InvalidTransition) as error:
+            # The run is over either way; whoever holds the deployment now writes its state.
+            log.warning("last write refused", deployment_id=self.deployment.id, error=str(error))
 
     async def enter(self, status: Status) -> None:
-        """Move to the next build state (cloning → building → pushing). Buffered lines and
-        steps are written in the same statement, ahead of the change."""
-        await self._move(status)
+        """Move to the next build state (cloning → building → pushing). Written with the
+        job's next write, after the lines and steps buffered before it; a move the database
+        refused in the background (the lease was lost) is raised here."""
+        self._raise_refusal()
+        self.status = status
+        self._pending_status = status
+        self._arm()
 
     async def finish(
         self,
@@ -124,14 +140,17 @@ class Job:
         image: str | None = None,
         digest: str | None = None,
     ) -> Deployment:
+        self._raise_refusal()
         deployment = await self._write(
             status, error=error, error_kind=error_kind, image=image, digest=digest
         )
-        if deployment is None:
-            raise await self.store.refusal(self.deployment.id, status, self.lease_token)
-        self.deployment = deployment
+        assert deployment is not None  # _write raises when the change did not apply
         self.status = status
         return deployment
+
+    def _raise_refusal(self) -> None:
+        if self._refused is not None:
+            raise self._refused
 
     async def progress(self, step: int | None, total: int | None, message: str | None) -> None:
         await self.store.set_progress(
@@ -185,7 +204,9 @@ class Job:
         return [self._steps[seq] for seq in sorted(self._steps)]
 
     async def flush(self) -> None:
-        """Write the buffered lines and steps now (nothing to write: no statement)."""
+        """Write the buffered lines, steps and build state now (nothing to write: no
+        statement). Raises a refusal of this or an earlier background write."""
+        self._raise_refusal()
         await self._write(None)
 
     async def _write(
@@ -197,8 +218,9 @@ class Job:
         image: str | None = None,
         digest: str | None = None,
     ) -> Deployment | None:
-        """Buffered lines and steps, then the state change (if any), in as few statements
-        as the batch size allows; the deployment as it now is after a change that applied."""
+        """Buffered lines and steps, then the state change (the one asked for, else a
+        pending build state), in as few statements as the batch size allows; the deployment
+        as it now is after a change. A change that did not apply raises why."""
         async with self._lock:
             self._cancel_timer()
             steps = [self._steps[seq] for seq in sorted(self._dirty_steps)]
@@ -208,11 +230,19 @@ class Job:
                 batch, lines = lines[:LOG_FLUSH_LINES], lines[LOG_FLUSH_LINES:]
                 await self._writer.write(self._job_write(batch, steps))
                 steps = []
+            phase, self._pending_status = self._pending_status, None
+            status = status or phase
             if status is None and not lines and not steps:
                 return None
-            return await self._writer.write(
-                self._job_write(lines, steps, status, error, error_kind, image, digest)
-            )
+            write = self._job_write(lines, steps, status, error, error_kind, image, digest)
+            write = replace(write, phase=phase)
+            deployment = await self._writer.write(write)
+            if status is None:
+                return None
+            if deployment is None:
+                raise await self.store.refusal(self.deployment.id, status, self.lease_token)
+            self.deployment = deployment
+            return deployment
 
     def _job_write(
         self,
@@ -277,6 +307,8 @@ class Job:
                 await self.flush()
                 if not self._again:
                     break
+        except (LeaseLost, InvalidTransition) as error:
+            self._refused = error  # the pipeline's next move raises it
         except Exception as error:  # the lines are lost; the build goes on
             log.warning(
                 "cannot write log lines",

@@ -69,6 +69,9 @@ class JobWrite:
     error_kind: str | None = None
     image: str | None = None
     digest: str | None = None
+    # The last build state the job reached on its way to `status`, when it went through
+    # several since its previous write (cloning → [building, pushing] → succeeded).
+    phase: Status | None = None
 
 
 class Store:
@@ -275,6 +278,7 @@ class Store:
             [write.error_kind for write in moves],
             [write.image for write in moves],
             [write.digest for write in moves],
+            [str(write.phase) if write.phase is not None else None for write in moves],
             log_ids,
             log_seqs,
             log_ats,

@@ -259,14 +259,15 @@ LIMIT 1;
 -- name: job_writes
 -- What a worker's jobs write at one moment, in one statement (one round trip, one commit):
 -- their log lines, each deployment's followers told its newest seq; their steps; and their
--- state changes ($1-$7, one element per change). A change is fenced by the job's lease
+-- state changes ($1-$8, one element per change). A change is fenced by the job's lease
 -- token and allowed only along deployment_transitions (the trigger checks again);
 -- `succeeded` also records the image as its target's current one, and a final state frees
 -- the target, so the queue is woken for whatever waits behind it. Answers one row per
 -- change that applied (the columns it can have changed), or one all-NULL row when none did.
--- The statement is the function click_deploy_job_writes (migration 0004), for its plan.
+-- A change may pass through several build states at once ($8: the last one it reached).
+-- The statement is the function click_deploy_job_writes (migrations 0004, 0008), for its plan.
 SELECT * FROM click_deploy_job_writes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                      $14, $15, $16, $17, $18, $19, $20, $21, $22);
+                                      $14, $15, $16, $17, $18, $19, $20, $21, $22, $23);
 
 -- REST API and pages
 
