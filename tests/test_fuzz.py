@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -66,6 +68,8 @@ SLACK_USER, SLACK_CHANNEL = "U0ALICE", "C0DEPLOY"
 BODY_LIMIT = 256 * 1024
 
 CI = os.environ.get("CI") == "true"
+# FUZZ_SCALE=10 runs ten times as many examples (a longer hunt than the suite's minute).
+SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 
 
 def fuzz(examples: int) -> Any:
@@ -73,7 +77,7 @@ def fuzz(examples: int) -> Any:
     shared 2-core machine), no example database in the checkout, and one set of fixtures
     for all the examples (deliberately: see the module docstring)."""
     return settings(
-        max_examples=examples,
+        max_examples=max(1, round(examples * SCALE)),
         deadline=None,
         derandomize=CI,
         database=None,
@@ -155,6 +159,7 @@ class World:
     pool: asyncpg.Pool
     fakes: Fakes
     deployment_ids: list[int]
+    errors: ErrorLog
 
 
 @pytest.fixture
@@ -210,27 +215,31 @@ async def world(
     github_setup(app, runtime)
     gitlab_setup(app, runtime)
     slack_setup(app, runtime)
-    async with TestClient(TestServer(app)) as client:
-        yield World(client, pool, fakes, ids)
-
-
-@pytest.fixture
-def errors_logged() -> Iterator[list[logging.LogRecord]]:
-    """Every record logged at ERROR or with a traceback (bolt's listener errors are)."""
-    records: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.ERROR or record.exc_info:
-                records.append(record)
-
-    handler = Collect(level=logging.DEBUG)
-    root = logging.getLogger()
-    root.addHandler(handler)
+    errors = ErrorLog()
+    logging.getLogger().addHandler(errors)
     try:
-        yield records
+        async with TestClient(TestServer(app)) as client:
+            yield World(client, pool, fakes, ids, errors)
     finally:
-        root.removeHandler(handler)
+        logging.getLogger().removeHandler(errors)
+
+
+class ErrorLog(logging.Handler):
+    """Every record logged at ERROR or with a traceback: aiohttp's "Error handling
+    request", bolt's listener errors."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+    def take(self) -> list[str]:
+        taken = [logging.Formatter().format(record)[-3000:] for record in self.records]
+        self.records.clear()
+        return taken
 
 
 # --- what every webhook answer must be ------------------------------------------------------
@@ -253,11 +262,16 @@ async def send_webhook(world: World, path: str, request: Request, allowed: set[i
     response = await world.client.post(path, data=request.body, headers=request.headers)
     text = await response.text()
     status = response.status
-    assert status < 500, f"{status} {text[:2000]} for {request!r}"
+    errors = world.errors.take()
+    assert status < 500 and not errors, f"{status} {text[:500]} for {request!r}\n" + "\n".join(
+        errors
+    )
     assert status in allowed, f"{status} {text[:2000]} for {request!r}"
     assert response.content_type == "application/json", (status, text[:500], request)
     assert "Traceback" not in text and 'File "' not in text, text[:2000]
     answer = json.loads(text)
+    # What the examples reached (pytest --hypothesis-show-statistics shows it).
+    hypothesis.event(f"{request.what} -> {status} {answer.get('message', '')[:48]}")
     assert isinstance(answer.get("message"), str) and answer["message"], answer
     assert len(answer["message"]) <= 1000, f"an overlong message: {answer['message'][:300]!r}"
     after = await database_counts(world.pool)
@@ -414,18 +428,30 @@ def github_base(
     return payload
 
 
+_deliveries = itertools.count(1)
+
+
+def delivery_ids() -> st.SearchStrategy[str]:
+    """A fresh id, now and then the previous one again (a redelivery)."""
+    return st.sampled_from(["new"] * 15 + ["again"]).map(
+        lambda how: f"fuzz-{next(_deliveries) if how == 'new' else 0}"
+    )
+
+
 @st.composite
 def github_requests(
     draw: st.DrawFn, examples: dict[str, list[dict[str, Any]]], world: World
 ) -> Request:
+    """Mostly well-signed mutations of GitHub's examples; some random JSON or bytes; now
+    and then odd headers or a wrong signature."""
     event = draw(st.sampled_from(GITHUB_EVENTS))
-    kind = draw(st.sampled_from(["mutated"] * 8 + ["json", "bytes"]))
+    kind = draw(st.sampled_from(["mutated"] * 18 + ["json", "bytes"]))
     if kind == "mutated":
         base = github_base(examples, event, draw(st.integers(0, 30)), world)
         if event == "issue_comment" and draw(st.booleans()):
             base["comment"]["body"] = draw(command_texts())
         payload = draw(mutated(base, COMMON_FOCUS + GITHUB_FOCUS[event]))
-        body = dump(payload, ascii_only=draw(st.integers(0, 4)) > 0)
+        body = dump(payload, ascii_only=draw(st.sampled_from([True] * 9 + [False])))
     elif kind == "json":
         body = dump(draw(json_values), ascii_only=True)
     else:
@@ -433,28 +459,24 @@ def github_requests(
     headers = {
         "Content-Type": "application/json",
         "X-GitHub-Event": event,
-        "X-GitHub-Delivery": str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
+        "X-GitHub-Delivery": draw(delivery_ids()),
         "User-Agent": "GitHub-Hookshot/abc",
     }
-    if draw(st.integers(0, 4)) == 0:
-        # Odd headers: any event name, delivery id or content type.
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers["X-Hub-Signature-256"] = f"sha256={digest}"
+    odd = draw(st.sampled_from([None] * 16 + ["header", "header", "signature", "signature"]))
+    if odd == "header":
         name = draw(st.sampled_from(["X-GitHub-Event", "X-GitHub-Delivery", "Content-Type"]))
         headers[name] = draw(content_types if name == "Content-Type" else header_text)
-    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    signature = draw(
-        st.sampled_from(
-            [f"sha256={digest}"] * 12
-            + [
-                f"sha256={digest.upper()}",
-                "sha1=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha1).hexdigest(),
-                f"sha256={digest[:-1]}é",
-                "",
-                digest,
-            ]
+    elif odd == "signature":
+        sha1 = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        headers["X-Hub-Signature-256"] = draw(
+            st.sampled_from(
+                [f"sha256={digest.upper()}", f"sha1={sha1}", f"sha256={digest[:-1]}é", digest]
+            )
+            | header_text
         )
-    )
-    headers["X-Hub-Signature-256"] = signature
-    return Request(body, headers, f"github {kind} {event}")
+    return Request(body, headers, f"github {kind} {event}" + (f" odd {odd}" if odd else ""))
 
 
 @fuzz(examples=200)
@@ -463,13 +485,11 @@ async def test_github_webhook_answers_2xx_or_4xx_and_stores_nothing_it_refuses(
     data: st.DataObject,
     world: World,
     github_examples: dict[str, list[dict[str, Any]]],
-    errors_logged: list[logging.LogRecord],
 ) -> None:
     request = data.draw(github_requests(github_examples, world))
     await send_webhook(
         world, "/webhooks/github", request, allowed={200, 202, 400, 401, 413, 415, 422}
     )
-    assert errors_logged == [], errors_logged
 
 
 # --- the cases the fuzzers found, one focused example each ---------------------------------
@@ -540,3 +560,106 @@ async def test_github_delivery_ids_too_long_or_not_ascii_are_400_and_not_stored(
     assert status == 202 and len(message) < 200
     headers = github_headers(body, **{"X-GitHub-Delivery": "d" * 200})
     assert (await github_answer(world, body, headers))[0] == 200
+
+
+async def github_send(world: World, event: str, payload: Any) -> tuple[int, dict[str, Any]]:
+    body = json.dumps(payload).encode()
+    response = await world.client.post(
+        "/webhooks/github", data=body, headers=github_headers(body, event)
+    )
+    return response.status, await response.json()
+
+
+async def test_github_fields_of_another_type_are_400_or_skipped_never_500(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    push = github_base(github_examples, "push", 4, world)
+    # Optional parts of another type are left out; the push still deploys.
+    status, answer = await github_send(world, "push", {**push, "installation": [42], "pusher": "x"})
+    assert status == 200 and answer["message"] == "queued", answer
+    deployment = await world.pool.fetchrow(
+        "SELECT trigger FROM deployments WHERE id = $1", answer["deployments"][0]
+    )
+    assert "actor" not in deployment["trigger"]
+    pull = github_base(github_examples, "pull_request", 0, world)
+    pull["pull_request"]["head"] = "feature"
+    assert await github_send(world, "pull_request", pull) == (
+        400,
+        {"message": "the payload has no head.sha"},
+    )
+    comment = github_base(github_examples, "issue_comment", 3, world)
+    comment["comment"]["body"] = "/deploy hello"
+    del comment["installation"]
+    status, answer = await github_send(world, "issue_comment", comment)
+    assert status == 400 and "names no installation" in answer["message"]
+
+
+async def test_github_check_run_external_ids_that_are_no_deployment_id_are_ignored(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    for external_id in ("²", "١٢", "99999999999999999999", "0", "-1", "12a"):
+        payload = github_base(github_examples, "check_run", 0, world)
+        payload["check_run"]["external_id"] = external_id
+        payload["sender"] = "not an object"
+        assert await github_send(world, "check_run", payload) == (
+            200,
+            {"message": "ignored: not a click-deploy check run", "deployments": []},
+        ), external_id
+    payload = github_base(github_examples, "check_run", 0, world)
+    payload["sender"] = ["not an object"]
+    status, answer = await github_send(world, "check_run", payload)
+    assert status == 200 and answer["message"] == "queued"
+    deployment = await world.pool.fetchrow(
+        "SELECT trigger FROM deployments WHERE id = $1", answer["deployments"][0]
+    )
+    assert "actor" not in deployment["trigger"]
+
+
+async def test_github_nul_and_lone_surrogates_are_stored_as_replacement_characters(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    push = github_base(github_examples, "push", 4, world)
+    push["pusher"] = {"name": "oct\x00o\ud800cat\udbff\udfff"}
+    push["head_commit"]["message"] = "fix\x00 \udc00"
+    status, answer = await github_send(world, "push", push)
+    assert status == 200 and len(answer["deployments"]) == 1, answer
+    actor = await world.pool.fetchval(
+        "SELECT trigger->>'actor' FROM deployments WHERE id = $1", answer["deployments"][0]
+    )
+    assert actor == "oct\ufffdo\ufffdcat\U0010ffff"  # a joined pair is a real character
+
+
+async def test_github_commit_ids_and_refs_git_could_not_have_are_400(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    before = await database_counts(world.pool)
+    push = github_base(github_examples, "push", 4, world)
+    for changes in (
+        {"after": "💥"},
+        {"after": "abc123"},
+        {"ref": "refs/heads/a b"},
+        {"ref": "refs/heads/x\u202e"},
+        {"ref": "refs/heads/" + "m" * 300},
+    ):
+        status, answer = await github_send(world, "push", {**push, **changes})
+        assert status == 400, (changes, answer)
+        assert answer["message"].split(":")[0] in (
+            "after is not a commit id",
+            "ref is not a git ref",
+        )
+        assert len(answer["message"]) < 200
+    pull = github_base(github_examples, "pull_request", 0, world)
+    pull["pull_request"]["head"]["ref"] = "feature..x"
+    status, answer = await github_send(world, "pull_request", pull)
+    assert status == 400 and answer["message"].startswith("head.ref is not a git ref")
+    assert await database_counts(world.pool) == before
+
+
+async def test_github_outcomes_that_quote_the_payload_stay_short(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    payload = github_base(github_examples, "installation", 0, world)
+    payload["action"] = "a" * 20_000
+    status, answer = await github_send(world, "installation", payload)
+    assert status == 200 and answer["message"].startswith("installation aaa")
+    assert len(answer["message"]) == 300 and answer["message"].endswith("...")

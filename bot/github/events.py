@@ -7,9 +7,10 @@ from typing import Any
 
 import structlog
 
-from bot.github.models import CheckRunRequest, PullRequestEvent, Push
+from bot.github.models import CheckRunRequest, PullRequestEvent, Push, installation_id
 from bot.github.plan import Context, Enqueue, Plan
 from bot.github.previews import delete_preview_images, retire_preview_deployments
+from bot.payload import optional_text
 from pipeline.errors import NotFound
 from pipeline.models import Service
 from pipeline.trigger import Trigger
@@ -125,11 +126,10 @@ async def on_check_run(payload: Any, context: Context) -> Plan:
     request = CheckRunRequest.from_payload(payload)
     if request.action != "rerequested":
         return Plan(f"ignored: check_run {request.action}")
-    # Our check runs carry the deployment id as their external id.
-    if request.external_id is None or not request.external_id.isdigit():
+    if request.deployment_id is None:
         return Plan("ignored: not a click-deploy check run")
     try:
-        earlier = await context.store.get_deployment(int(request.external_id))
+        earlier = await context.store.get_deployment(request.deployment_id)
         service = await context.store.get_service(earlier.service_id)
     except NotFound:
         return Plan("ignored: the check run's deployment is gone")
@@ -138,7 +138,7 @@ async def on_check_run(payload: Any, context: Context) -> Plan:
     previous = earlier.trigger.get("answer", {}).get("github", {})
     trigger = Trigger(
         source="github",
-        actor=payload.get("sender", {}).get("login"),
+        actor=request.sender,
         environment=earlier.environment,
         ref=earlier.ref,
         commit_sha=request.head_sha,
@@ -155,8 +155,8 @@ async def on_check_run(payload: Any, context: Context) -> Plan:
 
 
 async def on_installation(payload: Any, context: Context) -> Plan:
-    action = payload.get("action")
-    installation = payload.get("installation", {}).get("id")
+    action = optional_text(payload, "action")
+    installation = installation_id(payload)
     log.info("github installation", action=action, installation=installation)
     if action in ("deleted", "suspend") and context.auth is not None and installation:
         context.auth.forget(installation)

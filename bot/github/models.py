@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.payload import PayloadError
+from bot.payload import PayloadError, commit_id, optional_text, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
 from bot.payload import text as _str
@@ -44,13 +44,16 @@ class Repo:
     def from_payload(cls, data: Any) -> Repo:
         full_name = _str(data, "full_name")
         if full_name.count("/") != 1:
-            raise PayloadError(f"repository {full_name!r} is not owner/name")
+            raise PayloadError(f"repository {shown(full_name)} is not owner/name")
         return cls(full_name)
 
 
 def installation_id(payload: Any) -> int | None:
-    value = payload.get("installation", {}).get("id") if isinstance(payload, Mapping) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    installation = payload.get("installation") if isinstance(payload, Mapping) else None
+    value = installation.get("id") if isinstance(installation, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,9 @@ class Push:
 
     @classmethod
     def from_payload(cls, payload: Any) -> Push:
-        ref = _str(payload, "ref")
+        ref = ref_name(payload, "ref")
         branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-        head = payload.get("head_commit") if isinstance(payload, Mapping) else None
+        head = payload.get("head_commit")
         message = head.get("message", "") if isinstance(head, Mapping) else ""
         commits = payload.get("commits")
         changed: frozenset[str] | None = None
@@ -84,16 +87,15 @@ class Push:
                     if isinstance(items, list):
                         paths.update(item for item in items if isinstance(item, str))
             changed = frozenset(paths)
-        pusher = payload.get("pusher", {}).get("name")
         return cls(
             repo=Repo.from_payload(_get(payload, "repository")),
             ref=ref,
             branch=branch,
-            after=_str(payload, "after"),
-            deleted=bool(payload.get("deleted")),
+            after=commit_id(payload, "after"),
+            deleted=payload.get("deleted") is True,
             head_message=message if isinstance(message, str) else "",
             changed=changed,
-            pusher=pusher if isinstance(pusher, str) else None,
+            pusher=optional_text(payload, "pusher", "name"),
         )
 
 
@@ -109,14 +111,13 @@ class PullRequest:
 
     @classmethod
     def from_payload(cls, data: Any, repo: Repo) -> PullRequest:
-        head_repo = _get(data, "head").get("repo")
-        head_name = head_repo.get("full_name") if isinstance(head_repo, Mapping) else None
+        head_name = optional_text(data, "head", "repo", "full_name")
         return cls(
             repo=repo,
             number=_int(data, "number"),
-            head_sha=_str(data, "head", "sha"),
-            head_ref=_str(data, "head", "ref"),
-            base_ref=_str(data, "base", "ref"),
+            head_sha=commit_id(data, "head", "sha"),
+            head_ref=ref_name(data, "head", "ref"),
+            base_ref=ref_name(data, "base", "ref"),
             # A deleted fork has no head repository: treat it as a fork.
             fork=head_name != repo.full_name,
             author=User.from_payload(_get(data, "user")),
@@ -169,26 +170,28 @@ class CheckRunRequest:
     head_sha: str
     head_branch: str | None
     name: str
-    external_id: str | None
+    # Our check runs carry their deployment's id as the external id; None for others'.
+    deployment_id: int | None
     pr_numbers: tuple[int, ...]
+    sender: str | None
 
     @classmethod
     def from_payload(cls, payload: Any) -> CheckRunRequest:
         run = _get(payload, "check_run")
-        suite = run.get("check_suite") if isinstance(run, Mapping) else None
-        branch = suite.get("head_branch") if isinstance(suite, Mapping) else None
-        external = run.get("external_id")
-        pulls = run.get("pull_requests") or []
+        external = optional_text(run, "external_id") or ""
+        is_id = external.isascii() and external.isdigit() and 0 < int(external) < 2**63
+        pulls = run.get("pull_requests") if isinstance(run, Mapping) else None
         return cls(
             repo=Repo.from_payload(_get(payload, "repository")),
             action=_str(payload, "action"),
-            head_sha=_str(run, "head_sha"),
-            head_branch=branch if isinstance(branch, str) else None,
+            head_sha=commit_id(run, "head_sha"),
+            head_branch=optional_text(run, "check_suite", "head_branch"),
             name=_str(run, "name"),
-            external_id=external if isinstance(external, str) and external else None,
+            deployment_id=int(external) if is_id else None,
             pr_numbers=tuple(
                 p["number"]
-                for p in pulls
+                for p in (pulls if isinstance(pulls, list) else [])
                 if isinstance(p, Mapping) and isinstance(p.get("number"), int)
             ),
+            sender=optional_text(payload, "sender", "login"),
         )

@@ -14,6 +14,7 @@ import asyncpg
 
 from bot.github.auth import AppAuth, GitHubAppError
 from bot.github.client import GitHubClient
+from bot.payload import PayloadError
 from pipeline.models import Service
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
@@ -33,12 +34,19 @@ class Enqueue:
 After = Callable[[], Awaitable[None]]
 
 
+OUTCOME_MAX = 300  # an outcome may quote the payload (an action, say): it stays short
+
+
 @dataclass
 class Plan:
     outcome: str
     enqueue: list[Enqueue] = field(default_factory=list)
     after: list[After] = field(default_factory=list)
     status: int = 200
+
+    def __post_init__(self) -> None:
+        if len(self.outcome) > OUTCOME_MAX:
+            self.outcome = self.outcome[: OUTCOME_MAX - 3] + "..."
 
 
 @dataclass
@@ -58,7 +66,7 @@ class Context:
         if self.auth is None:
             raise GitHubAppError("the GitHub App is not configured (GITHUB_APP_ID)")
         if self.installation_id is None:
-            raise GitHubAppError("the delivery names no installation")
+            raise PayloadError("the delivery names no installation (installation.id)")
         return await self.auth.client(self.session, self.installation_id)
 
     def answer(self, repo: str, **extra: Any) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from bot.github.comments import on_issue_comment
 from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
 from bot.github.models import installation_id
 from bot.github.plan import Context, Plan
-from bot.payload import PayloadError
+from bot.payload import PayloadError, loads
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 
@@ -101,7 +100,7 @@ def decode_body(content_type: str, body: bytes) -> Any:
         if not payload:
             raise ValueError("no payload field")
         text = payload[0]
-    return json.loads(text)
+    return loads(text)
 
 
 def parse_event(
