@@ -239,10 +239,10 @@ class ServerCpu:
     async def find(cls, url: str) -> ServerCpu:
         connection = await asyncpg.connect(url)
         try:
-            backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
+            # Read while the backend lives: it exits when the connection closes.
+            stat = _proc_stat(int(await connection.fetchval("SELECT pg_backend_pid()")))
         finally:
             await connection.close()
-        stat = _proc_stat(backend)
         return cls(int(stat[1]) if stat is not None else None)
 
     def seconds(self) -> float | None:
