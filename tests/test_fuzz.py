@@ -13,6 +13,7 @@ changed. Under CI=true the examples are derandomized, so a run is reproducible.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -492,6 +493,114 @@ async def test_github_webhook_answers_2xx_or_4xx_and_stores_nothing_it_refuses(
     )
 
 
+# --- GitLab ----------------------------------------------------------------------------------
+
+GITLAB_EVENTS = ("Push Hook", "Merge Request Hook", "Note Hook")
+PROJECT_FOCUS: list[tuple[str | int, ...]] = [
+    ("project",),
+    ("project", "id"),
+    ("project", "path_with_namespace"),
+    ("user",),
+    ("user", "id"),
+    ("user", "username"),
+]
+MR_FIELDS: list[tuple[str | int, ...]] = [
+    ("iid",),
+    ("last_commit",),
+    ("last_commit", "id"),
+    ("source_branch",),
+    ("target_branch",),
+    ("source_project_id",),
+    ("target_project_id",),
+]
+GITLAB_FOCUS: dict[str, list[tuple[str | int, ...]]] = {
+    "Push Hook": [
+        ("ref",),
+        ("after",),
+        ("checkout_sha",),
+        ("commits",),
+        ("commits", 1),
+        ("commits", 1, "id"),
+        ("commits", 1, "message"),
+        ("commits", 1, "added"),
+        ("commits", 1, "added", 0),
+        ("total_commits_count",),
+        ("user_username",),
+    ],
+    "Merge Request Hook": [
+        ("object_attributes",),
+        ("object_attributes", "action"),
+        ("object_attributes", "oldrev"),
+        *[("object_attributes", *path) for path in MR_FIELDS],
+    ],
+    "Note Hook": [
+        ("object_attributes",),
+        ("object_attributes", "note"),
+        ("object_attributes", "note"),
+        ("object_attributes", "noteable_type"),
+        ("object_attributes", "id"),
+        ("object_attributes", "system"),
+        ("object_attributes", "action"),
+        ("merge_request",),
+        *[("merge_request", *path) for path in MR_FIELDS],
+    ],
+}
+
+
+@st.composite
+def gitlab_payloads(draw: st.DrawFn, event: str) -> dict[str, Any]:
+    if event == "Push Hook":
+        return fake_gitlab.push_hook(
+            added=draw(st.sampled_from([None, ["api/main.go"], ["docs/x.md"]]))
+        )
+    if event == "Merge Request Hook":
+        return fake_gitlab.merge_request_hook(
+            draw(st.sampled_from(["open", "reopen", "update", "close", "merge", "approved"])),
+            iid=draw(st.integers(1, 5)),
+            oldrev=draw(st.sampled_from([None, "b" * 40])),
+        )
+    return fake_gitlab.note_hook(
+        draw(command_texts()).replace("hello", "diaspora"), iid=draw(st.integers(1, 5))
+    )
+
+
+@st.composite
+def gitlab_requests(draw: st.DrawFn) -> Request:
+    """Mostly GitLab-shaped hooks with the right token, mutated; some random JSON or bytes;
+    now and then odd headers or a wrong token."""
+    event = draw(st.sampled_from(GITLAB_EVENTS))
+    kind = draw(st.sampled_from(["mutated"] * 18 + ["json", "bytes"]))
+    if kind == "mutated":
+        payload = draw(mutated(draw(gitlab_payloads(event)), PROJECT_FOCUS + GITLAB_FOCUS[event]))
+        body = dump(payload, ascii_only=draw(st.sampled_from([True] * 9 + [False])))
+    elif kind == "json":
+        body = dump(draw(json_values), ascii_only=True)
+    else:
+        body = draw(st.binary(max_size=200))
+    headers = fake_gitlab.hook_headers(event, uuid_=draw(delivery_ids()))
+    odd = draw(st.sampled_from([None] * 16 + ["header", "header", "header", "token"]))
+    if odd == "header":
+        name = draw(st.sampled_from(["X-Gitlab-Event", "X-Gitlab-Event-UUID", "Content-Type"]))
+        headers[name] = draw(content_types if name == "Content-Type" else header_text)
+        if name == "X-Gitlab-Event-UUID" and draw(st.booleans()):
+            del headers[name]  # older GitLab: the body identifies the delivery
+    elif odd == "token":
+        headers["X-Gitlab-Token"] = draw(
+            st.sampled_from([fake_gitlab.WEBHOOK_SECRET + "é", fake_gitlab.WEBHOOK_SECRET[:-1]])
+            | header_text
+        )
+    return Request(body, headers, f"gitlab {kind} {event}" + (f" odd {odd}" if odd else ""))
+
+
+@fuzz(examples=150)
+@given(data=st.data())
+async def test_gitlab_webhook_answers_2xx_or_4xx_and_stores_nothing_it_refuses(
+    data: st.DataObject, world: World
+) -> None:
+    request = data.draw(gitlab_requests())
+    await send_webhook(world, "/webhooks/gitlab", request, allowed={200, 202, 400, 401, 413, 415})
+
+
 # --- the cases the fuzzers found, one focused example each ---------------------------------
 
 
@@ -663,3 +772,90 @@ async def test_github_outcomes_that_quote_the_payload_stay_short(
     status, answer = await github_send(world, "installation", payload)
     assert status == 200 and answer["message"].startswith("installation aaa")
     assert len(answer["message"]) == 300 and answer["message"].endswith("...")
+
+
+async def raw_post(world: World, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """POST with header bytes as given (a client may send any, not only UTF-8); the status."""
+    server = world.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        head = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: localhost", b"Connection: close"]
+        head += [name + b": " + value for name, value in headers]
+        head.append(b"Content-Length: " + str(len(body)).encode())
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_gitlab_headers_that_are_not_utf8_are_401_or_400_never_500(world: World) -> None:
+    body = json.dumps(fake_gitlab.push_hook()).encode()
+    good = [
+        (name.encode(), value.encode())
+        for name, value in fake_gitlab.hook_headers("Push Hook").items()
+    ]
+
+    def changed(name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+        return [(n, value if n == name else v) for n, v in good]
+
+    token = fake_gitlab.WEBHOOK_SECRET.encode()
+    assert (
+        await raw_post(world, "/webhooks/gitlab", changed(b"X-Gitlab-Token", token + b"\xe9"), body)
+        == 401
+    )
+    assert (
+        await raw_post(world, "/webhooks/gitlab", changed(b"X-Gitlab-Event-UUID", b"id-\xe9"), body)
+        == 400
+    )
+    assert await raw_post(world, "/webhooks/gitlab", good, body) == 200
+    # The same for GitHub's delivery id and signature.
+    github = github_headers(body)
+    github_raw = [(name.encode(), value.encode()) for name, value in github.items()]
+    for name, value in (
+        (b"X-GitHub-Delivery", b"id-\xe9"),
+        (b"X-Hub-Signature-256", b"sha256=\xe9"),
+    ):
+        sent = [(n, value if n == name else v) for n, v in github_raw]
+        assert await raw_post(world, "/webhooks/github", sent, body) in (400, 401)
+
+
+async def gitlab_send(world: World, event: str, payload: Any) -> tuple[int, dict[str, Any]]:
+    response = await world.client.post(
+        "/webhooks/gitlab", data=json.dumps(payload), headers=fake_gitlab.hook_headers(event)
+    )
+    return response.status, await response.json()
+
+
+async def test_gitlab_odd_strings_deep_nesting_bad_commits_and_refs(world: World) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = await world.client.post(
+        "/webhooks/gitlab", data=deep, headers=fake_gitlab.hook_headers("Push Hook")
+    )
+    assert (response.status, (await response.json())["message"]) == (
+        400,
+        "the body is not valid JSON",
+    )
+    push = fake_gitlab.push_hook()
+    status, answer = await gitlab_send(
+        world, "Push Hook", {**push, "user_username": "js\x00\ud800"}
+    )
+    assert status == 200 and len(answer["deployments"]) == 1, answer
+    actor = await world.pool.fetchval(
+        "SELECT trigger->>'actor' FROM deployments WHERE id = $1", answer["deployments"][0]
+    )
+    assert actor == "js\ufffd\ufffd"
+    before = await database_counts(world.pool)
+    for changes in ({"after": "HEAD"}, {"ref": "refs/heads/a:b"}, {"ref": "refs/heads/~1"}):
+        status, answer = await gitlab_send(world, "Push Hook", {**push, **changes})
+        assert status == 400 and " is not a " in answer["message"], (changes, answer)
+    merge = fake_gitlab.merge_request_hook()
+    merge["object_attributes"]["source_branch"] = "feature branch"
+    status, answer = await gitlab_send(world, "Merge Request Hook", merge)
+    assert status == 400 and answer["message"].startswith("source_branch is not a git ref")
+    merge["object_attributes"]["source_branch"] = "feature"
+    merge["object_attributes"]["iid"] = 2**63
+    status, answer = await gitlab_send(world, "Merge Request Hook", merge)
+    assert status == 400 and answer["message"].startswith("iid is not a positive id")
+    assert await database_counts(world.pool) == before

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.payload import PayloadError
+from bot.payload import PayloadError, commit_id, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
 from bot.payload import text as _str
@@ -33,7 +33,7 @@ class Project:
     def from_payload(cls, data: Any) -> Project:
         path = _str(data, "path_with_namespace")
         if "/" not in path:
-            raise PayloadError(f"project {path!r} is not namespace/name")
+            raise PayloadError(f"project {shown(path)} is not namespace/name")
         return cls(id=_int(data, "id"), path=path)
 
 
@@ -60,8 +60,8 @@ class Push:
 
     @classmethod
     def from_payload(cls, payload: Any) -> Push:
-        ref = _str(payload, "ref")
-        after = _str(payload, "after")
+        ref = ref_name(payload, "ref")
+        after = commit_id(payload, "after")
         branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
         commits = payload.get("commits")
         commits = (
@@ -108,9 +108,9 @@ class MergeRequest:
         return cls(
             project=project,
             iid=_int(data, "iid"),
-            head_sha=_str(data, "last_commit", "id"),
-            source_branch=_str(data, "source_branch"),
-            target_branch=_str(data, "target_branch"),
+            head_sha=commit_id(data, "last_commit", "id"),
+            source_branch=ref_name(data, "source_branch"),
+            target_branch=ref_name(data, "target_branch"),
             fork=source != (target if isinstance(target, int) else project.id),
         )
 

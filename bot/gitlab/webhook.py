@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +18,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bot.github.webhook import read_body
+from bot.github.webhook import ID_MAX, plain_id, read_body
 from bot.gitlab.api import GitLabApi, GitLabError
 from bot.gitlab.context import SOURCE, GitLabContext, Plan
 from bot.gitlab.events import on_merge_request, on_push
 from bot.gitlab.models import PayloadError
 from bot.gitlab.notes import on_note
+from bot.payload import loads
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 from pipeline.models import Deployment
@@ -71,7 +71,8 @@ def parse_event(
     token = headers.get("x-gitlab-token")
     if token is None:
         return _answer(401, "token missing (X-Gitlab-Token)")
-    if not hmac.compare_digest(token.encode(), secret.encode()):
+    # Any header text compares (as bytes): a header that is not UTF-8 is just wrong.
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
         return _answer(401, "token does not match")
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
@@ -81,13 +82,15 @@ def parse_event(
         return _answer(400, "X-Gitlab-Event is required")
     # Older GitLab sends no X-Gitlab-Event-UUID: the body itself identifies a redelivery.
     delivery = headers.get("x-gitlab-event-uuid") or "sha256:" + hashlib.sha256(body).hexdigest()
+    if not plain_id(delivery):
+        return _answer(400, f"X-Gitlab-Event-UUID is not an id (at most {ID_MAX} ASCII characters)")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
         return _answer(400, "the body is not valid JSON")
     if not isinstance(data, dict):
         return _answer(400, "the body is not a JSON object")
-    return GitLabEvent(event, delivery[:200], data)
+    return GitLabEvent(event, delivery, data)
 
 
 async def gitlab_webhook(request: web.Request) -> web.Response:
@@ -105,7 +108,7 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
     event = parsed
     handler = HANDLERS.get(event.event)
     if handler is None:
-        return _answer(202, f"event {event.event!r} is not handled")
+        return _answer(202, f"event {event.event[:100]!r} is not handled")
     seen = await runtime.pool.fetchrow(q("forge_delivery_seen"), SOURCE, event.delivery_id)
     if seen is not None:
         return _answer(200, "duplicate delivery", outcome=seen["outcome"])

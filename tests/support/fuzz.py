@@ -158,7 +158,12 @@ def _wrong_type(value: Any) -> list[Any]:
     if isinstance(value, int):
         return [str(value), float(value), -value, value * 10**20, True, [value], {"id": value}]
     if isinstance(value, str):
-        swapped: list[Any] = [len(value), [value], {"value": value}, value.encode().hex()]
+        swapped: list[Any] = [
+            len(value),
+            [value],
+            {"value": value},
+            value.encode("utf-8", "surrogatepass").hex(),
+        ]
         if value.isdigit():
             swapped.append(int(value))
         return swapped
@@ -193,7 +198,9 @@ def mutated(draw: st.DrawFn, base: Any, focus: Sequence[Path] = (), max_mutation
     for _ in range(draw(st.integers(0, max_mutations))):
         every = paths(document)
         candidates = [p for p in focus if _parent(document, p) is not None]
-        pool = candidates if candidates and draw(st.integers(0, 9)) < 7 else every
+        pool = (
+            candidates if candidates and draw(st.sampled_from([True] * 7 + [False] * 3)) else every
+        )
         if not pool:
             break
         path = draw(st.sampled_from(pool))
@@ -204,7 +211,7 @@ def mutated(draw: st.DrawFn, base: Any, focus: Sequence[Path] = (), max_mutation
         exists = (isinstance(container, dict) and key in container) or (
             isinstance(container, list) and isinstance(key, int) and key < len(container)
         )
-        if exists and isinstance(container, dict) and draw(st.integers(0, 4)) == 0:
+        if exists and isinstance(container, dict) and draw(st.sampled_from([True] + [False] * 4)):
             del container[key]
             continue
         current = container[key] if exists else None
@@ -213,7 +220,7 @@ def mutated(draw: st.DrawFn, base: Any, focus: Sequence[Path] = (), max_mutation
             container[key] = value
         elif exists:
             container[key] = value  # type: ignore[index]
-    if draw(st.integers(0, 24)) == 0:
+    if draw(st.sampled_from([False] * 49 + [True])):
         return draw(json_values)  # not even an object
     return document
 
