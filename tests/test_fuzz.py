@@ -449,7 +449,7 @@ def github_requests(
     kind = draw(st.sampled_from(["mutated"] * 18 + ["json", "bytes"]))
     if kind == "mutated":
         base = github_base(examples, event, draw(st.integers(0, 30)), world)
-        if event == "issue_comment" and draw(st.booleans()):
+        if event == "issue_comment" and draw(st.sampled_from([True] * 4 + [False])):
             base["comment"]["body"] = draw(command_texts())
         payload = draw(mutated(base, COMMON_FOCUS + GITHUB_FOCUS[event]))
         body = dump(payload, ascii_only=draw(st.sampled_from([True] * 9 + [False])))
@@ -858,4 +858,25 @@ async def test_gitlab_odd_strings_deep_nesting_bad_commits_and_refs(world: World
     merge["object_attributes"]["iid"] = 2**63
     status, answer = await gitlab_send(world, "Merge Request Hook", merge)
     assert status == 400 and answer["message"].startswith("iid is not a positive id")
+    assert await database_counts(world.pool) == before
+
+
+async def test_github_comments_naming_what_github_does_not_know_are_422_not_502(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    before = await database_counts(world.pool)
+    comment = github_base(github_examples, "issue_comment", 3, world)
+    comment["comment"]["body"] = "/deploy hello"
+    comment["issue"]["number"] = 777  # no such pull request on the fake GitHub
+    assert await github_send(world, "issue_comment", comment) == (
+        422,
+        {"message": "GitHub does not know what the delivery names (404)"},
+    )
+    assert await database_counts(world.pool) == before
+    # GitHub being unreachable is still a 502: the delivery can be sent again later.
+    world.fakes.github.failures.append(("GET", r".*/pulls/\d+", 503, {}))
+    comment = github_base(github_examples, "issue_comment", 3, world)
+    comment["comment"]["body"] = "/deploy hello"
+    status, answer = await github_send(world, "issue_comment", comment)
+    assert status == 502 and answer["message"].startswith("could not ask GitHub"), answer
     assert await database_counts(world.pool) == before

@@ -3,7 +3,9 @@ then dispatch by event. The delivery and the deployments it causes are stored in
 transaction before the answer; a redelivery (same X-GitHub-Delivery) changes nothing.
 
 401 missing or bad signature, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON, 400 bad JSON
-or a payload without what its event needs, 202 an event we do not handle, 200 otherwise.
+or a payload without what its event needs, 422 GitHub does not know what the payload names
+(a pull request, an installation), 502 GitHub could not be asked, 202 an event we do not
+handle, 200 otherwise.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def unknown_to_github(error: gidgethub.BadRequest) -> bool:
+    """GitHub's 404 or 422: what we asked about (from the delivery) does not exist."""
+    return int(error.status_code) in (404, 422)
 
 
 def plain_id(value: str) -> bool:
@@ -167,6 +174,12 @@ async def github_webhook(request: web.Request) -> web.Response:
     except PayloadError as error:
         return _answer(400, str(error))
     except (GitHubAppError, gidgethub.GitHubException, aiohttp.ClientError, TimeoutError) as error:
+        if isinstance(error, gidgethub.BadRequest) and unknown_to_github(error):
+            # No such pull request, installation or user on GitHub: sending the delivery
+            # again will not help, and nothing is wrong on our side either.
+            return _answer(
+                422, f"GitHub does not know what the delivery names ({error.status_code})"
+            )
         # Not stored: GitHub shows the failure and the delivery can be sent again.
         log.warning("github delivery not handled", github_event=event.event, error=str(error))
         return _answer(502, f"could not ask GitHub: {type(error).__name__}")
