@@ -3,6 +3,7 @@ condition, and a Slack flag decided when a deployment is created."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import asyncpg
@@ -77,3 +78,31 @@ async def test_slack_reports_follow_the_request_and_the_service_s_channel(
     assert {deployment.id for deployment in claimed} == {plain.id, from_slack.id, in_channel.id}
     assert await slack_rows(pool, plain.id) == 1
     assert await slack_rows(pool, from_slack.id) == 1  # still one pending row, coalesced
+
+
+async def test_status_changes_are_told_once_per_row_and_lease_renewals_not_at_all(
+    pool: asyncpg.Pool, database_url: str, store: Store, queue: Queue
+) -> None:
+    services = [
+        (await store.create_service(NewService(f"told-{n}", f"acme/told-{n}"))).id for n in range(3)
+    ]
+    deployments = [await queue.enqueue(service_id) for service_id in services]
+    told: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("click_deploy_status", lambda *args: told.put_nowait(args[3]))
+        claimed = await queue.claim_many("test-worker", 3)  # one statement, three rows
+        await pool.execute(
+            "UPDATE deployments SET heartbeat_at = now(), "
+            "lease_expires_at = now() + interval '1 minute'"
+        )
+        await pool.execute(
+            "UPDATE deployments SET progress_message = 'compiling' WHERE id = $1", claimed[0].id
+        )
+        expected = sorted([str(d.id) for d in deployments] + [str(claimed[0].id)])
+        got = [await asyncio.wait_for(told.get(), 5) for _ in expected]
+        assert sorted(got) == expected
+        await asyncio.sleep(0.2)
+        assert told.empty(), "a lease renewal was told as a status change"
+    finally:
+        await listener.close()
