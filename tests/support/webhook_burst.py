@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,43 @@ async def stop_processes(processes: Iterable[subprocess.Popen[bytes]], timeout: 
         assert time.monotonic() < deadline, "a process did not stop after SIGTERM"
         await asyncio.sleep(0.05)
     assert [process.returncode for process in stopping] == [0] * len(stopping)
+
+
+@dataclass
+class Readiness:
+    """/readyz, asked all along: every answer's status, in order."""
+
+    statuses: list[int] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+
+    async def watch(self, session: aiohttp.ClientSession, port: int) -> None:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    self.statuses.append(response.status)
+                    self.bodies.append(await response.text())
+            except aiohttp.ClientError as error:  # recorded: the test fails on it
+                self.statuses.append(0)
+                self.bodies.append(repr(error))
+            await asyncio.sleep(0.05)
+
+    def recovered(self) -> bool:
+        """503 seen, and 200 after it."""
+        return 503 in self.statuses and self.statuses[-1] == 200
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], message: str, deadline: float
+) -> None:
+    """Wait for `condition()` (sync or async) to be true, failing at `deadline`."""
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
 
 
 def worker_pids(log_lines: Iterable[str]) -> set[int]:

@@ -1,21 +1,30 @@
-"""Survive a PostgreSQL restart during a burst of webhooks: a private PostgreSQL server (never
-the shared one) is stopped and started again while signed GitHub pushes pour into a real
-`click-deploy serve` process and a real worker process builds them. The sender acts as
-GitHub does: what is not acknowledged is sent again with the same delivery id.
+"""Survive (issue 7), with real processes and real services: a `click-deploy serve`
+process takes signed GitHub push deliveries (sent as GitHub sends them: what is not
+acknowledged is sent again with the same X-GitHub-Delivery), real `click-deploy worker`
+processes build them with the scripted pipeline, and everything is checked from the
+database afterwards.
 
-Every acknowledged delivery ends up as exactly one deployment, which completes; the bot
-answers a clean 5xx while the database is away and its /readyz recovers by itself; no
-process is restarted (their pools reconnect, their LISTEN connections come back), and work
-queued afterwards is claimed on NOTIFY, not by the safety poll (set to 10 minutes)."""
+- Load: 500 deliveries in bursts over 50 services, two workers with two slots each: each
+  delivery stored once with its deployment, every deployment succeeded or superseded by a
+  newer one of its service, no service ever had two active deployments at once.
+- A PostgreSQL restart during a burst (a private server, never the shared one): every
+  acknowledged delivery is exactly one deployment, which completes; the bot answers a clean
+  503 while the database is away and its /readyz recovers by itself; no process is
+  restarted (pools reconnect, LISTEN comes back), and work queued afterwards is claimed on
+  NOTIFY, not by the safety poll (set to 10 minutes).
+
+One module, so GitHub's OpenAPI description is loaded for the fake GitHub once."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import random
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -24,17 +33,20 @@ import pytest
 
 from pipeline.db.connect import connect
 from pipeline.db.migrate import migrate
+from pipeline.store import NewService, Store
 from tests.support.fake_github import FakeGitHub
 from tests.support.private_postgres import private_postgres
 from tests.support.webhook_burst import (
     OK,
     Delivery,
+    Readiness,
     Sender,
     bot_env,
     outputs,
     push_delivery,
     spawn_logged,
     stop_processes,
+    until,
     wait_listening,
     worker_pids,
 )
@@ -45,9 +57,169 @@ __all__ = ["examples_path", "fake", "github_openapi", "processes"]  # fixtures u
 
 pytestmark = pytest.mark.slow
 
+# --- load ------------------------------------------------------------------------------
+
+LOAD_SERVICES = 50
+LOAD_DELIVERIES = 500
+LOAD_BURSTS = 10
+LOAD_DEADLINE_SECONDS = 75
+
+
+FINAL = ("succeeded", "superseded")
+
+
+async def all_done(pool: asyncpg.Pool, expected: int) -> bool:
+    done = await pool.fetchval("SELECT count(*) FROM deployments WHERE status = ANY($1)", FINAL)
+    return bool(done == expected)
+
+
+def assert_one_active_at_a_time(rows: list[asyncpg.Record]) -> None:
+    """From the database's own timestamps: per service, each deployment that ran was
+    finished before the next one started (claim stamps started_at with clock_timestamp()
+    after the previous one committed its finished_at)."""
+    by_service: dict[int, list[asyncpg.Record]] = {}
+    for row in rows:
+        if row["started_at"] is not None:
+            by_service.setdefault(row["service_id"], []).append(row)
+    for service_id, ran in by_service.items():
+        ran.sort(key=lambda row: row["started_at"])
+        for previous, following in itertools.pairwise(ran):
+            assert previous["finished_at"] is not None, dict(previous)
+            assert previous["finished_at"] <= following["started_at"], (
+                f"service {service_id}: deployment {previous['id']} ran until "
+                f"{previous['finished_at']}, after {following['id']} started at "
+                f"{following['started_at']}"
+            )
+
+
+async def test_500_deliveries_in_bursts_over_50_services(
+    database_url: str,
+    tmp_path: Path,
+    store: Store,
+    fake: FakeGitHub,
+    examples_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    deadline = time.monotonic() + LOAD_DEADLINE_SECONDS
+    repositories = [f"acme/svc-{n:02d}" for n in range(LOAD_SERVICES)]
+    for repository in repositories:
+        await store.create_service(
+            NewService(repository.split("/")[1], repository, "github", branch="main")
+        )
+    port = free_port()
+    script = json.dumps({"sleep_random": [0.01, 0.15]})
+    common = {
+        "SCRIPTED_PIPELINE_SCRIPT": script,
+        "WORKER_LEASE_SECONDS": "15",
+        "WORKER_HEARTBEAT_SECONDS": "1",
+        "QUEUE_POLL_SECONDS": "30",
+        "LOG_LEVEL": "warning",
+    }
+    server = spawn_logged(
+        processes,
+        bot_env(database_url, tmp_path / "serve", fake.url, HTTP_PORT=str(port), **common),
+        tmp_path / "serve.log",
+        "serve",
+        "--slots",
+        "1",
+    )
+    workers = [
+        spawn_logged(
+            processes,
+            bot_env(database_url, tmp_path / f"w{n}", fake.url, WORKER_SLOTS="2", **common),
+            tmp_path / f"worker-{n}.log",
+            "worker",
+        )
+        for n in range(2)
+    ]
+    chooser = random.Random(7)  # the same bursts every run
+    bursts: list[list[Delivery]] = [
+        [
+            push_delivery(examples_path, chooser.choice(repositories))
+            for _ in range(LOAD_DELIVERIES // LOAD_BURSTS)
+        ]
+        for _ in range(LOAD_BURSTS)
+    ]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_listening(session, port)
+        sender = Sender(session, f"http://127.0.0.1:{port}/webhooks/github", deadline)
+        for burst in bursts:
+            await sender.send_all(burst, concurrency=25)
+            # The next burst lands while this one is still being built: once nothing of
+            # it waits any more (each was claimed, or superseded within the burst).
+            while await store.pool.fetchval(
+                "SELECT count(*) FROM deployments WHERE status = 'queued'"
+            ):
+                assert time.monotonic() < deadline, "the burst was not claimed"
+                await asyncio.sleep(0.02)
+    deliveries = [delivery for burst in bursts for delivery in burst]
+
+    # Every delivery was acknowledged at once (nothing failed, so nothing was sent twice)
+    # with the one deployment it caused.
+    answers = {}
+    for delivery in deliveries:
+        assert [a.status for a in delivery.attempts] == [200], delivery.attempts
+        answer = json.loads(delivery.attempts[0].body)
+        assert answer["message"] == "queued" and len(answer["deployments"]) == 1, answer
+        answers[delivery.id] = answer["deployments"][0]
+    pool = store.pool
+    await until(lambda: all_done(pool, LOAD_DELIVERIES), "deployments not all finished", deadline)
+
+    stored = {
+        row["delivery_id"]: row
+        for row in await pool.fetch("SELECT * FROM webhook_deliveries WHERE source = 'github'")
+    }
+    assert set(stored) == set(answers)
+    for delivery_id, deployment_id in answers.items():
+        assert stored[delivery_id]["deployment_ids"] == [deployment_id]
+        assert stored[delivery_id]["event"] == "push"
+    rows = await pool.fetch(
+        "SELECT d.*, s.repository FROM deployments d JOIN services s ON s.id = d.service_id"
+    )
+    by_id = {row["id"]: row for row in rows}
+    assert sorted(by_id) == sorted(answers.values())
+    sent = {delivery.id: delivery for delivery in deliveries}
+    for delivery_id, deployment_id in answers.items():
+        row = by_id[deployment_id]
+        assert row["trigger"]["delivery_id"] == delivery_id
+        assert (row["repository"], row["commit_sha"]) == (
+            sent[delivery_id].repository,
+            sent[delivery_id].commit,
+        )
+
+    # Succeeded, or superseded by a newer deployment of the same service; the newest of
+    # each service was built.
+    statuses = Counter(row["status"] for row in rows)
+    assert set(statuses) <= set(FINAL), statuses
+    newest: dict[int, int] = {}
+    for row in rows:
+        newest[row["service_id"]] = max(newest.get(row["service_id"], 0), row["id"])
+        if row["status"] == "superseded":
+            newer = by_id[row["superseded_by"]]
+            assert newer["id"] > row["id"] and newer["service_id"] == row["service_id"]
+        else:
+            assert row["started_at"] is not None and row["finished_at"] is not None
+            assert row["image"], dict(row)
+    assert {by_id[i]["status"] for i in newest.values()} == {"succeeded"}
+    assert len(newest) == len({d.repository for d in deliveries})
+    assert_one_active_at_a_time(rows)
+
+    # Both worker processes ran deployments (the first line of every run names its worker).
+    lines = await pool.fetch("SELECT line FROM deployment_logs WHERE stream = 'system'")
+    ran_on = worker_pids(row["line"] for row in lines)
+    assert {worker.pid for worker in workers} <= ran_on
+
+    await stop_processes([server, *workers])
+    for name, text in outputs(tmp_path).items():
+        assert "Traceback" not in text, name
+
+
+# --- a PostgreSQL restart --------------------------------------------------------------
+
 BURST = 120  # deliveries, each to its own service: each must end as a succeeded deployment
 AFTER = 6  # deliveries sent once everything has recovered
-DEADLINE_SECONDS = 80
+RESTART_DEADLINE_SECONDS = 80
 POLL_SECONDS = 600  # the safety poll: far beyond the deadline, so only NOTIFY can wake
 
 
@@ -68,43 +240,6 @@ async def create_services(url: str, repositories: list[str]) -> None:
     )
 
 
-@dataclass
-class Readiness:
-    """/readyz, asked all along: every answer's status, in order."""
-
-    statuses: list[int] = field(default_factory=list)
-    bodies: list[str] = field(default_factory=list)
-
-    async def watch(self, session: aiohttp.ClientSession, port: int) -> None:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    self.statuses.append(response.status)
-                    self.bodies.append(await response.text())
-            except aiohttp.ClientError as error:  # recorded: the test fails on it
-                self.statuses.append(0)
-                self.bodies.append(repr(error))
-            await asyncio.sleep(0.05)
-
-    def recovered(self) -> bool:
-        """503 seen, and 200 after it."""
-        return 503 in self.statuses and self.statuses[-1] == 200
-
-
-async def until(
-    condition: Callable[[], bool | Awaitable[bool]], message: str, deadline: float
-) -> None:
-    """Wait for `condition()` (sync or async) to be true, failing at `deadline`."""
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.05)
-
-
 async def test_deliveries_survive_a_postgres_restart(
     tmp_path: Path,
     docker_engine: str,
@@ -112,7 +247,7 @@ async def test_deliveries_survive_a_postgres_restart(
     examples_path: Path,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
+    deadline = time.monotonic() + RESTART_DEADLINE_SECONDS
     with private_postgres(free_port()) as server:
         url = server.url()
         connection = await connect(url)
@@ -170,9 +305,9 @@ async def test_deliveries_survive_a_postgres_restart(
                 await asyncio.gather(*sending)
                 await until(readiness.recovered, "/readyz did not recover", deadline)
             finally:
-                watcher.cancel()
-                for task in sending:
+                for task in [watcher, *sending]:
                     task.cancel()
+                await asyncio.gather(watcher, *sending, return_exceptions=True)
 
             # Every delivery was acknowledged in the end; what the bot said meanwhile was a
             # clean 503 (no dropped connection, no traceback, no 4xx).
@@ -194,7 +329,7 @@ async def test_deliveries_survive_a_postgres_restart(
                 lambda: all_final(url, BURST), "the burst's deployments did not finish", deadline
             )
             rows = await fetch(url, "SELECT * FROM deployments ORDER BY id")
-            check_one_deployment_each(deliveries, rows, await fetch(url, DELIVERIES))
+            check_one_deployment_each(deliveries, rows, await fetch(url, STORED_DELIVERIES))
 
             # Both processes' LISTEN connections came back by themselves ...
             for log in ("serve.log", "worker.log"):
@@ -215,7 +350,7 @@ async def test_deliveries_survive_a_postgres_restart(
                 deadline,
             )
             rows = await fetch(url, "SELECT * FROM deployments ORDER BY id")
-            check_one_deployment_each(deliveries + after, rows, await fetch(url, DELIVERIES))
+            check_one_deployment_each(deliveries + after, rows, await fetch(url, STORED_DELIVERIES))
             lines = await fetch(url, "SELECT line FROM deployment_logs WHERE stream = 'system'")
             assert worker_pids(row["line"] for row in lines) <= {serve.pid, worker.pid}
 
@@ -229,7 +364,7 @@ async def test_deliveries_survive_a_postgres_restart(
 
 
 UNAVAILABLE = "the database is unavailable; try again shortly"
-DELIVERIES = "SELECT * FROM webhook_deliveries WHERE source = 'github'"
+STORED_DELIVERIES = "SELECT * FROM webhook_deliveries WHERE source = 'github'"
 
 
 def builds_running(url: str, at_least: int = 2) -> Callable[[], Awaitable[bool]]:
