@@ -83,7 +83,7 @@ class Job:
         self._refused: Exception | None = None
         self._lock = asyncio.Lock()
         # The pending timed flush, and a flush running in the background.
-        self._timer: asyncio.TimerHandle | None = None
+        self._due = False  # the writer flushes it at its next tick
         self._background: asyncio.Task[None] | None = None
         self._again = False
         self._closed = False
@@ -273,19 +273,25 @@ class Job:
     # --- writing in the background ----------------------------------------------------
 
     def _arm(self) -> None:
-        """Make sure what was just buffered is written within LOG_FLUSH_SECONDS."""
-        if self._timer is not None or self._closed:
+        """Make sure what was just buffered is written within LOG_FLUSH_SECONDS: by the
+        writer's tick, one timer for all the jobs that share it."""
+        if self._due or self._closed:
             return
         try:
-            loop = asyncio.get_running_loop()
+            self._writer.flush_soon(self, LOG_FLUSH_SECONDS)
         except RuntimeError:  # not on the event loop: written with the next flush
             return
-        self._timer = loop.call_later(LOG_FLUSH_SECONDS, self._flush_in_background)
+        self._due = True
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._due:
+            self._writer.not_due(self)
+            self._due = False
+
+    def flush_in_background(self) -> None:
+        """Start writing what is buffered, without waiting for it (the writer's tick)."""
+        self._due = False
+        self._flush_in_background()
 
     def _flush_in_background(self) -> None:
         self._cancel_timer()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -407,6 +407,10 @@ _CONNECTION_FAULTS = (
 )
 
 
+class Flushable(Protocol):
+    def flush_in_background(self) -> None: ...
+
+
 class BatchWriter:
     """Coalesces the writes of one worker's running deployments: writes made while another
     is on its way to the database, or in the same turn of the event loop, go together as one
@@ -422,6 +426,26 @@ class BatchWriter:
         self._pending: list[tuple[JobWrite, asyncio.Future[Deployment | None]]] = []
         self._sender: asyncio.Task[None] | None = None
         self.statements = 0
+        # Jobs with something buffered, flushed together at the next tick: one timer for
+        # all of them, instead of one each (insertion-ordered; the values are unused).
+        self._due: dict[Flushable, None] = {}
+        self._tick: asyncio.TimerHandle | None = None
+
+    def flush_soon(self, job: Flushable, within: float) -> None:
+        """Have `job` flush itself within `within` seconds. Raises RuntimeError outside
+        an event loop."""
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(within, self._on_tick)
+        self._due[job] = None
+
+    def not_due(self, job: Flushable) -> None:
+        self._due.pop(job, None)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        due, self._due = self._due, {}
+        for job in due:
+            job.flush_in_background()
 
     async def write(self, write: JobWrite) -> Deployment | None:
         loop = asyncio.get_running_loop()
