@@ -1016,6 +1016,7 @@ def quiet_logging() -> None:
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,  # as the product configures it (bot/logs.py)
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
