@@ -13,6 +13,7 @@ import asyncpg
 
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
+from pipeline.runner import BuildResult, Job
 from pipeline.states import Status
 from pipeline.store import NewService, Store
 from tests.support.pipelines import ScriptedPipeline
@@ -245,3 +246,45 @@ async def test_many_deployments_never_two_active_for_one_target(
         spans.sort()
         for (_s1, end), (start, _e2) in itertools.pairwise(spans):
             assert end is not None and end <= start
+
+
+class GatedPipeline:
+    """Enters the build states and succeeds once its deployment's gate opens; writes nothing
+    itself, so a row lock held by the test stops only the job's final write."""
+
+    def __init__(self) -> None:
+        self.gates: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self.started: asyncio.Queue[int] = asyncio.Queue()
+        self.spans: dict[int, tuple[float, float]] = {}
+
+    async def run(self, job: Job) -> BuildResult:
+        began = time.monotonic()
+        self.started.put_nowait(job.deployment.id)
+        await job.enter(Status.BUILDING)
+        await self.gates[job.deployment.id].wait()
+        await job.enter(Status.PUSHING)
+        self.spans[job.deployment.id] = (began, time.monotonic())
+        return BuildResult(image="registry.test/web:gated", digest="sha256:" + "c" * 64)
+
+
+async def test_a_slot_is_claimed_again_while_its_last_job_s_final_write_waits(
+    pool: asyncpg.Pool, store: Store, queue: Queue, service: int, start_worker: StartWorker
+) -> None:
+    pipeline = GatedPipeline()
+    await start_worker(pipeline, slots=1)
+    first = await queue.enqueue(service, environment="first")
+    assert await asyncio.wait_for(pipeline.started.get(), 10) == first.id
+    async with pool.acquire() as connection, connection.transaction():
+        # Hold the first deployment's row: its final write waits behind this lock.
+        await connection.execute("SELECT 1 FROM deployments WHERE id = $1 FOR UPDATE", first.id)
+        pipeline.gates[first.id].set()
+        second = await queue.enqueue(service, environment="second")
+        # The only slot's pipeline has returned, so the slot takes the next deployment
+        # while the first one's write still waits.
+        assert await asyncio.wait_for(pipeline.started.get(), 10) == second.id
+        assert (await store.get_deployment(first.id)).status != Status.SUCCEEDED
+    pipeline.gates[second.id].set()
+    await wait_for_status(store, first.id, Status.SUCCEEDED)
+    await wait_for_status(store, second.id, Status.SUCCEEDED)
+    # One slot, one pipeline at a time.
+    assert pipeline.spans[first.id][1] <= pipeline.spans[second.id][0]

@@ -70,6 +70,9 @@ class Slot:
     task: asyncio.Task[None]
     # The pipeline runs inside `task`; while it does, stopping the run cancels the task.
     in_pipeline: bool = False
+    # The pipeline has returned; only the final write is left. The slot is free for the
+    # next claim already, so claiming overlaps with that write instead of following it.
+    settling: bool = False
     cancelled_task: bool = False
     stop_reason: StopReason | None = None
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
@@ -159,15 +162,13 @@ class Worker:
             self._wake.clear()
             timeout = self.settings.queue_poll_seconds
             try:
-                while len(self.running) < self.slots and not self._stopping.is_set():
-                    claimed = await self.queue.claim_many(
-                        self.worker_id, self.slots - len(self.running)
-                    )
+                while self._free_slots() > 0 and not self._stopping.is_set():
+                    claimed = await self.queue.claim_many(self.worker_id, self._free_slots())
                     for deployment in claimed:
                         self._start(deployment)
                     if not claimed:
                         break
-                if len(self.running) < self.slots:
+                if self._free_slots() > 0:
                     timeout = await self._until_next_backoff(timeout)
                 fault_backoff = 0.1
             except DATABASE_FAULTS as error:
@@ -182,6 +183,9 @@ class Worker:
             return poll
         wait = (next_run - datetime.now().astimezone()).total_seconds()
         return min(poll, max(wait, 0.01))
+
+    def _free_slots(self) -> int:
+        return self.slots - sum(1 for slot in self.running.values() if not slot.settling)
 
     def _start(self, deployment: Deployment) -> None:
         assert deployment.lease_token is not None
@@ -232,6 +236,8 @@ class Worker:
             if slot is None:  # pragma: no cover - _start always registers first
                 slot = self.running[deployment.id]
             outcome = await self._run_pipeline(job, slot)
+            slot.settling = True
+            self._wake.set()
             await self._settle(job, outcome, slot)
         except LeaseLost:
             log.warning(
