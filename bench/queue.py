@@ -23,7 +23,8 @@ Enqueue rate and claim + complete throughput
     start (by default 2 ``Worker`` × 4 slots sharing one pool of 20, against 2 ``PgQueuer``
     with one connection each and ``batch_size=10``), and the clock runs until every job is
     finished in the database: ``succeeded`` for click-deploy, gone from the queue table (its
-    completion flushed) for pgqueuer.
+    completion flushed) for pgqueuer. Before the consumers start, both sides' databases are
+    vacuumed and analysed, as autovacuum would keep them.
 
     Two more rows, throughput and statements only, with as many jobs at once on each side:
     click-deploy with ``--extra-slots`` (default 20) slots per Worker, since a worker claims
@@ -278,6 +279,17 @@ def cpu_delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
+async def vacuum(url: str) -> None:
+    """VACUUM ANALYZE the database, as autovacuum would keep it: both sides start each
+    consume phase from tables without the dead rows of earlier runs (the bench's server may
+    run with autovacuum off, as this project's CI server does)."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("VACUUM ANALYZE")
+    finally:
+        await connection.close()
+
+
 def short_sql(query: str, width: int = 90) -> str:
     text = " ".join(query.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -419,6 +431,7 @@ async def click_deploy_throughput(
             await queue.enqueue(service_id, environment=f"{label}-{index}")
         enqueue_seconds = time.perf_counter() - started
         enqueue_counts = await counter.take()
+        await vacuum(url)
 
         pipeline = TimingPipeline()
         pipeline.finish_target = jobs
@@ -711,6 +724,7 @@ async def pgqueuer_throughput(
             producer_connection.remove_query_logger(producer_counter)
         if (queued := await queued_jobs(producer)) != jobs:
             raise BenchError(f"expected {jobs} queued pgqueuer jobs, found {queued}")
+        await vacuum(url)
 
         recorder = PgqRecorder()
         recorder.handle_target = jobs
