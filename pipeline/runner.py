@@ -207,7 +207,10 @@ class Job:
         """Write the buffered lines, steps and build state now (nothing to write: no
         statement). Raises a refusal of this or an earlier background write."""
         self._raise_refusal()
-        await self._write(None)
+        if self._buffer or self._dirty_steps or self._pending_status or self._lock.locked():
+            await self._write(None)  # also waits for a write already on its way
+        else:
+            self._cancel_timer()
 
     async def _write(
         self,
@@ -234,8 +237,7 @@ class Job:
             status = status or phase
             if status is None and not lines and not steps:
                 return None
-            write = self._job_write(lines, steps, status, error, error_kind, image, digest)
-            write = replace(write, phase=phase)
+            write = self._job_write(lines, steps, status, error, error_kind, image, digest, phase)
             deployment = await self._writer.write(write)
             if status is None:
                 return None
@@ -253,6 +255,7 @@ class Job:
         error_kind: str | None = None,
         image: str | None = None,
         digest: str | None = None,
+        phase: Status | None = None,
     ) -> JobWrite:
         # Numbers are taken before the write: a write cut short never hands them out twice.
         first_seq = self._next_seq
@@ -268,6 +271,7 @@ class Job:
             error_kind=error_kind,
             image=image,
             digest=digest,
+            phase=phase,
         )
 
     # --- writing in the background ----------------------------------------------------
