@@ -17,7 +17,7 @@ ID_MAX = 2**63 - 1  # ids are PostgreSQL bigints at most
 REF_MAX = 255
 _COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # What git refuses in a ref name (git check-ref-format), besides control characters.
-_REF_REFUSED = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|//|\.$|\.lock$")
+_REF_REFUSED = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[/-]|/$|//|(^|/)\.|\.$|\.lock$")
 # Escapes that make strings PostgreSQL refuses: NUL and surrogates. Raw NUL is not valid
 # JSON and raw surrogates are not valid UTF-8, so escapes are the only way in.
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -116,7 +116,8 @@ def commit_id(data: Any, *path: str) -> str:
 
 def ref_name(data: Any, *path: str) -> str:
     """A branch or ref name git could have: 1 to 255 printable characters, none of those
-    git refuses (spaces, `~^:?*[\\`, `..`, `@{`)."""
+    git refuses (spaces, `~^:?*[\\`, `..`, `@{`, a part starting with a dot), and not
+    starting with `-` (git would read it as an option)."""
     value = text(data, *path)
     if not valid_ref(value):
         raise PayloadError(f"{'.'.join(path)} is not a git ref: {shown(value)}")

@@ -14,6 +14,7 @@ changed. Under CI=true the examples are derandomized, so a run is reproducible.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import itertools
@@ -21,14 +22,18 @@ import json
 import logging
 import os
 import random
+import shlex
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import hypothesis
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
@@ -36,9 +41,20 @@ from hypothesis import strategies as st
 from openapi_core import OpenAPI
 from pydantic import SecretStr
 
+from bot.commands.parser import (
+    Command,
+    Ignore,
+    Response,
+    deployment_id,
+    parse,
+    parse_line,
+    parse_slack,
+)
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
+from bot.payload import valid_ref
 from bot.runtime import Runtime
+from bot.slack import blocks
 from bot.slack.setup import setup as slack_setup
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
@@ -49,9 +65,11 @@ from tests.support.fake_gitlab import FakeGitLab
 from tests.support.fake_slack import FakeSlack
 from tests.support.fuzz import (
     Request,
+    any_character,
     content_types,
     dump,
     header_text,
+    huge_text,
     json_values,
     mutated,
     odd_text,
@@ -394,8 +412,6 @@ def github_base(
     examples: dict[str, list[dict[str, Any]]], event: str, index: int, world: World
 ) -> dict[str, Any]:
     """A real example, pointed at the services of the world so that it goes deep."""
-    import copy
-
     payload = copy.deepcopy(examples[event][index % len(examples[event])])
     payload["installation"] = {"id": INSTALLATION, "node_id": "x"}
     if isinstance(payload.get("repository"), dict):
@@ -599,6 +615,350 @@ async def test_gitlab_webhook_answers_2xx_or_4xx_and_stores_nothing_it_refuses(
 ) -> None:
     request = data.draw(gitlab_requests())
     await send_webhook(world, "/webhooks/gitlab", request, allowed={200, 202, 400, 401, 413, 415})
+
+
+# --- Slack -----------------------------------------------------------------------------------
+
+SLACK_TEXTS = (
+    "",
+    "help",
+    "list",
+    "web",
+    "web main",
+    "web feature/x",
+    "locked",
+    "status",
+    "status web",
+    "status 1",
+    "status 99999999999999999999",
+    "cancel 1",
+    "cancel",
+    "cancel ²",
+    "rollback web",
+    "rollback",
+    "wbe",
+    "lsit",
+    "web --ref",
+)
+
+
+def slack_texts() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(SLACK_TEXTS),
+        st.builds(lambda t, extra: f"{t} {extra}", st.sampled_from(SLACK_TEXTS), odd_text()),
+        texts(),
+    )
+
+
+def slack_signed(
+    body: bytes, *, at: int | None = None, secret: str = SLACK_SECRET
+) -> dict[str, str]:
+    stamp = str(int(time.time()) if at is None else at)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": "v0=" + digest.hexdigest()}
+
+
+def form(fields: Any) -> bytes:
+    """A form as Slack sends it; a field of any other type goes as its str()."""
+    if not isinstance(fields, dict):
+        return urlencode({"payload": json.dumps(fields)}).encode()
+    return urlencode(
+        {str(key): str(value) for key, value in fields.items()}, errors="surrogatepass"
+    ).encode()
+
+
+def same_but(sent: Any, base: dict[str, Any], free: tuple[str | int, ...]) -> bool:
+    """Whether `sent` differs from `base` at most at the path `free`, a free-form field."""
+    if not isinstance(sent, dict):
+        return False
+    sent, base = copy.deepcopy(sent), copy.deepcopy(base)
+    for document in (sent, base):
+        node = document
+        for step in free[:-1]:
+            node = node[step] if isinstance(node, dict | list) and _has(node, step) else None
+        if isinstance(node, dict | list) and _has(node, free[-1]):
+            node[free[-1]] = None
+    return bool(sent == base)
+
+
+def _has(node: dict[str, Any] | list[Any], step: str | int) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(step, int) and 0 <= step < len(node)
+
+
+@st.composite
+def slash_commands(draw: st.DrawFn) -> tuple[bytes, str, bool]:
+    fields = {
+        "token": "unused",
+        "team_id": "T1",
+        "team_domain": "acme",
+        "channel_id": SLACK_CHANNEL,
+        "channel_name": "deploys",
+        "user_id": SLACK_USER,
+        "user_name": "alice",
+        "command": "/deploy",
+        "text": draw(slack_texts()),
+        "api_app_id": "A1",
+        "response_url": "https://hooks.slack.test/commands/1",
+        "trigger_id": "1.2.3",
+    }
+    focus: list[tuple[str | int, ...]] = [
+        ("text",),
+        ("user_id",),
+        ("channel_id",),
+        ("command",),
+    ]
+    sent = draw(mutated(fields, focus, max_mutations=2))
+    return form(sent), "command", same_but(sent, fields, ("text",))
+
+
+@st.composite
+def button_clicks(draw: st.DrawFn, world: World) -> tuple[bytes, str, bool]:
+    ids = [str(i) for i in world.deployment_ids]
+    confirm = json.dumps({"service": "locked", "ref": None, "channel": SLACK_CHANNEL})
+    action_id = draw(
+        st.sampled_from(
+            [
+                blocks.CANCEL,
+                blocks.REDEPLOY,
+                blocks.ROLLBACK,
+                blocks.CONFIRM_DEPLOY,
+                blocks.VIEW_LOGS,
+                blocks.DISMISS,
+                "deploy_other",
+            ]
+        )
+    )
+    value = draw(st.sampled_from([*ids, "web", "locked", confirm, "99999999999999999999", "²"]))
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T1", "domain": "acme"},
+        "user": {"id": SLACK_USER, "username": "alice", "team_id": "T1"},
+        "api_app_id": "A1",
+        "token": "unused",
+        "container": {"type": "message", "channel_id": SLACK_CHANNEL, "message_ts": "1.1"},
+        "trigger_id": "1.2.3",
+        "channel": {"id": SLACK_CHANNEL, "name": "deploys"},
+        "response_url": "https://hooks.slack.test/actions/1",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": "1.2",
+            }
+        ],
+    }
+    focus: list[tuple[str | int, ...]] = [
+        ("type",),
+        ("user",),
+        ("user", "id"),
+        ("channel",),
+        ("channel", "id"),
+        ("container",),
+        ("container", "channel_id"),
+        ("actions",),
+        ("actions", 0),
+        ("actions", 0, "action_id"),
+        ("actions", 0, "value"),
+        ("actions", 0, "value"),
+    ]
+    sent = draw(mutated(payload, focus, max_mutations=3))
+    text = json.dumps(sent, ensure_ascii=draw(st.booleans()))
+    body = urlencode({"payload": text}, errors="surrogatepass").encode()
+    return body, "click", same_but(sent, payload, ("actions", 0, "value"))
+
+
+@st.composite
+def slack_events(draw: st.DrawFn) -> tuple[bytes, str, bool]:
+    kind = draw(st.sampled_from(["url_verification", "event_callback"]))
+    if kind == "url_verification":
+        payload: dict[str, Any] = {"token": "t", "challenge": "abc", "type": kind}
+    else:
+        payload = {
+            "token": "t",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": kind,
+            "event_id": "Ev1",
+            "event_time": 1_700_000_000,
+            "event": {
+                "type": draw(st.sampled_from(["app_mention", "message", "reaction_added"])),
+                "user": SLACK_USER,
+                "text": "<@UBOT> deploy web",
+                "channel": SLACK_CHANNEL,
+                "ts": "1.1",
+            },
+        }
+    focus: list[tuple[str | int, ...]] = [
+        ("type",),
+        ("challenge",),
+        ("event",),
+        ("event", "type"),
+        ("event", "user"),
+        ("event", "text"),
+    ]
+    sent = draw(mutated(payload, focus, max_mutations=2))
+    free = ("challenge",) if kind == "url_verification" else ("event", "text")
+    return dump(sent, draw(st.booleans())), "event", same_but(sent, payload, free)
+
+
+@st.composite
+def slack_requests(draw: st.DrawFn, world: World) -> tuple[str, Request]:
+    """Correctly signed (v0, a current timestamp) commands, clicks and events, mutated; a
+    few random bodies; now and then a bad, stale or odd signature."""
+    path = draw(st.sampled_from(["/slack/commands", "/slack/interactivity", "/slack/events"]))
+    kind = draw(st.sampled_from(["shaped"] * 9 + ["bytes"]))
+    must_ack = False
+    if kind == "bytes":
+        body, what = draw(st.binary(max_size=300)), "bytes"
+    elif path == "/slack/commands":
+        body, what, must_ack = draw(slash_commands())
+    elif path == "/slack/interactivity":
+        body, what, must_ack = draw(button_clicks(world))
+    else:
+        body, what, must_ack = draw(slack_events())
+    content_type = "application/json" if what == "event" else "application/x-www-form-urlencoded"
+    headers = {"Content-Type": content_type, **slack_signed(body)}
+    odd = draw(st.sampled_from([None] * 12 + ["signature", "stale", "content-type"]))
+    if odd == "signature":
+        headers["X-Slack-Signature"] = draw(
+            st.sampled_from(["v0=" + "0" * 64, headers["X-Slack-Signature"] + "é"]) | header_text
+        )
+    elif odd == "stale":
+        at = draw(st.sampled_from([int(time.time()) - 400, int(time.time()) + 400, 0]))
+        headers.update(slack_signed(body, at=at))
+    elif odd == "content-type":
+        headers["Content-Type"] = draw(content_types)
+    described = f"slack {what}" + (f" odd {odd}" if odd else "")
+    return path, Request(body, headers, described, must_ack=must_ack and odd is None)
+
+
+def bolt_tasks() -> list[asyncio.Task[Any]]:
+    """The listeners bolt still runs after acknowledging (`run_ack_function_asynchronously`)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if "run_ack_function" in getattr(task.get_coro(), "__qualname__", "") and not task.done()
+    ]
+
+
+GENERIC_FAILURES = ("slack command failed", "slack action failed", "slack listener failed")
+
+
+async def send_slack(world: World, path: str, request: Request) -> None:
+    """Send one request to a Slack endpoint: never a 5xx or a traceback; a correctly signed
+    request is answered by bolt; and what runs after the acknowledgement ends without an
+    error, without our catch-all ("something went wrong on our side"), and with only calls
+    Slack would accept."""
+    with structlog.testing.capture_logs() as logs:
+        response = await world.client.post(path, data=request.body, headers=request.headers)
+        text = await response.text()
+        deadline = time.monotonic() + 15
+        while bolt_tasks():
+            assert time.monotonic() < deadline, f"listeners still running after {request!r}"
+            await asyncio.sleep(0.01)
+    status = response.status
+    errors = world.errors.take()
+    hypothesis.event(f"{request.what} {path} -> {status} {text[:40]}")
+    assert status < 500 and not errors, f"{status} {text[:500]} for {request!r}\n" + "\n".join(
+        errors
+    )
+    assert status in (200, 400, 401, 404), (status, text[:500], request)
+    if request.must_ack:
+        assert status == 200, f"Slack's request not acknowledged: {status} {text[:300]} {request!r}"
+    assert "Traceback" not in text and 'File "' not in text, text[:2000]
+    generic = [entry for entry in logs if entry.get("event") in GENERIC_FAILURES]
+    assert generic == [], f"{generic} for {request!r}"
+    assert world.fakes.slack.invalid == [], f"{world.fakes.slack.invalid} for {request!r}"
+
+
+@fuzz(examples=150)
+@given(data=st.data())
+async def test_slack_endpoints_answer_signed_requests_without_5xx_or_errors(
+    data: st.DataObject, world: World
+) -> None:
+    path, request = data.draw(slack_requests(world))
+    await send_slack(world, path, request)
+
+
+# --- the command parser ----------------------------------------------------------------------
+
+SERVICE_NAMES = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+# Refs as people name branches and tags (git check-ref-format's rules hold for all of them).
+REFS = st.from_regex(
+    r"[A-Za-z0-9_][A-Za-z0-9_.+=,%#!'\"()<>é🚀-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}){0,3}",
+    fullmatch=True,
+).filter(lambda ref: valid_ref(ref) and not ref.endswith("."))
+any_text = st.one_of(
+    st.text(any_character, max_size=200),
+    odd_text(20),
+    st.builds(lambda words: "/deploy " + " ".join(words), st.lists(odd_text(3), max_size=6)),
+    huge_text(10_000, 200_000),
+)
+
+
+def check_result(result: Any, slack: bool) -> None:
+    """What every parse must give: a command that is safe to run, or something to say."""
+    assert isinstance(result, Command | Response | Ignore), result
+    if isinstance(result, Response):
+        assert result.kind in ("help", "usage", "suggestion")
+        assert result.text.strip() and len(result.text) <= 2_000, result.text[:300]
+        assert all(line.isprintable() for line in result.text.split("\n")), result.text[:300]
+    if isinstance(result, Command):
+        if result.service is not None:
+            assert result.service == result.service.lower() and result.service.isprintable()
+        if result.ref is not None:
+            assert valid_ref(result.ref), result
+        if slack and result.name == "cancel":
+            assert result.target is not None and deployment_id(result.target) is not None
+
+
+@fuzz(examples=300)
+@given(text=any_text, services=st.lists(SERVICE_NAMES, max_size=3))
+def test_any_text_parses_to_a_command_an_answer_or_nothing(text: str, services: list[str]) -> None:
+    check_result(parse(text, services), slack=False)
+    check_result(parse_line(text, services), slack=False)
+    check_result(parse_slack(text, services), slack=True)
+
+
+def render(command: Command) -> str:
+    words = ["/deploy"]
+    if command.name != "deploy":
+        words.append(command.name)
+    if command.service is not None:
+        words.append(command.service)
+    if command.ref is not None:
+        words += ["--ref", shlex.quote(command.ref)]
+    return " ".join(words)
+
+
+commands = st.one_of(
+    st.builds(
+        Command,
+        st.just("deploy"),
+        st.none() | SERVICE_NAMES,
+        st.none() | REFS,
+    ),
+    st.builds(Command, st.sampled_from(["cancel", "status"])),
+    st.builds(Command, st.just("rollback"), st.none() | SERVICE_NAMES),
+)
+
+
+@fuzz(examples=300)
+@given(command=commands, before=st.sampled_from(["", "thanks!\n", "  "]))
+def test_a_rendered_command_parses_back_to_itself(command: Command, before: str) -> None:
+    services = [command.service] if command.service else []
+    assert parse(before + render(command), services) == command
+
+
+@fuzz(examples=200)
+@given(service=SERVICE_NAMES, ref=st.none() | REFS)
+def test_a_rendered_slack_deploy_parses_back_to_itself(service: str, ref: str | None) -> None:
+    text = service if ref is None else f"{service} {shlex.quote(ref)}"
+    assert parse_slack(text, [service]) == Command("deploy", service=service, ref=ref)
 
 
 # --- the cases the fuzzers found, one focused example each ---------------------------------
@@ -880,3 +1240,133 @@ async def test_github_comments_naming_what_github_does_not_know_are_422_not_502(
     status, answer = await github_send(world, "issue_comment", comment)
     assert status == 502 and answer["message"].startswith("could not ask GitHub"), answer
     assert await database_counts(world.pool) == before
+
+
+async def slack_post(world: World, path: str, body: bytes, json_body: bool = False) -> int:
+    """A signed request; returns the status once every listener it started has ended."""
+    content_type = "application/json" if json_body else "application/x-www-form-urlencoded"
+    headers = {"Content-Type": content_type, **slack_signed(body)}
+    response = await world.client.post(path, data=body, headers=headers)
+    deadline = time.monotonic() + 10
+    while bolt_tasks():
+        assert time.monotonic() < deadline, "listeners still running"
+        await asyncio.sleep(0.01)
+    return response.status
+
+
+def slash_body(text: str, **changes: str) -> bytes:
+    fields = {
+        "command": "/deploy",
+        "text": text,
+        "user_id": SLACK_USER,
+        "channel_id": SLACK_CHANNEL,
+        "team_id": "T1",
+        **changes,
+    }
+    return urlencode(fields).encode()
+
+
+def click_body(action_id: str, value: str, **changes: Any) -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": SLACK_USER},
+        "channel": {"id": SLACK_CHANNEL},
+        "team": {"id": "T1"},
+        "actions": [{"type": "button", "action_id": action_id, "value": value}],
+        **changes,
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def test_slack_digits_python_cannot_read_and_ids_beyond_a_bigint_get_clear_answers(
+    world: World,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        for text in ("cancel ²", "cancel 99999999999999999999", "status ١٢", "status 1" + "0" * 20):
+            assert await slack_post(world, "/slack/commands", slash_body(text)) == 200
+        for action in (blocks.CANCEL, blocks.REDEPLOY):
+            for value in ("²", "99999999999999999999"):
+                assert (
+                    await slack_post(world, "/slack/interactivity", click_body(action, value))
+                    == 200
+                )
+    assert [entry for entry in logs if entry["event"] in GENERIC_FAILURES] == []
+    answers = world.fakes.slack.ephemeral_texts()
+    assert "`²` is not a deployment id" in answers[0]
+    assert "`99999999999999999999` is not a deployment id" in answers[1]
+    assert "`١٢` is neither a service nor a deployment id" in answers[2]
+    assert "There is no service `100000000000000000000`" in answers[3]
+    assert len(answers) == 4  # clicks on a value that is no deployment id do nothing
+    assert world.errors.take() == []
+
+
+async def test_slack_refs_and_names_that_cannot_be_are_refused_before_the_database(
+    world: World,
+) -> None:
+    before = await database_counts(world.pool)
+    with structlog.testing.capture_logs() as logs:
+        assert await slack_post(world, "/slack/commands", slash_body("web a\x00b")) == 200
+        assert (
+            await slack_post(world, "/slack/commands", slash_body("web --ref=--upload-pack=x"))
+            == 200
+        )
+        confirm = json.dumps({"service": "web", "ref": "a..b"})
+        body = click_body(blocks.CONFIRM_DEPLOY, confirm)
+        assert await slack_post(world, "/slack/interactivity", body) == 200
+        body = click_body(blocks.ROLLBACK, "we\x00b")
+        assert await slack_post(world, "/slack/interactivity", body) == 200
+    assert [entry for entry in logs if entry["event"] in GENERIC_FAILURES] == []
+    answers = world.fakes.slack.ephemeral_texts()
+    assert "`a\\x00b` is not a branch, tag or commit" in answers[0]
+    assert "`--upload-pack=x` is not a branch, tag or commit" in answers[1]
+    assert "That ref is not a branch, tag or commit. Nothing was queued." in answers[2]
+    assert "There is no service `we\\x00b`" in answers[3]
+    assert await database_counts(world.pool) == before
+    assert world.errors.take() == []
+
+
+async def test_slack_payloads_with_parts_of_another_type_get_an_answer_never_a_traceback(
+    world: World,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        # A click whose user or channel is not an object: acknowledged, nothing done.
+        for changes in ({"user": SLACK_USER}, {"channel": [SLACK_CHANNEL]}, {"user": None}):
+            body = click_body(blocks.CANCEL, "1", **changes)
+            assert await slack_post(world, "/slack/interactivity", body) == 200
+        # Shapes bolt itself cannot read: a 400, one line in the log.
+        for changes in ({"actions": ["deploy_cancel"]}, {"actions": [{"value": "1"}]}):
+            body = click_body(blocks.CANCEL, "1", **changes)
+            assert await slack_post(world, "/slack/interactivity", body) == 400
+        event = json.dumps({"type": "event_callback", "event": "app_mention"}).encode()
+        assert await slack_post(world, "/slack/events", event, json_body=True) == 400
+    assert [entry for entry in logs if entry["event"] in GENERIC_FAILURES] == []
+    assert world.fakes.slack.ephemeral_texts() == []
+    assert world.errors.take() == []
+
+
+async def test_slack_events_of_any_type_are_acknowledged(world: World) -> None:
+    for kind in ("app_mention", "message", "reaction_added", "team_join"):
+        event = {"type": kind, "user": SLACK_USER, "channel": SLACK_CHANNEL, "ts": "1.1"}
+        body = json.dumps({"type": "event_callback", "event_id": "Ev1", "event": event}).encode()
+        assert await slack_post(world, "/slack/events", body, json_body=True) == 200, kind
+
+
+def test_the_parser_shows_odd_words_short_and_visible_and_refuses_impossible_refs() -> None:
+    result = parse("/deploy " + "\x00" * 10_000)
+    assert isinstance(result, Response) and result.kind == "usage"
+    assert len(result.text) < 300 and "\\x00\\x00" in result.text and "…" in result.text
+    result = parse("/deploy we\u202eb")
+    assert isinstance(result, Response) and "`we\\u202eb` is not a service name" in result.text
+    assert isinstance(parse("/deploy wéb"), Response)  # services are named [a-z0-9-]
+    for ref in ("-x", "--upload-pack=touch x", "a..b", "'a b'", ".hidden", "x.lock", "a:b"):
+        result = parse(f"/deploy web --ref={ref}", ["web"])
+        assert isinstance(result, Response), ref
+        assert "is not a branch, tag or commit" in result.text, (ref, result.text)
+    assert parse("/deploy web --ref feature/ünïcode-🚀", ["web"]) == Command(
+        "deploy", "web", "feature/ünïcode-🚀"
+    )
+    assert parse_slack("cancel 12") == Command("cancel", target="12")
+    for text in ("cancel ²", "cancel 0", "cancel 1234567890123456789"):
+        result = parse_slack(text)
+        assert isinstance(result, Response) and "is not a deployment id" in result.text, text
+    assert deployment_id("١٢") is None and deployment_id("123456789012345678") is not None

@@ -8,10 +8,13 @@ for the bot. It never calls a forge and never raises on user input.
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
+
+from bot.payload import REF_MAX, valid_ref
 
 PREFIX = "/deploy"
 
@@ -28,6 +31,8 @@ _FLAGS: dict[Name, tuple[str, ...]] = {
     "list": (),
 }
 _TAKES_SERVICE: frozenset[Name] = frozenset({"deploy", "rollback"})
+ID_DIGITS_MAX = 18  # every 18-digit number fits in a bigint
+_SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # as services are named
 
 USAGE: dict[Name, str] = {
     "deploy": "/deploy [SERVICE] [--ref REF]",
@@ -101,6 +106,23 @@ class Ignore:
 Result = Command | Response | Ignore
 
 
+def deployment_id(word: str) -> int | None:
+    """`word` as a deployment id: ASCII digits only ("²" and "١٢" are digits to Python, not
+    to int() or PostgreSQL), positive, and a bigint."""
+    if word.isascii() and word.isdigit() and len(word) <= ID_DIGITS_MAX and int(word) > 0:
+        return int(word)
+    return None
+
+
+def _not_a_ref(value: str) -> str | None:
+    """Why `value` cannot be a ref to deploy, or None when it can."""
+    if len(value) > REF_MAX:
+        return f"That ref is longer than {REF_MAX} characters."
+    if not valid_ref(value):
+        return f"`{shown(value)}` is not a branch, tag or commit."
+    return None
+
+
 def _usage(name: Name, problem: str, slack: bool = False) -> Response:
     usage = SLACK_USAGE[name] if slack else USAGE[name]
     return Response("usage", f"{problem}\n\nUsage: `{usage}`")
@@ -111,8 +133,19 @@ def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
     return found[0] if found else None
 
 
-def _looks_like_service(word: str) -> bool:
-    return word.replace("-", "").isalnum() and word[:1].isalnum()
+def is_service_name(word: str) -> bool:
+    """A name a service could have (`[a-z0-9-]`, at most 63 characters), in any case."""
+    return _SERVICE_NAME.fullmatch(word.lower()) is not None
+
+
+def shown(word: str, limit: int = 60) -> str:
+    """A word of the user's for an answer: cut short, invisible characters made visible."""
+    visible = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode() for c in word[:limit]
+    )
+    if len(word) <= limit and len(visible) <= limit:
+        return visible
+    return visible[: limit - 1] + "…"
 
 
 def _parse_words(words: list[str], services: Collection[str], slack: bool = False) -> Result:
@@ -134,14 +167,16 @@ def _parse_words(words: list[str], services: Collection[str], slack: bool = Fals
                 # is not a plausible service; both are possible, so ask.
                 return Response(
                     "suggestion",
-                    f"`{words[0]}` is not a command. Did you mean `/deploy {near}`?\n\n"
-                    f"(To deploy a service named `{words[0]}`, it must exist; "
+                    f"`{shown(words[0])}` is not a command. Did you mean `/deploy {near}`?\n\n"
+                    f"(To deploy a service named `{shown(words[0])}`, it must exist; "
                     "`/deploy help` lists the commands.)",
                 )
     if name in ("help", "list"):
         if words:
             return _usage(
-                name, f"`/deploy {name}` takes no arguments (got `{' '.join(words)}`).", slack
+                name,
+                f"`/deploy {name}` takes no arguments (got `{shown(' '.join(words))}`).",
+                slack,
             )
         return Response("help", SLACK_HELP if slack else HELP) if name == "help" else Command(name)
 
@@ -157,7 +192,9 @@ def _parse_words(words: list[str], services: Collection[str], slack: bool = Fals
             if flag not in allowed:
                 near = _suggest(flag, allowed) if allowed else None
                 hint = f" Did you mean `{near}`?" if near else ""
-                return _usage(name, f"Unknown flag `{flag}` for `/deploy {name}`.{hint}", slack)
+                return _usage(
+                    name, f"Unknown flag `{shown(flag)}` for `/deploy {name}`.{hint}", slack
+                )
             if not eq:
                 index += 1
                 if index >= len(words) or words[index].startswith("-"):
@@ -167,19 +204,29 @@ def _parse_words(words: list[str], services: Collection[str], slack: bool = Fals
                 return _usage(name, f"`{flag}` needs a value.", slack)
             if ref is not None:
                 return _usage(name, f"`{flag}` given twice.", slack)
+            problem = _not_a_ref(value)
+            if problem is not None:
+                return _usage(name, problem, slack)
             ref = value
         elif name in _TAKES_SERVICE and service is None:
-            if not _looks_like_service(word):
-                return _usage(name, f"`{word}` is not a service name.", slack)
+            if not is_service_name(word):
+                return _usage(name, f"`{shown(word)}` is not a service name.", slack)
             service = word.lower()
         elif slack and name == "deploy" and ref is None:
+            problem = _not_a_ref(word)
+            if problem is not None:
+                return _usage(name, problem, slack)
             ref = word
         elif slack and name in ("status", "cancel") and target is None:
-            if name == "cancel" and not word.isdigit():
-                return _usage(name, f"`{word}` is not a deployment id.", slack)
+            if name == "cancel" and deployment_id(word) is None:
+                return _usage(name, f"`{shown(word)}` is not a deployment id.", slack)
+            if deployment_id(word) is None and not is_service_name(word):
+                return _usage(
+                    name, f"`{shown(word)}` is neither a service nor a deployment id.", slack
+                )
             target = word.lower()
         else:
-            return _usage(name, f"Unexpected argument `{word}`.", slack)
+            return _usage(name, f"Unexpected argument `{shown(word)}`.", slack)
         index += 1
     if slack and service is None and name in _TAKES_SERVICE:
         return _usage(name, "Which service?", slack)
@@ -194,7 +241,9 @@ def parse_line(line: str, services: Collection[str] = (), *, slack: bool = False
     if not stripped.startswith(PREFIX):
         head = stripped.split(maxsplit=1)[0] if stripped else ""
         if head.startswith("/") and difflib.SequenceMatcher(None, head, PREFIX).ratio() >= 0.8:
-            return Response("suggestion", f"`{head}` is not a command. Did you mean `{PREFIX}`?")
+            return Response(
+                "suggestion", f"`{shown(head)}` is not a command. Did you mean `{PREFIX}`?"
+            )
         return Ignore()
     rest = stripped[len(PREFIX) :]
     if rest and not rest[0].isspace():

@@ -9,7 +9,8 @@ from typing import Any
 
 import structlog
 
-from bot.commands.parser import Command
+from bot.commands.parser import Command, deployment_id
+from bot.payload import valid_ref
 from bot.slack import blocks
 from bot.slack.commands import (
     Asker,
@@ -25,14 +26,18 @@ from pipeline.errors import ClickDeployError, NotFound
 log = structlog.get_logger(__name__)
 
 
+def _text(body: Any, *path: str) -> str | None:
+    """The non-empty string at `path` in a payload, or None (a part missing or of another
+    type: clicks come from Slack, but their payload is still read with care)."""
+    value = body
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def asker_of(body: dict[str, Any]) -> Asker | None:
-    user = (body.get("user") or {}).get("id")
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    if isinstance(user, str) and isinstance(channel, str):
-        return Asker(user, channel)
-    return None
+    channel = _text(body, "channel", "id") or _text(body, "container", "channel_id")
+    return Asker.of(_text(body, "user", "id"), channel)
 
 
 def action_of(body: dict[str, Any]) -> dict[str, Any]:
@@ -51,11 +56,12 @@ async def run_action(context: SlackContext, body: dict[str, Any]) -> None:
     action_id = action.get("action_id")
     value = action.get("value")
     value = value if isinstance(value, str) else ""
+    number = deployment_id(value)
     try:
-        if action_id == blocks.CANCEL and value.isdigit():
-            await run_cancel(context, asker, int(value))
-        elif action_id == blocks.REDEPLOY and value.isdigit():
-            await redeploy(context, asker, int(value))
+        if action_id == blocks.CANCEL and number is not None:
+            await run_cancel(context, asker, number)
+        elif action_id == blocks.REDEPLOY and number is not None:
+            await redeploy(context, asker, number)
         elif action_id == blocks.ROLLBACK and value:
             # The Rollback button carries a confirm dialog: the click is the yes.
             await run_rollback(context, asker, value, confirmed=True)
@@ -93,7 +99,7 @@ async def redeploy(context: SlackContext, asker: Asker, deployment_id: int) -> N
 async def confirmed_deploy(context: SlackContext, asker: Asker, value: str) -> None:
     try:
         asked = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if not isinstance(asked, dict) or not isinstance(asked.get("service"), str):
         return
@@ -101,7 +107,10 @@ async def confirmed_deploy(context: SlackContext, asker: Asker, value: str) -> N
         await run_rollback(context, asker, asked["service"], confirmed=True)
         return
     ref = asked.get("ref")
-    command = Command("deploy", asked["service"], ref if isinstance(ref, str) else None)
+    if ref is not None and not (isinstance(ref, str) and valid_ref(ref)):
+        await context.say(asker, "That ref is not a branch, tag or commit. Nothing was queued.")
+        return
+    command = Command("deploy", asked["service"], ref)
     service = await find_service(context, asker, command.service or "")
     if service is None or not await allowed(context, asker, service):
         return

@@ -5,6 +5,7 @@ live message is ephemeral (only the person who asked sees it)."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,15 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands.parser import Command, Ignore, Response, parse_slack
+from bot.commands.parser import (
+    Command,
+    Ignore,
+    Response,
+    deployment_id,
+    is_service_name,
+    parse_slack,
+    shown,
+)
 from bot.links import deployment_page_url
 from bot.runtime import Runtime
 from bot.slack import access, blocks
@@ -26,12 +35,22 @@ log = structlog.get_logger(__name__)
 REF_MAX = 255  # a ref rides in a button's value (at most 2000 characters) when confirmed
 
 
+SLACK_ID = re.compile(r"[A-Z0-9]{1,40}")  # U0ALICE, C0DEPLOY, W…: Slack's ids
+
+
 @dataclass(frozen=True)
 class Asker:
     """Who asked, from where."""
 
     user: str
     channel: str
+
+    @classmethod
+    def of(cls, user: Any, channel: Any) -> Asker | None:
+        """An asker from a request's user and channel ids; None unless both are Slack ids."""
+        if all(isinstance(x, str) and SLACK_ID.fullmatch(x) for x in (user, channel)):
+            return cls(user, channel)
+        return None
 
 
 @dataclass
@@ -63,14 +82,15 @@ def nearest(name: str, names: list[str]) -> str | None:
 
 async def find_service(context: SlackContext, asker: Asker, name: str) -> Service | None:
     """The service called `name`, or None after telling the asker the nearest match."""
-    try:
-        return await context.runtime.store.get_service_by_name(name)
-    except NotFound:
-        pass
+    if is_service_name(name):
+        try:
+            return await context.runtime.store.get_service_by_name(name)
+        except NotFound:
+            pass
     names = [service.name for service in await context.runtime.store.list_services()]
-    near = nearest(name, names)
+    near = nearest(name[:100], names)
     hint = f" Did you mean `{near}`?" if near else " `/deploy list` shows the services."
-    await context.say(asker, f"There is no service `{name}`.{hint}")
+    await context.say(asker, f"There is no service `{shown(name)}`.{hint}")
     return None
 
 
@@ -145,7 +165,7 @@ async def _run(context: SlackContext, asker: Asker, text: str) -> None:
     elif result.name == "status":
         await run_status(context, asker, result)
     elif result.name == "cancel":
-        await run_cancel(context, asker, int(result.target or 0))
+        await run_cancel(context, asker, deployment_id(result.target or "") or 0)
     elif result.name == "rollback":
         await run_rollback(context, asker, result.service or "")
     else:
@@ -208,9 +228,10 @@ async def run_status(context: SlackContext, asker: Asker, command: Command) -> N
     settings = context.runtime.settings
     target = command.target
     deployments: list[Deployment] = []
-    if target is not None and target.isdigit():
+    number = deployment_id(target or "")
+    if number is not None:
         try:
-            deployments = [await store.get_deployment(int(target))]
+            deployments = [await store.get_deployment(number)]
         except NotFound:
             await context.say(asker, f"There is no deployment #{target}.")
             return

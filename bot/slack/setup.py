@@ -21,6 +21,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.reporting.loop import run_reporter
@@ -52,18 +53,31 @@ def build_bolt(context: SlackContext, secret: str) -> AsyncApp:
     @bolt.command(re.compile(r"^/"))
     async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         await ack()
-        user, channel = command.get("user_id"), command.get("channel_id")
-        if isinstance(user, str) and isinstance(channel, str):
-            await run_command(context, Asker(user, channel), str(command.get("text") or ""))
+        asker = Asker.of(command.get("user_id"), command.get("channel_id"))
+        if asker is not None:
+            await run_command(context, asker, str(command.get("text") or ""))
 
     @bolt.action(re.compile(r"^deploy_"))
     async def on_action(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         await run_action(context, body)
 
-    @bolt.event("app_mention")
-    async def on_mention(ack: AsyncAck) -> None:
+    # Every event is acknowledged (none is acted on yet): Slack retries an event that
+    # gets no 2xx and turns the subscription off when too many fail.
+    @bolt.event(re.compile(r".*"))
+    async def on_event(ack: AsyncAck) -> None:
         await ack()
+
+    @bolt.error
+    async def on_error(error: Exception, response: BoltResponse | None) -> BoltResponse | None:
+        if response is None:
+            # A listener failed after acknowledging: Slack has had its answer.
+            log.warning("slack listener failed", error=f"{type(error).__name__}: {error}"[:300])
+            return None
+        # bolt itself could not read a signed request (a field of another type in it, say):
+        # a 400 for Slack, one line in the log, no traceback.
+        log.info("slack request not understood", error=type(error).__name__)
+        return BoltResponse(status=400, body={"error": "bad request"})
 
     return bolt
 
