@@ -131,3 +131,28 @@ async def test_the_database_allows_only_forward_moves_through_the_build_states(
             asyncpg.CheckViolationError, match=f"cannot go from {before} to {after}"
         ):
             await pool.execute(move, deployment_id, after, phase)
+
+
+async def test_a_finished_deployment_wakes_the_queue_only_for_a_waiting_request(
+    database_url: str, store: Store, queue: Queue, service: int
+) -> None:
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("click_deploy_queue", lambda *args: woken.put_nowait(args[3]))
+        alone = await claimed_job(queue, store, service)
+        await woken.get()  # its own enqueue
+        await alone.finish(Status.CANCELLED, error="stopped", error_kind="cancelled")
+        await alone.close()
+        await asyncio.sleep(0.2)
+        assert woken.empty(), "nothing waited, yet the queue was woken"
+
+        busy = await claimed_job(queue, store, service)
+        waiting = await queue.enqueue(service)  # same target: waits until `busy` is done
+        assert {await woken.get(), await woken.get()} == {str(busy.deployment.id), str(waiting.id)}
+        await busy.enter(Status.BUILDING)
+        await busy.finish(Status.FAILED, error="RUN make exited 2", error_kind="failed")
+        await busy.close()
+        assert await asyncio.wait_for(woken.get(), 5) == str(busy.deployment.id)
+    finally:
+        await listener.close()
