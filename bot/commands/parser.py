@@ -32,6 +32,7 @@ _FLAGS: dict[Name, tuple[str, ...]] = {
 }
 _TAKES_SERVICE: frozenset[Name] = frozenset({"deploy", "rollback"})
 ID_DIGITS_MAX = 18  # every 18-digit number fits in a bigint
+COMMAND_MAX = 1000  # characters after /deploy on its line: refs are at most 255
 _SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # as services are named
 
 USAGE: dict[Name, str] = {
@@ -240,7 +241,12 @@ def parse_line(line: str, services: Collection[str] = (), *, slack: bool = False
     stripped = line.strip()
     if not stripped.startswith(PREFIX):
         head = stripped.split(maxsplit=1)[0] if stripped else ""
-        if head.startswith("/") and difflib.SequenceMatcher(None, head, PREFIX).ratio() >= 0.8:
+        # A long word cannot be a typo of the prefix (ratio >= 0.8), and comparing it is slow.
+        if (
+            head.startswith("/")
+            and len(head) <= 2 * len(PREFIX)
+            and difflib.SequenceMatcher(None, head, PREFIX).ratio() >= 0.8
+        ):
             return Response(
                 "suggestion", f"`{shown(head)}` is not a command. Did you mean `{PREFIX}`?"
             )
@@ -249,6 +255,9 @@ def parse_line(line: str, services: Collection[str] = (), *, slack: bool = False
     if rest and not rest[0].isspace():
         # "/deployment", "/deploy-all": another word. "/deplyo" never reaches here.
         return Ignore()
+    if len(rest) > COMMAND_MAX:
+        # No command is this long; reading it would only cost time (shlex is slow).
+        return Response("usage", f"That command is longer than {COMMAND_MAX} characters.")
     try:
         words = shlex.split(rest)
     except ValueError as error:

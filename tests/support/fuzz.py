@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-Path = tuple[str | int, ...]
+JsonPath = tuple[str | int, ...]  # keys and indexes into a JSON document
 
 # Characters that have broken parsers, databases and terminals before.
 ODD_PIECES = (
@@ -117,9 +117,9 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 # --- mutations of real payloads ------------------------------------------------------------
 
 
-def paths(value: Any, prefix: Path = (), depth: int = 6) -> list[Path]:
+def paths(value: Any, prefix: JsonPath = (), depth: int = 6) -> list[JsonPath]:
     """Every path into `value` (object keys and list indexes), up to `depth` deep."""
-    found: list[Path] = []
+    found: list[JsonPath] = []
     if depth == 0:
         return found
     if isinstance(value, dict):
@@ -135,7 +135,7 @@ def paths(value: Any, prefix: Path = (), depth: int = 6) -> list[Path]:
     return found
 
 
-def _parent(document: Any, path: Path) -> tuple[Any, str | int] | None:
+def _parent(document: Any, path: JsonPath) -> tuple[Any, str | int] | None:
     """The container holding `path`'s last step, when every step before it exists."""
     node = document
     for step in path[:-1]:
@@ -163,7 +163,7 @@ def _wrong_type(value: Any) -> list[Any]:
             {"value": value},
             value.encode("utf-8", "surrogatepass").hex(),
         ]
-        if value.isascii() and value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) < 100:
             swapped.append(int(value))
         return swapped
     if isinstance(value, list):
@@ -190,7 +190,9 @@ def _replacement(draw: st.DrawFn, current: Any) -> Any:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, base: Any, focus: Sequence[Path] = (), max_mutations: int = 4) -> Any:
+def mutated(
+    draw: st.DrawFn, base: Any, focus: Sequence[JsonPath] = (), max_mutations: int = 4
+) -> Any:
     """A deep copy of `base` with a few of its fields changed (mostly those in `focus`,
     the ones the bot reads), deleted, or given odd values."""
     document = copy.deepcopy(base)
