@@ -94,13 +94,17 @@ RETURNING id;
 -- name: claim
 -- The oldest runnable deployment whose target has nothing active; concurrent claimers skip
 -- rows another claimer holds. The unique index deployments_one_active is the backstop.
+-- Its limit, $3, is written into the text by queue.claim_statement, for the plan cache.
 WITH next AS (
     SELECT d.id FROM deployments d
     WHERE d.status = 'queued' AND d.run_at <= now()
+      -- OFFSET 0 keeps this a lookup in deployments_one_active per candidate; as a join,
+      -- the plan compared every candidate with every active deployment.
       AND NOT EXISTS (
           SELECT 1 FROM deployments a
           WHERE a.service_id = d.service_id AND a.environment = d.environment
-            AND a.status IN ('cloning', 'building', 'pushing'))
+            AND a.status IN ('cloning', 'building', 'pushing')
+          OFFSET 0)
     ORDER BY d.run_at, d.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
