@@ -157,7 +157,7 @@ async def on_check_run(payload: Any, context: Context) -> Plan:
 async def on_installation(payload: Any, context: Context) -> Plan:
     action = optional_text(payload, "action")
     installation = installation_id(payload)
-    log.info("github installation", action=action, installation=installation)
+    log.info("github installation", action=(action or "")[:100], installation=installation)
     if action in ("deleted", "suspend") and context.auth is not None and installation:
         context.auth.forget(installation)
     return Plan(f"installation {action}")

@@ -67,17 +67,22 @@ def _answer(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"message": message, **extra}, status=status)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than `limit`."""
+async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body, or the answer refusing it: 413 when larger than `limit`, 400 when it
+    cannot be read (a Content-Encoding it is not in, say)."""
+    too_large = _answer(413, f"body larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        return None
+        return too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+    except web.RequestPayloadError:
+        return _answer(400, "the body could not be read (its Content-Encoding?)")
     return b"".join(chunks)
 
 
@@ -141,8 +146,8 @@ async def github_webhook(request: web.Request) -> web.Response:
     state = request.app[GITHUB_STATE]
     settings = state.runtime.settings
     body = await read_body(request, settings.webhook_max_bytes)
-    if body is None:
-        return _answer(413, f"body larger than {settings.webhook_max_bytes} bytes")
+    if isinstance(body, web.Response):
+        return body
     headers = {key.lower(): value for key, value in request.headers.items()}
     secret = settings.github_webhook_secret
     parsed = parse_event(headers, body, secret.get_secret_value() if secret else None)

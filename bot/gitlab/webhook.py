@@ -98,8 +98,8 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
     runtime = state.runtime
     settings = runtime.settings
     body = await read_body(request, settings.webhook_max_bytes)
-    if body is None:
-        return _answer(413, f"body larger than {settings.webhook_max_bytes} bytes")
+    if isinstance(body, web.Response):
+        return body
     headers = {key.lower(): value for key, value in request.headers.items()}
     secret = settings.gitlab_webhook_secret
     parsed = parse_event(headers, body, secret.get_secret_value() if secret else None)

@@ -86,7 +86,10 @@ async def slack_endpoint(request: web.Request) -> web.Response:
     state = request.app.get(SLACK_STATE)
     if state is None:
         return web.json_response({"error": "starting"}, status=503)
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.RequestPayloadError:  # a Content-Encoding the body is not in, say
+        return web.json_response({"error": "bad request"}, status=400)
     try:
         verify(request.headers, body, state.secret)
     except InvalidSignature as error:
