@@ -1453,3 +1453,27 @@ async def test_bodies_not_in_their_content_encoding_are_400_everywhere(world: Wo
             sent.append((b"Content-Encoding", encoding))
             assert await raw_post(world, path, sent, body) == 400, (path, encoding)
     assert world.errors.take() == []
+
+
+async def test_github_logins_and_repositories_github_could_not_have_are_400(
+    world: World, github_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    # They end up in GitHub API paths: a 9000-character login made a request line GitHub
+    # refuses (400), which we answered 502 ("send it again").
+    before = await database_counts(world.pool)
+    for login in ("a" * 9000, "a/b", "", "-x y"):
+        comment = github_base(github_examples, "issue_comment", 3, world)
+        comment["comment"]["body"] = "/deploy hello"
+        comment["comment"]["user"]["login"] = login
+        status, answer = await github_send(world, "issue_comment", comment)
+        assert status == 400 and answer["message"].endswith("is not a GitHub login"), answer
+    for full_name in ("Codertocat/" + "x" * 9000, "Codertocat/..", "a b/c", "Codertocat/"):
+        comment = github_base(github_examples, "issue_comment", 3, world)
+        comment["repository"]["full_name"] = full_name
+        status, answer = await github_send(world, "issue_comment", comment)
+        assert status == 400 and answer["message"].startswith("repository "), answer
+    assert await database_counts(world.pool) == before
+    comment = github_base(github_examples, "issue_comment", 3, world)
+    comment["comment"]["body"] = "/deploy hello"
+    comment["comment"]["user"]["login"] = "octocat_acme"  # an Enterprise managed user
+    assert (await github_send(world, "issue_comment", comment))[0] == 200

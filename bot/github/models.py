@@ -6,6 +6,7 @@ need; the webhook answers 400 then, never a traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,12 @@ from bot.payload import PayloadError, commit_id, optional_text, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
 from bot.payload import text as _str
+
+# What GitHub allows in logins (users, organizations; apps end in [bot]; Enterprise
+# managed users have an _shortcode) and repository names. They go into API paths: a value
+# GitHub could not have is refused here, not sent to GitHub.
+LOGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(\[bot\])?")
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,8 @@ class User:
     @classmethod
     def from_payload(cls, data: Any) -> User:
         login = _str(data, "login")
+        if not LOGIN.fullmatch(login):
+            raise PayloadError(f"{shown(login)} is not a GitHub login")
         kind = data.get("type") if isinstance(data, Mapping) else None
         return cls(login=login, is_bot=kind == "Bot" or login.endswith("[bot]"))
 
@@ -43,7 +52,8 @@ class Repo:
     @classmethod
     def from_payload(cls, data: Any) -> Repo:
         full_name = _str(data, "full_name")
-        if full_name.count("/") != 1:
+        owner, _, name = full_name.partition("/")
+        if not (LOGIN.fullmatch(owner) and REPO_NAME.fullmatch(name)) or name in (".", ".."):
             raise PayloadError(f"repository {shown(full_name)} is not owner/name")
         return cls(full_name)
 

@@ -186,8 +186,15 @@ async def github_webhook(request: web.Request) -> web.Response:
                 422, f"GitHub does not know what the delivery names ({error.status_code})"
             )
         # Not stored: GitHub shows the failure and the delivery can be sent again.
-        log.warning("github delivery not handled", github_event=event.event, error=str(error))
-        return _answer(502, f"could not ask GitHub: {type(error).__name__}")
+        status = getattr(error, "status_code", None)
+        log.warning(
+            "github delivery not handled",
+            github_event=event.event,
+            error=str(error)[:300],
+            status=int(status) if status is not None else None,
+        )
+        answered = f" ({int(status)})" if status is not None else ""
+        return _answer(502, f"could not ask GitHub: {type(error).__name__}{answered}")
     created = await store_delivery(state, event, plan)
     if created is None:
         return _answer(200, "duplicate delivery")
