@@ -95,10 +95,11 @@ async def _handle(
         return
     done = await pool.fetchval(q("forge_outbox_done"), row_id, changes)
     if done is None:
-        # The deployment changed while we sent: send again once the throttle allows.
-        await pool.execute(
-            q("forge_outbox_later"), row_id, settings.report_throttle_seconds, None, True
-        )
+        # The deployment changed while we sent: send again once the throttle allows, or at
+        # once when the change was its last (a final state is never throttled).
+        final = await pool.fetchval(q("deployment_is_final"), deployment_id)
+        delay = 0.0 if final else settings.report_throttle_seconds
+        await pool.execute(q("forge_outbox_later"), row_id, delay, None, True)
 
 
 async def run_reporter(

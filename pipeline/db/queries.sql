@@ -333,6 +333,10 @@ UPDATE outbox SET delivered_at = now(), last_error = NULL
 WHERE id = $1 AND changes = $2
 RETURNING id;
 
+-- name: deployment_is_final
+SELECT status IN ('succeeded', 'failed', 'cancelled', 'superseded') FROM deployments
+WHERE id = $1;
+
 -- name: forge_outbox_later
 -- Pending again at now + $2 s; $4 restarts the attempt count (a throttle or a change,
 -- not a failure).
