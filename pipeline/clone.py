@@ -267,6 +267,10 @@ async def clone(request: CloneRequest, dest: Path, log: Callable[[str], None]) -
 async def _clone(
     request: CloneRequest, dest: Path, log: Callable[[str], None], askpass: Path
 ) -> Cloned:
+    for what, value in (("ref", request.ref), ("commit", request.commit)):
+        if value is not None and (not value or value.startswith("-")):
+            # git would read it as an option (--upload-pack=… runs a command).
+            raise CloneFailed(f"{what} {value!r} is not a branch, tag or commit")
     await asyncio.to_thread(_init, dest, request.url)
     runner = _Git(request, dest, askpass)
     where = display_url(request.url)
@@ -275,7 +279,16 @@ async def _clone(
     if commit is not None:
         log(f"fetching commit {commit[:12]} from {where}")
         try:
-            await runner.run("fetch", "--depth", "1", "--no-tags", "origin", commit, action="fetch")
+            await runner.run(
+                "fetch",
+                "--depth",
+                "1",
+                "--no-tags",
+                "--end-of-options",
+                "origin",
+                commit,
+                action="fetch",
+            )
             fetched = True
         except CloneFailed as error:
             if "refused access" in str(error) or request.ref is None:
@@ -285,12 +298,21 @@ async def _clone(
     if not fetched:
         ref = request.ref or "HEAD"
         log(f"fetching {ref} from {where}")
-        await runner.run("fetch", "--depth", "1", "--no-tags", "origin", ref, action="fetch")
+        await runner.run(
+            "fetch", "--depth", "1", "--no-tags", "--end-of-options", "origin", ref, action="fetch"
+        )
         if commit is not None and await asyncio.to_thread(_resolve, dest, commit) is None:
             # The commit is older than the branch tip: deepen until it shows up.
             for depth in (50, 500):
                 await runner.run(
-                    "fetch", "--depth", str(depth), "--no-tags", "origin", ref, action="fetch"
+                    "fetch",
+                    "--depth",
+                    str(depth),
+                    "--no-tags",
+                    "--end-of-options",
+                    "origin",
+                    ref,
+                    action="fetch",
                 )
                 if await asyncio.to_thread(_resolve, dest, commit) is not None:
                     break

@@ -196,6 +196,7 @@ async def test_deploy_bad_input(api: Api) -> None:
         ({"commit": "not-a-sha"}, "body.commit"),
         ({"environment": ""}, "body.environment"),
         ({"ref": 3}, "body.ref"),
+        ({"ref": "--upload-pack=touch /tmp/x"}, "body.ref"),
         ({"extra": 1}, "body.extra"),
     ]:
         body = await json_of(await api.client.post(url, json=payload, headers=api.auth()), 422)

@@ -174,3 +174,25 @@ def test_remove_build_dir_handles_read_only_files(tmp_path: Path) -> None:
     folder.chmod(0o555)
     remove_build_dir(tmp_path / "build")
     assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize(
+    ("ref", "commit"),
+    [("--upload-pack=touch {marker}", None), ("main", "--upload-pack=touch {marker}")],
+)
+async def test_a_ref_or_commit_git_would_read_as_an_option_is_refused(
+    origin: Path, tmp_path: Path, ref: str, commit: str | None
+) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(CloneFailed, match="is not a (branch, tag or commit|commit id)"):
+        await clone(
+            CloneRequest(
+                url=f"file://{origin}",
+                ref=ref.format(marker=marker),
+                commit=commit.format(marker=marker) if commit else None,
+            ),
+            tmp_path / "b",
+            print,
+        )
+    assert not marker.exists()
+    assert not (tmp_path / "b").exists()

@@ -15,6 +15,10 @@ from pipeline.states import Status
 _NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, StringConstraints(max_length=1000, pattern=_NO_NUL)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
+# A branch or tag: never starting with "-", which git would read as an option.
+GitRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-][^\x00]*$")
+]
 ServiceName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)
 ]
@@ -35,7 +39,7 @@ class Model(BaseModel):
 class DeployRequest(Model):
     """What to deploy. Without `ref` the service's branch; `commit` pins an exact commit."""
 
-    ref: ShortText | None = None
+    ref: GitRef | None = None
     commit: CommitSha | None = None
     environment: Environment = "production"
 
@@ -51,7 +55,7 @@ class ServiceCreate(Model):
     name: ServiceName
     repository: ShortText
     provider: Provider = "git"
-    branch: ShortText = "main"
+    branch: GitRef = "main"
     root_dir: ShortText = "."
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -61,7 +65,7 @@ class ServiceUpdate(Model):
 
     repository: ShortText | None = None
     provider: Provider | None = None
-    branch: ShortText | None = None
+    branch: GitRef | None = None
     root_dir: ShortText | None = None
     config: dict[str, Any] | None = None
 
