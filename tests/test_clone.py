@@ -184,7 +184,7 @@ async def test_a_ref_or_commit_git_would_read_as_an_option_is_refused(
     origin: Path, tmp_path: Path, ref: str, commit: str | None
 ) -> None:
     marker = tmp_path / "ran"
-    with pytest.raises(CloneFailed, match="is not a (branch, tag or commit|commit id)"):
+    with pytest.raises(CloneFailed, match=r"is not a (branch, tag or commit|commit id)"):
         await clone(
             CloneRequest(
                 url=f"file://{origin}",
