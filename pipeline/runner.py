@@ -127,19 +127,6 @@ class Job:
     ) -> Deployment:
         """Move to a final state with whatever is still buffered: how the worker ends a run
         (succeeded with the image, or failed or cancelled with the error)."""
-        return await self._move(
-            status, error=error, error_kind=error_kind, image=image, digest=digest
-        )
-
-    async def _move(
-        self,
-        status: Status,
-        *,
-        error: str | None = None,
-        error_kind: str | None = None,
-        image: str | None = None,
-        digest: str | None = None,
-    ) -> Deployment:
         self._raise_refusal()
         deployment = await self._write(
             status, error=error, error_kind=error_kind, image=image, digest=digest

@@ -15,7 +15,7 @@ import io
 import json
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,12 @@ from pipeline.buildkit import (
 )
 from pipeline.buildkit.buildctl import BuildctlBuilder
 from pipeline.buildkit.engine import EngineBuilder
-from pipeline.buildkit.events import ProgressTracker
 from pipeline.buildkit.pool import (
     BUILDER_STEP_ID,
     BuilderPool,
     builder_step_name,
     rendezvous_order,
 )
-from pipeline.buildkit.trace import TRACE_ID, decode_trace
 from pipeline.errors import ConfigError
 from pipeline.models import Deployment, Step
 from pipeline.queue.queue import Queue
@@ -364,90 +362,7 @@ async def test_readiness_checks_every_daemon(docker_engine: str, tmp_path: Path)
     assert not bad.ok and "DOCKER_HOST must look like" in bad.detail
 
 
-# ------------------------------------------------------------------ an engine that goes away
-
-
-def trace_prefix_with_an_open_step() -> tuple[list[bytes], str]:
-    """The recorded engine build up to a RUN step that has started and printed, but not
-    finished; and that step's name."""
-    lines = (ENGINE_FIXTURES / "success.jsonl").read_bytes().splitlines()
-    tracker = ProgressTracker()
-    open_runs: set[str] = set()
-    for index, line in enumerate(lines):
-        item = json.loads(line)
-        if item.get("id") != TRACE_ID:
-            continue
-        for event in tracker.feed(decode_trace(item["aux"])):
-            if isinstance(event, StepStarted) and "RUN" in event.name:
-                open_runs.add(event.name)
-            elif isinstance(event, BuildLog) and event.name in open_runs:
-                return lines[: index + 1], event.name
-    raise AssertionError("no RUN step with output in the fixture")
-
-
-DroppingEngine = Callable[[bytes | None], Awaitable[str]]
-
-
-@pytest.fixture
-async def dropping_engine(tmp_path: Path) -> AsyncIterator[DroppingEngine]:
-    """A Docker engine answering /build with part of a recorded build, then either cutting
-    the connection (ending None, as when the engine dies) or sending `ending` last."""
-    runners: list[web.AppRunner] = []
-    prefix, _ = trace_prefix_with_an_open_step()
-
-    async def start(ending: bytes | None) -> str:
-        async def build(request: web.Request) -> web.StreamResponse:
-            await request.read()
-            response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await response.prepare(request)
-            for line in prefix:
-                await response.write(line + b"\n")
-            if ending is None:
-                assert request.transport is not None
-                request.transport.abort()  # no end of the chunked body
-                return response
-            await response.write(ending + b"\n")
-            await response.write_eof()
-            return response
-
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1.41/build", build)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        runners.append(runner)
-        socket = tmp_path / f"dropping-{len(runners)}.sock"
-        await web.UnixSite(runner, str(socket)).start()
-        return f"unix://{socket}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-async def test_an_engine_dropping_the_connection_mid_build_is_unavailable_not_a_failure(
-    dropping_engine: DroppingEngine, tmp_path: Path
-) -> None:
-    host = await dropping_engine(None)
-    _, open_step = trace_prefix_with_an_open_step()
-    events: list[BuildEvent] = []
-    with pytest.raises(BuilderUnavailable) as caught:
-        await EngineBuilder(host).build(stub_request(tmp_path), events.append)
-    assert str(caught.value) == (
-        f"lost the Docker engine at DOCKER_HOST={host} during the build: the connection "
-        "broke off (the engine stopped or restarted)"
-    )
-    # The step that was running is closed as failed with that reason, not left running.
-    failed = [e for e in events if isinstance(e, StepFailed)]
-    assert [(e.name, e.error) for e in failed] == [(open_step, str(caught.value))]
-
-
-async def test_an_engine_cancelling_the_build_as_it_stops_is_unavailable(
-    dropping_engine: DroppingEngine, tmp_path: Path
-) -> None:
-    ending = json.dumps({"errorDetail": {"message": "context canceled"}, "error": "x"})
-    host = await dropping_engine(ending.encode())
-    with pytest.raises(BuilderUnavailable, match="it stopped the build \\(context canceled\\)"):
-        await EngineBuilder(host).build(stub_request(tmp_path), lambda e: None)
+# ------------------------------------------------------------------ a buildkitd that goes away
 
 
 async def test_buildkitd_lost_mid_build_is_unavailable(

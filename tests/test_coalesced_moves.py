@@ -55,14 +55,21 @@ async def test_a_build_state_becomes_visible_without_another_write(
     await job.close()
 
 
-async def test_a_lost_lease_stops_the_next_move(
+async def job_that_lost_its_lease(
     pool: asyncpg.Pool, store: Store, queue: Queue, service: int
-) -> None:
+) -> Job:
+    """A claimed job whose deployment the reaper has since handed to another worker."""
     job = await claimed_job(queue, store, service)
-    # The reaper handed the deployment to another worker meanwhile.
     await pool.execute(
         "UPDATE deployments SET lease_token = gen_random_uuid() WHERE id = $1", job.deployment.id
     )
+    return job
+
+
+async def test_a_lost_lease_stops_the_next_move(
+    pool: asyncpg.Pool, store: Store, queue: Queue, service: int
+) -> None:
+    job = await job_that_lost_its_lease(pool, store, queue, service)
     await job.enter(Status.BUILDING)
     with pytest.raises(LeaseLost):
         await job.flush()
@@ -75,10 +82,7 @@ async def test_a_lost_lease_stops_the_next_move(
 async def test_a_refused_background_write_is_raised_by_the_next_move(
     pool: asyncpg.Pool, store: Store, queue: Queue, service: int
 ) -> None:
-    job = await claimed_job(queue, store, service)
-    await pool.execute(
-        "UPDATE deployments SET lease_token = gen_random_uuid() WHERE id = $1", job.deployment.id
-    )
+    job = await job_that_lost_its_lease(pool, store, queue, service)
     await job.enter(Status.BUILDING)
     # Nothing writes but the job's timer; its refusal comes back with a later move.
     async with asyncio.timeout(10):

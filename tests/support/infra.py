@@ -92,9 +92,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def docker_engine_answers(timeout: float = 3.0) -> bool:
-    """The engine answers its /_ping on the socket."""
-    connection = _UnixHTTPConnection(DOCKER_SOCKET, timeout)
+def docker_engine_answers(timeout: float = 3.0, path: str = DOCKER_SOCKET) -> bool:
+    """The engine answers its /_ping on the socket (the shared engine's by default)."""
+    connection = _UnixHTTPConnection(path, timeout)
     try:
         connection.request("GET", "/_ping")
         response = connection.getresponse()

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.infra import DOCKER_CLI, _UnixHTTPConnection, docker_env
+from tests.support.infra import DOCKER_CLI, docker_engine_answers, docker_env
 from tests.support.registry_server import cannot_start
 
 DOCKERD = "/usr/sbin/dockerd"  # Debian's docker.io
@@ -97,15 +97,7 @@ class PrivateEngine:
 
     def answers(self, timeout: float = 3.0) -> bool:
         """GET /_ping answers "OK" on the engine's socket."""
-        connection = _UnixHTTPConnection(str(self.socket), timeout)
-        try:
-            connection.request("GET", "/_ping")
-            response = connection.getresponse()
-            return response.status == 200 and response.read().strip() == b"OK"
-        except OSError:
-            return False
-        finally:
-            connection.close()
+        return docker_engine_answers(timeout, str(self.socket))
 
     @property
     def running(self) -> bool:
