@@ -31,6 +31,11 @@ from pipeline.models import Service
 from pipeline.plan import BaseImages
 from pipeline.plan.context import Layout, Step
 from pipeline.plan.dockerfile import render
+from pipeline.queue.queue import Queue
+from pipeline.states import Status
+from pipeline.store import Store
+from tests.support.gitserver import GitDaemon
+from tests.support.waiting import wait_for_status
 from tests.test_buildkit import (
     DOCKER_HOST,
     TARGET,
@@ -46,8 +51,16 @@ from tests.test_buildkit import (
     target_registry,
     unique_image,
 )
+from tests.test_deploy_e2e import StartDeployer, add_service, build_settings, deployer
 
-__all__ = ["base_image", "engine", "fake_buildctl", "target_registry"]  # fixtures
+__all__ = [  # fixtures
+    "base_image",
+    "build_settings",
+    "deployer",
+    "engine",
+    "fake_buildctl",
+    "target_registry",
+]
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 AUTH = aiohttp.BasicAuth(TARGET_USER, TARGET_PASSWORD)
@@ -316,3 +329,33 @@ async def test_builds_cannot_reach_the_hosts_loopback_unless_build_network_is_ho
         assert await connections() == 1
     finally:
         server.close()
+
+
+# ------------------------------------------------------------------ the whole pipeline
+
+
+async def test_a_deployment_passes_the_services_build_env_as_secrets(
+    git_daemon: GitDaemon, store: Store, queue: Queue, deployer: StartDeployer
+) -> None:
+    secret = f"tok-{uuid.uuid4().hex}"
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    dockerfile = (
+        "FROM localhost:5000/library/debian:bookworm\n"
+        f"RUN --mount=type=secret,id=TOKEN echo {uuid.uuid4().hex} "
+        '&& echo "token-$(cat /run/secrets/TOKEN)" '
+        "&& sha256sum /run/secrets/TOKEN > /token.sha256\n"
+    )
+    commit = git_daemon.create_repo(name, {"Dockerfile": dockerfile})
+    service_id = await add_service(
+        store, name, git_daemon.url_for(name), build={"env": {"TOKEN": secret}}
+    )
+    await deployer()
+    deployment = await queue.enqueue(service_id, ref="main", commit_sha=commit)
+    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.FAILED, timeout=120)
+    logs = "\n".join(line.line for line in (await store.read_logs(done.id, limit=10000)).items)
+    assert done.status == Status.SUCCEEDED, f"{done.error}\n{logs[-3000:]}"
+    assert "token-***" in logs and secret not in logs
+    assert done.image is not None
+    _config, blobs = await pushed_blobs(done.image)
+    assert hashlib.sha256(secret.encode()).hexdigest().encode() in b"".join(blobs)
+    assert all(secret.encode() not in blob for blob in blobs)
