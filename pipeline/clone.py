@@ -269,8 +269,8 @@ class _Git:
         asked = prompt.partition("'")[2].rpartition("'")[0] or "the server"
         if self.askpass.origin is None:
             why = (
-                "click-deploy sends credentials only over https (or plain http to this "
-                f"machine), and {display_url(self.request.url)} is neither"
+                "click-deploy sends credentials only over https (or plain http to a "
+                f"loopback address), and {display_url(self.request.url)} is neither"
             )
         else:
             why = (
