@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pipeline.clone import CloneAccessDenied, CloneFailed, CloneRequest, GitAuth, clone
+from pipeline.clone import CloneAccessDenied, CloneRequest, GitAuth, clone
 from pipeline.git_askpass import askpass_for, credential_origin
 from tests.support.git_submodules import add_submodule
 from tests.support.gitserver import GitDaemon, GitHttpServer

@@ -91,7 +91,7 @@ async def test_git_processes_get_no_bot_secret(
         everything = "\n".join(f"{key}={value}" for key, value in env.items())
         for secret in BOT_SECRETS.values():
             assert secret not in everything, (args, secret)
-        assert env["HOME"] != str(tmp_path) and not any(Path(env["HOME"]).iterdir())
+        assert env["HOME"] != str(tmp_path) and os.listdir(env["HOME"]) == []
         assert env["GIT_TERMINAL_PROMPT"] == "0"
         # The token is in the environment of fetches only, never of local commands.
         if git_http.token in everything:
