@@ -1,23 +1,18 @@
 """Clone: fetch exactly one commit, shallow, into a build directory.
 
-Every git command runs as an asyncio subprocess: a fetch must be killable (on a cancel or
-a timeout the git process is stopped at once), and every git process gets the minimal
-environment (`pipeline.subprocess_env`), never the bot's own, with no user or system git
-configuration, no hooks, and no protocol that runs commands or reads the bot host's files
-for a submodule.
-
 Credentials never touch the URL, `.git/config`, logs or messages, and only the service's
-own host receives them (`pipeline.git_askpass`). Submodules are fetched here one by one
-rather than by `git submodule update`, so each URL is checked before it is fetched and
-each checkout is measured before anything is written: CLONE_MAX_MEGABYTES covers the
-whole build directory, fetched data and checked-out files, submodules included.
+own host receives them (`pipeline.git_askpass`); every git process runs through
+`pipeline.git_runner` (minimal environment, no hooks, no machine configuration, killable).
+Submodules are fetched here one by one rather than by `git submodule update`, so each URL
+is checked before it is fetched and each checkout is measured before anything is written:
+CLONE_MAX_MEGABYTES covers the whole build directory, fetched data and checked-out files,
+submodules included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -27,9 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from pipeline.errors import DeploymentFailure, TransientError
-from pipeline.git_askpass import Askpass, GitAuth, askpass_for
-from pipeline.subprocess_env import minimal_env
+from pipeline.git_askpass import GitAuth, askpass_for
+from pipeline.git_runner import (
+    CloneAccessDenied,
+    CloneFailed,
+    CloneRequest,
+    CloneUnavailable,
+    GitRunner,
+    classify_git_error,
+    display_url,
+    megabytes,
+)
 
 __all__ = [
     "CloneAccessDenied",
@@ -50,78 +53,6 @@ _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 _MAX_SUBMODULE_DEPTH = 8
 _SUBMODULE_SCHEMES = ("https", "http", "git")
 
-# Given to every git command, after any configuration file: no credential helper, no hooks,
-# no extra headers, no fsmonitor command; only network protocols, except that a local path
-# or ssh works for the service's own URL (the operator wrote it) and never for a submodule
-# (submodule fetches run with GIT_PROTOCOL_FROM_USER=0); `ext::` never.
-_GIT_CONFIG = (
-    "credential.helper=",
-    "core.askPass=",
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
-    "http.extraHeader=",
-    "protocol.allow=never",
-    "protocol.https.allow=always",
-    "protocol.http.allow=always",
-    "protocol.git.allow=always",
-    "protocol.file.allow=user",
-    "protocol.ssh.allow=user",
-    "protocol.ext.allow=never",
-    "submodule.recurse=false",
-    "fetch.recurseSubmodules=false",
-    "advice.detachedHead=false",
-)
-# Not read: the system's /etc/gitconfig, the user's ~/.gitconfig (HOME is empty anyway).
-_GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-    "LC_ALL": "C",  # git's messages in English: classify_git_error reads them
-}
-
-# Phrases in git's stderr, mapped to what a person should do about them.
-_AUTH_FAILURES = (
-    "authentication failed",
-    "could not read username",
-    "could not read password",
-    "http basic: access denied",
-    "the requested url returned error: 401",
-    "the requested url returned error: 403",
-    "permission denied",
-)
-_NOT_FOUND = ("repository not found", "does not appear to be a git repository", "not found")
-_NETWORK = (
-    "could not resolve host",
-    "connection refused",
-    "connection timed out",
-    "failed to connect",
-    "unable to connect",
-    "operation timed out",
-    "the remote end hung up unexpectedly",
-    "early eof",
-    "the requested url returned error: 5",
-    "tls",
-)
-_NO_SUCH_COMMIT = (
-    "not our ref",
-    "couldn't find remote ref",
-    "unadvertised object",
-    "no such remote ref",
-    "reference is not a tree",
-    "unable to read tree",
-)
-
-
-@dataclass(frozen=True)
-class CloneRequest:
-    url: str
-    commit: str | None = None  # exact commit; None: the tip of `ref`
-    ref: str | None = None  # branch or tag that holds the commit
-    auth: GitAuth | None = None
-    submodules: bool = False
-    timeout_seconds: float = 300.0
-    max_bytes: int = 2 * 1024**3
-
 
 @dataclass
 class Cloned:
@@ -130,179 +61,12 @@ class Cloned:
     log: list[str] = field(default_factory=list)
 
 
-class CloneFailed(DeploymentFailure):
-    """The repository, the credentials or the commit are wrong: retrying will not help."""
-
-
-class CloneAccessDenied(CloneFailed):
-    """The server refused the credentials, or the bot withheld them from a server."""
-
-
-class CloneUnavailable(TransientError):
-    """The git server could not be reached; retried."""
-
-
-def _redact(text: str, auth: GitAuth | None) -> str:
-    if auth is not None:
-        secret = auth.password.get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-    # Any credentials someone put into a URL anyway.
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
-
-
-def display_url(url: str) -> str:
-    return _redact(url, None)
-
-
-def classify_git_error(stderr: str, request: CloneRequest, action: str) -> Exception:
-    """Turn git's stderr into an error a person can act on (pure; tested as a table)."""
-    text = stderr.lower()
-    where = display_url(request.url)
-    detail = _redact(stderr.strip().splitlines()[-1] if stderr.strip() else "", request.auth)
-    if any(phrase in text for phrase in _AUTH_FAILURES):
-        who = f" as {request.auth.username}" if request.auth else " without credentials"
-        return CloneAccessDenied(
-            f"cannot {action} {where}: the server refused access{who}; check the token or "
-            "the service's repository permissions"
-        )
-    if any(phrase in text for phrase in _NO_SUCH_COMMIT):
-        wanted = request.commit or request.ref or "the default branch"
-        return CloneFailed(f"cannot {action} {where}: {wanted} does not exist there ({detail})")
-    if any(phrase in text for phrase in _NETWORK):
-        return CloneUnavailable(f"cannot reach {where} to {action}: {detail}")
-    if any(phrase in text for phrase in _NOT_FOUND):
-        return CloneFailed(f"cannot {action} {where}: no such repository ({detail})")
-    return CloneFailed(f"cannot {action} {where}: {detail or 'git failed'}")
-
-
-def _directory_size(path: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
-
-
-def _megabytes(size: int) -> str:
-    """Rounded up to a tenth, so a size over the limit never reads as the limit."""
-    return f"{math.ceil(size * 10 / 1024**2) / 10:g}"
-
-
 @dataclass(frozen=True)
 class _TreeEntry:
     kind: str  # blob, tree or commit (a submodule)
     oid: str
     size: int
     path: str
-
-
-class _Git:
-    """Runs git for one clone: minimal environment, the clone's askpass, its size limit
-    (over the whole build directory, ROOT) and cancellation."""
-
-    def __init__(self, request: CloneRequest, root: Path, askpass: Askpass) -> None:
-        self.request = request
-        self.root = root
-        self.askpass = askpass
-        self.too_big = False
-
-    def env(self, *, network: bool, submodule: bool) -> dict[str, str]:
-        extra: dict[str, str] = dict(_GIT_ENV)
-        if network:
-            extra.update(self.askpass.env(self.request.auth))
-        if submodule:
-            # git's own rule for URLs a repository chose: no local paths, no ssh.
-            extra["GIT_PROTOCOL_FROM_USER"] = "0"
-        return minimal_env(extra)
-
-    async def run(
-        self,
-        cwd: Path,
-        *args: str,
-        action: str,
-        target: CloneRequest | None = None,
-        network: bool = False,
-        submodule: bool = False,
-        check: bool = True,
-    ) -> tuple[int, str]:
-        """Run `git ARGS` in CWD; return (exit code, stdout). A failure raises when CHECK,
-        described for TARGET (the repository being fetched; the service's by default)."""
-        target = target or self.request
-        config = [item for pair in (("-c", value) for value in _GIT_CONFIG) for item in pair]
-        refused_before = len(self.askpass.refused())
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            *config,
-            *args,
-            cwd=cwd,
-            env=self.env(network=network, submodule=submodule),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        watcher = asyncio.create_task(self._watch_size(process)) if network else None
-        try:
-            stdout, stderr = await process.communicate()
-        except BaseException:
-            await _kill(process)
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-        # A fetch that finished between two looks is measured once more.
-        if network and (self.too_big or await self.size() > self.request.max_bytes):
-            raise CloneFailed(
-                f"fetching {display_url(target.url)} took the clone over "
-                f"CLONE_MAX_MEGABYTES={self.limit_text()}; clone stopped"
-            )
-        if process.returncode != 0 and check:
-            refused = self.askpass.refused()[refused_before:]
-            if refused and self.request.auth is not None:
-                raise self._withheld(refused[0], target, action)
-            raise classify_git_error(stderr.decode(errors="replace"), target, action)
-        return process.returncode or 0, stdout.decode(errors="replace")
-
-    def _withheld(self, prompt: str, target: CloneRequest, action: str) -> CloneFailed:
-        asked = prompt.partition("'")[2].rpartition("'")[0] or "the server"
-        if self.askpass.origin is None:
-            why = (
-                "click-deploy sends credentials only over https (or plain http to a "
-                f"loopback address), and {display_url(self.request.url)} is neither"
-            )
-        else:
-            why = (
-                f"click-deploy sends the service's credentials only to {self.askpass.origin}, "
-                "the host of its repository"
-            )
-        return CloneAccessDenied(
-            f"cannot {action} {display_url(target.url)}: {display_url(asked)} asked for "
-            f"credentials; {why}"
-        )
-
-    def limit_text(self) -> str:
-        return f"{self.request.max_bytes / 1024**2:g}"
-
-    async def size(self) -> int:
-        return await asyncio.to_thread(_directory_size, self.root)
-
-    async def _watch_size(self, process: asyncio.subprocess.Process) -> None:
-        while process.returncode is None:
-            await asyncio.sleep(0.5)
-            if await self.size() > self.request.max_bytes:
-                self.too_big = True
-                await _kill(process)
-                return
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 9)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(process.wait(), 5)
 
 
 async def clone(request: CloneRequest, dest: Path, log: Callable[[str], None]) -> Cloned:
@@ -314,7 +78,7 @@ async def clone(request: CloneRequest, dest: Path, log: Callable[[str], None]) -
             # git would read it as an option (--upload-pack=… runs a command).
             raise CloneFailed(f"{what} {value!r} is not a branch, tag or commit")
     with askpass_for(request.url, request.auth) as askpass:
-        runner = _Git(request, dest, askpass)
+        runner = GitRunner(request, dest, askpass)
         try:
             return await asyncio.wait_for(_clone(runner, dest, log), request.timeout_seconds)
         except TimeoutError:
@@ -324,7 +88,7 @@ async def clone(request: CloneRequest, dest: Path, log: Callable[[str], None]) -
             ) from None
 
 
-async def _clone(runner: _Git, dest: Path, log: Callable[[str], None]) -> Cloned:
+async def _clone(runner: GitRunner, dest: Path, log: Callable[[str], None]) -> Cloned:
     request = runner.request
     sha = await _fetch(runner, request, dest, log, submodule=False)
     entries = await _check_out(runner, request, dest, sha, "the checkout")
@@ -336,7 +100,7 @@ async def _clone(runner: _Git, dest: Path, log: Callable[[str], None]) -> Cloned
 
 
 async def _fetch(
-    runner: _Git,
+    runner: GitRunner,
     request: CloneRequest,
     dest: Path,
     log: Callable[[str], None],
@@ -400,7 +164,7 @@ async def _fetch(
     return sha
 
 
-async def _resolve(runner: _Git, dest: Path, name: str) -> str | None:
+async def _resolve(runner: GitRunner, dest: Path, name: str) -> str | None:
     code, out = await runner.run(
         dest, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}", action="read", check=False
     )
@@ -408,7 +172,7 @@ async def _resolve(runner: _Git, dest: Path, name: str) -> str | None:
 
 
 async def _check_out(
-    runner: _Git, request: CloneRequest, dest: Path, sha: str, what: str
+    runner: GitRunner, request: CloneRequest, dest: Path, sha: str, what: str
 ) -> list[_TreeEntry]:
     """Check SHA out into DEST if the files fit CLONE_MAX_MEGABYTES beside what the build
     directory already holds (measured from the tree before anything is written)."""
@@ -420,8 +184,8 @@ async def _check_out(
     limit = request.max_bytes
     if (total := await runner.size() + files) > limit:
         raise CloneFailed(
-            f"{what} is {_megabytes(total)} MB, over CLONE_MAX_MEGABYTES={runner.limit_text()} "
-            f"({_megabytes(files)} MB of files in {sha[:12]} of {display_url(request.url)})"
+            f"{what} is {megabytes(total)} MB, over CLONE_MAX_MEGABYTES={runner.limit_text()} "
+            f"({megabytes(files)} MB of files in {sha[:12]} of {display_url(request.url)})"
         )
     await runner.run(
         dest, "checkout", "-q", "--detach", "--force", sha, action="check out", target=request
@@ -429,7 +193,7 @@ async def _check_out(
     # Line-ending and encoding conversions can make files larger than their blobs.
     if (total := await runner.size()) > limit:
         raise CloneFailed(
-            f"{what} is {_megabytes(total)} MB, over CLONE_MAX_MEGABYTES={runner.limit_text()}"
+            f"{what} is {megabytes(total)} MB, over CLONE_MAX_MEGABYTES={runner.limit_text()}"
         )
     return entries
 
@@ -447,7 +211,7 @@ class _Submodule:
     branch: str | None
 
 
-async def _gitmodules(runner: _Git, dest: Path, sha: str) -> dict[str, _Submodule]:
+async def _gitmodules(runner: GitRunner, dest: Path, sha: str) -> dict[str, _Submodule]:
     """`.gitmodules` of commit SHA, read from git's objects (never through the checkout,
     where a link could point elsewhere), by submodule path."""
     code, out = await runner.run(
@@ -489,7 +253,7 @@ def _submodule_scheme(url: str) -> str:
 
 
 async def _submodules(
-    runner: _Git,
+    runner: GitRunner,
     parent: CloneRequest,
     dest: Path,
     sha: str,
