@@ -112,7 +112,9 @@ async def _fetch(
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     # No template: nothing (hooks included) is copied from the machine into the repository.
     await runner.run(dest, "init", "-q", "--template=", "-b", "main", action="prepare")
-    await runner.run(dest, "remote", "add", "origin", request.url, action="prepare")
+    await runner.run(
+        dest, "remote", "add", "--end-of-options", "origin", request.url, action="prepare"
+    )
     where = display_url(request.url)
 
     async def fetch(*args: str) -> None:
