@@ -90,7 +90,7 @@ async def clone(request: CloneRequest, dest: Path, log: Callable[[str], None]) -
 
 async def _clone(runner: GitRunner, dest: Path, log: Callable[[str], None]) -> Cloned:
     request = runner.request
-    sha = await _fetch(runner, request, dest, log, submodule=False)
+    sha = await _fetch(runner, request, dest, log, submodule=None)
     entries = await _check_out(runner, request, dest, sha, "the checkout")
     if request.submodules:
         log("updating submodules")
@@ -105,10 +105,11 @@ async def _fetch(
     dest: Path,
     log: Callable[[str], None],
     *,
-    submodule: bool,
+    submodule: str | None,
 ) -> str:
     """Make DEST a repository holding REQUEST's commit (depth 1 where the server allows);
-    return the commit's full id."""
+    return the commit's full id. SUBMODULE: the submodule's path, when it is one."""
+    action = "fetch" if submodule is None else f"fetch submodule {submodule} from"
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     # No template: nothing (hooks included) is copied from the machine into the repository.
     await runner.run(dest, "init", "-q", "--template=", "-b", "main", action="prepare")
@@ -125,10 +126,10 @@ async def _fetch(
             "--no-tags",
             "--no-recurse-submodules",
             "--end-of-options",
-            action="fetch",
+            action=action,
             target=request,
             network=True,
-            submodule=submodule,
+            submodule=submodule is not None,
         )
 
     commit = request.commit
@@ -294,7 +295,7 @@ async def _submodules(
             max_bytes=parent.max_bytes,
         )
         log(f"submodule {shown}:")
-        commit = await _fetch(runner, request, target, log, submodule=True)
+        commit = await _fetch(runner, request, target, log, submodule=shown)
         inner = await _check_out(
             runner, request, target, commit, f"with submodule {shown}, the checkout"
         )
