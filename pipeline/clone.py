@@ -30,6 +30,7 @@ from pipeline.git_runner import (
     CloneUnavailable,
     GitRunner,
     classify_git_error,
+    disk_footprint,
     display_url,
     megabytes,
 )
@@ -183,7 +184,7 @@ async def _check_out(
         dest, "ls-tree", "-r", "-l", "-z", "--full-tree", sha, action="read", target=request
     )
     entries = [_tree_entry(item) for item in listing.split("\0") if item]
-    files = sum(entry.size for entry in entries)
+    files = sum(disk_footprint(entry.size) for entry in entries if entry.kind == "blob")
     limit = request.max_bytes
     if (total := await runner.size() + files) > limit:
         raise CloneFailed(

@@ -62,8 +62,9 @@ def credential_origin(url: str) -> str | None:
         return None
     if scheme == "http" and not _is_loopback(hostname):
         return None
-    # git describes the host as the URL spells it (port included), without the userinfo.
-    return f"{scheme}://{parts.netloc.rpartition('@')[2]}"
+    # git describes the host as the URL spells it (port included), without the userinfo;
+    # host names are compared without regard to case.
+    return f"{scheme}://{parts.netloc.rpartition('@')[2]}".lower()
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,16 @@ def _script(origin: str | None, username: str, refused_log: Path) -> str:
     if origin is not None and username:
         host = origin.split("://", 1)[1]
         scheme = origin.split("://", 1)[0]
-        user_prompt = f"Username for '{origin}': "
-        password_prompt = f"Password for '{scheme}://{username}@{host}': "
+        user_prompt = f"Username for '{origin}': ".lower()
+        password_prompt = f"Password for '{scheme}://{username}@{host}': ".lower()
         lines += [
             f"user_prompt={shlex.quote(user_prompt)}",
             f"password_prompt={shlex.quote(password_prompt)}",
-            'if [ "$1" = "$user_prompt" ]; then',
+            "prompt=$(printf '%s' \"$1\" | LC_ALL=C tr '[:upper:]' '[:lower:]')",
+            'if [ "$prompt" = "$user_prompt" ]; then',
             f"  printf '%s\\n' \"${USERNAME_VARIABLE}\"; exit 0",
             "fi",
-            'if [ "$1" = "$password_prompt" ]; then',
+            'if [ "$prompt" = "$password_prompt" ]; then',
             f"  printf '%s\\n' \"${PASSWORD_VARIABLE}\"; exit 0",
             "fi",
         ]

@@ -141,12 +141,21 @@ def classify_git_error(stderr: str, request: CloneRequest, action: str) -> Excep
     return CloneFailed(f"cannot {action} {where}: {detail or 'git failed'}")
 
 
+_BLOCK = 4096
+
+
+def disk_footprint(size: int) -> int:
+    """What a file of SIZE bytes takes on disk: whole blocks, and one even when empty
+    (a million empty files fill a disk's inodes as surely as big files fill its blocks)."""
+    return max(_BLOCK, -(-size // _BLOCK) * _BLOCK)
+
+
 def directory_size(path: Path) -> int:
     total = 0
     for folder, _dirs, files in os.walk(path):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
+                total += disk_footprint(os.lstat(os.path.join(folder, name)).st_size)
     return total
 
 

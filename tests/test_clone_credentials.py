@@ -143,6 +143,8 @@ async def test_the_bots_own_git_configuration_cannot_redirect_the_token(
             "TOKEN",
         ),
         ("https://git.example:8443/b.git", "Username for 'https://git.example:8443': ", "x-"),
+        ("https://Git.Example/a/b.git", "Username for 'https://git.example': ", "x-"),
+        ("https://git.example/a/b.git", "Username for 'https://GIT.example': ", "x-"),
         ("https://git.example/a/b.git", "Username for 'http://git.example': ", None),
         ("https://git.example/a/b.git", "Username for 'https://git.example:444': ", None),
         ("https://git.example/a/b.git", "Username for 'https://git.example.evil': ", None),
@@ -174,7 +176,7 @@ def test_the_askpass_answers_only_the_services_own_origin(
 
 
 def test_credential_origin() -> None:
-    assert credential_origin("https://u@GitHub.com:443/a.git") == "https://GitHub.com:443"
+    assert credential_origin("https://u@GitHub.com:443/a.git") == "https://github.com:443"
     assert credential_origin("http://localhost:3000/a.git") == "http://localhost:3000"
     assert credential_origin("http://[::1]:3000/a.git") == "http://[::1]:3000"
     assert credential_origin("http://10.0.0.1/a.git") is None

@@ -63,3 +63,21 @@ async def test_a_checkout_within_the_limit_is_whole(git_daemon: GitDaemon, tmp_p
         print,
     )
     assert (cloned.path / "big.bin").read_bytes() == ZEROS
+
+
+async def test_many_empty_files_count_as_the_disk_they_take(
+    git_daemon: GitDaemon, tmp_path: Path
+) -> None:
+    # 2,000 empty files: no bytes, but 2,000 inodes and blocks (4 kB each) once written.
+    files: dict[str, str | bytes] = {f"empty/{number}": b"" for number in range(2000)}
+    commit = git_daemon.create_repo("inodes", files)
+    build = tmp_path / "build"
+    with pytest.raises(
+        CloneFailed, match=r"^the checkout is 7\.\d MB, over CLONE_MAX_MEGABYTES=1 "
+    ):
+        await clone(
+            CloneRequest(url=git_daemon.url_for("inodes"), commit=commit, max_bytes=MB),
+            build,
+            print,
+        )
+    assert not (build / "empty").exists()
