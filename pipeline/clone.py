@@ -211,8 +211,9 @@ def _tree_entry(item: str) -> _TreeEntry:
 @dataclass(frozen=True)
 class _Submodule:
     name: str
-    url: str
+    url: str | None
     branch: str | None
+    skipped: bool  # `update = none`: git leaves it out, and so does the clone
 
 
 async def _gitmodules(runner: GitRunner, dest: Path, sha: str) -> dict[str, _Submodule]:
@@ -225,7 +226,7 @@ async def _gitmodules(runner: GitRunner, dest: Path, sha: str) -> dict[str, _Sub
         "--blob",
         f"{sha}:.gitmodules",
         "--get-regexp",
-        r"^submodule\..*\.(path|url|branch)$",
+        r"^submodule\..*\.(path|url|branch|update)$",
         action="read .gitmodules of",
         check=False,
     )
@@ -236,9 +237,15 @@ async def _gitmodules(runner: GitRunner, dest: Path, sha: str) -> dict[str, _Sub
         if name:
             values.setdefault(name, {})[variable] = value
     return {
-        entry["path"].rstrip("/"): _Submodule(name, entry["url"], entry.get("branch"))
+        entry["path"].rstrip("/"): _Submodule(
+            name,
+            entry.get("url"),
+            # "." is "the superproject's branch": the fallback fetches the default instead.
+            entry["branch"] if entry.get("branch", ".") != "." else None,
+            entry.get("update") == "none",
+        )
         for name, entry in values.items()
-        if "path" in entry and "url" in entry
+        if "path" in entry
     }
 
 
@@ -275,7 +282,10 @@ async def _submodules(
     for link in links:
         shown = (dest / link.path).relative_to(runner.root).as_posix()
         module = modules.get(link.path)
-        if module is None:
+        if module is not None and module.skipped:
+            log(f"submodule {shown}: skipped (update = none)")
+            continue
+        if module is None or module.url is None:
             raise CloneFailed(f"submodule {shown} has no url in .gitmodules")
         url = submodule_url(parent.url, module.url)
         if _submodule_scheme(url) not in _SUBMODULE_SCHEMES:

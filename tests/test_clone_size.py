@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.clone import CloneFailed, CloneRequest, clone
 from tests.support.git_submodules import add_submodule
-from tests.support.gitserver import GitDaemon
+from tests.support.gitserver import GitDaemon, git
 
 pytest_plugins = ["tests.support.gitserver"]
 
@@ -81,3 +81,19 @@ async def test_many_empty_files_count_as_the_disk_they_take(
             print,
         )
     assert not (build / "empty").exists()
+
+
+async def test_a_submodule_marked_update_none_is_left_out(
+    git_daemon: GitDaemon, tmp_path: Path
+) -> None:
+    lib = git_daemon.create_repo("lib", {"big.bin": ZEROS})
+    git_daemon.create_repo("app", {"app.txt": "app\n"})
+    app = git_daemon.path_for("app")
+    git("config", "-f", ".gitmodules", "submodule.lib.update", "none", cwd=app)
+    commit = add_submodule(app, "lib", git_daemon.url_for("lib"), lib)
+    cloned = await clone(
+        CloneRequest(url=git_daemon.url_for("app"), commit=commit, submodules=True, max_bytes=MB),
+        tmp_path / "build",
+        print,
+    )
+    assert (cloned.path / "app.txt").exists() and list((cloned.path / "lib").iterdir()) == []
