@@ -6,7 +6,7 @@ from pipeline.plan.app import App
 from pipeline.plan.context import Layout, PlanContext, Step
 from pipeline.plan.providers.python.frameworks import find_start
 from pipeline.plan.providers.python.package_manager import VENV, detect_install
-from pipeline.plan.versions import resolve
+from pipeline.plan.versions import nearest_available, resolve
 
 DEFAULT_PYTHON = "3.12"
 # Packages whose build needs system libraries the slim image lacks.
@@ -55,12 +55,17 @@ class PythonProvider:
         )
         for note in notes:
             ctx.warning(note)
+        if not ctx.images.is_overridden("python"):
+            version, unavailable = nearest_available("python", version)
+            if unavailable:
+                ctx.warning(unavailable)
         said = version.evidence("python")
         if said:
             ctx.decided(version.source or "", said.split(": ", 1)[1])
         else:
             ctx.info(
-                "no python version given (.python-version, runtime.txt, .tool-versions): "
+                "no python version given (.python-version, runtime.txt, mise.toml, "
+                ".tool-versions, Pipfile requires): "
                 f"using {version.value}"
             )
         ctx.runtime = "python"
