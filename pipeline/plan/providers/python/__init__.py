@@ -1,19 +1,18 @@
-"""Python: pip, uv, poetry or pipenv into /opt/venv; Django, FastAPI, Flask or a main file."""
+"""Python: pip, uv, poetry, pdm or pipenv into /opt/venv in a build stage; the venv and the
+app are copied into a clean runtime stage. Django, FastAPI, FastHTML, Flask, Streamlit, a
+console script, a main file, or a worker."""
 
 from __future__ import annotations
 
 from pipeline.plan.app import App
-from pipeline.plan.context import Layout, PlanContext, Step
-from pipeline.plan.providers.python.frameworks import find_start
+from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
+from pipeline.plan.providers.python.frameworks import find_start, script_start
 from pipeline.plan.providers.python.package_manager import VENV, detect_install
+from pipeline.plan.system_packages import add_git, add_system_packages, python_matches
 from pipeline.plan.versions import nearest_available, resolve
 
 DEFAULT_PYTHON = "3.12"
-# Packages whose build needs system libraries the slim image lacks.
-NATIVE_BUILD_DEPS = {
-    "psycopg2": ["gcc", "libc6-dev", "libpq-dev"],
-    "mysqlclient": ["gcc", "libc6-dev", "pkg-config", "default-libmysqlclient-dev"],
-}
+PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _and_then(first: Step | None, second: Step) -> Step:
@@ -23,19 +22,32 @@ def _and_then(first: Step | None, second: Step) -> Step:
     return Step(f"{first.command} && {second.command}", caches)
 
 
+def _project(app: App) -> tuple[dict[str, str], str | None]:
+    """`[project.scripts]` and the project's name, from pyproject.toml."""
+    if not app.has_file("pyproject.toml"):
+        return {}, None
+    project = app.read_toml("pyproject.toml").get("project")
+    if not isinstance(project, dict):
+        return {}, None
+    scripts = project.get("scripts")
+    name = project.get("name")
+    found = {str(k): str(v) for k, v in scripts.items()} if isinstance(scripts, dict) else {}
+    return found, str(name) if isinstance(name, str) else None
+
+
 class PythonProvider:
     name = "python"
     looks_for = (
-        "requirements.txt", "pyproject.toml", "uv.lock", "poetry.lock", "Pipfile", "setup.py",
-        "main.py", "app.py",
+        "requirements.txt", "pyproject.toml", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile",
+        "setup.py", "main.py", "app.py", "bot.py",
     )  # fmt: skip
     start_help = (
-        'add a main.py or app.py, a Procfile with a web: line, or start = "…" under '
-        "[build] in click-deploy.toml"
+        "add a main.py or app.py, a [project.scripts] entry in pyproject.toml, a Procfile "
+        'with a web: line, or start = "…" under [build] in click-deploy.toml'
     )
 
     def detect(self, app: App) -> bool:
-        return app.has_any(*self.looks_for)
+        return app.has_any(*self.looks_for, "worker.py")
 
     def plan(self, app: App, ctx: PlanContext) -> None:
         pipfile_version = None
@@ -65,22 +77,24 @@ class PythonProvider:
         else:
             ctx.info(
                 "no python version given (.python-version, runtime.txt, mise.toml, "
-                ".tool-versions, Pipfile requires): "
-                f"using {version.value}"
+                f".tool-versions, Pipfile requires): using {version.value}"
             )
         ctx.runtime = "python"
         ctx.version = version.value
 
         install = detect_install(app, ctx)
+        image = ctx.image("python", version.value)
+        venv_env = {"VIRTUAL_ENV": VENV, "PATH": f"{VENV}/bin:$PATH"}
+        # The build stage has the tools (uv, poetry, compilers); the app runs in a clean
+        # image of the same Python that receives only the venv and the app.
         layout = Layout(
-            image=ctx.image("python", version.value),
+            image=image,
+            stage="build",
             env={
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONUNBUFFERED": "1",
+                **PYTHON_ENV,
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                 "PIP_ROOT_USER_ACTION": "ignore",
-                "VIRTUAL_ENV": VENV,
-                "PATH": f"{VENV}/bin:$PATH",
+                **venv_env,
                 **install.env,
             },
             setup=list(install.setup),
@@ -88,18 +102,33 @@ class PythonProvider:
             copy_source_first=install.copy_source_first,
             install=install.install,
             after_source=list(install.after_source),
+            runtime=RuntimeStage(image=image, copies=[(VENV, VENV), ("/app", "/app")]),
+            runtime_env={**PYTHON_ENV, **venv_env},
         )
-        for package, packages in NATIVE_BUILD_DEPS.items():
-            if package in install.dependencies:
-                layout.apt_packages += [p for p in packages if p not in layout.apt_packages]
-                ctx.decided(
-                    install.manifests[0] if install.manifests else "dependencies",
-                    f"{package} is compiled: apt installs {', '.join(packages)}",
-                )
+        source = install.manifests[0] if install.manifests else "dependencies"
+        matches = python_matches(install.dependencies, no_binary=install.no_binary)
+        add_system_packages(ctx, layout, matches, source)
+        if install.from_git:
+            add_git(ctx, layout, install.from_git)
 
         start = find_start(app, install.dependencies)
+        scripts, project = _project(app)
+        if start is None or start.framework.startswith(("a main file", "a worker")):
+            script, undecided = script_start(app, scripts, project, install.dependencies)
+            if script is not None:
+                start = script
+                if "build-system" not in app.read_toml("pyproject.toml"):
+                    ctx.warning(
+                        "pyproject.toml declares [project.scripts] but no [build-system], so "
+                        "the project is not installed and the script may be missing: add one "
+                        '(uv init --package writes it) or set start = "…"'
+                    )
+            elif undecided is not None and start is None and ctx.start_override is None:
+                ctx.fail(undecided)
+                return
         if start is not None:
             layout.start = start.command
+            layout.worker = start.worker
             ctx.decided(start.source, f"{start.framework} → {start.command}")
             if ctx.start_override is None:
                 for needed in start.needs:
