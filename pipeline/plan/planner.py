@@ -35,7 +35,7 @@ from pipeline.plan.providers.base import Provider
 DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
 # The order files are listed in when nothing matched: the most common first.
-DISPLAY_ORDER = ("node", "python", "go", "php", "ruby", "static")
+DISPLAY_ORDER = ("node", "python", "go", "php", "ruby", "static", "shell")
 
 _FROM = re.compile(
     r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.plan.context import Layout, PlanContext
 
@@ -123,10 +124,17 @@ def python_matches(
     return found
 
 
-def node_matches(dependencies: Iterable[str]) -> list[Match]:
+def node_matches(package_json: Mapping[str, Any]) -> list[Match]:
+    """The rows for package.json's dependencies and devDependencies (both are installed
+    in the build stage, where native modules compile)."""
+    dependencies: list[str] = []
+    for key in ("dependencies", "devDependencies", "optionalDependencies"):
+        section = package_json.get(key)
+        if isinstance(section, dict):
+            dependencies += [str(name) for name in section]
     return [
         Match(name, NODE[name])
-        for name in dependencies
+        for name in dict.fromkeys(dependencies)
         if name in NODE and not NODE[name].from_source
     ]
 
