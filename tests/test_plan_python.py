@@ -172,7 +172,8 @@ UV_PROJECT = '[project]\nname = "x"\nversion = "1"\ndependencies = ["httpx"]\n'
 @pytest.mark.parametrize(
     ("extra", "package"),
     [
-        ({"pyproject.toml": UV_PROJECT + '[tool.uv]\nrequired-version = ">=0.5.2"\n'}, "'uv>=0.5.2'"),
+        ({"pyproject.toml": UV_PROJECT + '[tool.uv]\nrequired-version = ">=0.5.2"\n'},
+         "'uv>=0.5.2'"),
         ({"pyproject.toml": UV_PROJECT + '[tool.uv]\nrequired-version = "0.4.30"\n'},
          "uv==0.4.30"),
         ({"mise.toml": '[tools]\nuv = "0.5"\n'}, "'uv==0.5.*'"),

@@ -1,4 +1,4 @@
-from fasthtml.common import *
+from fasthtml.common import P, Titled, fast_app, serve
 
 app, rt = fast_app()
 
