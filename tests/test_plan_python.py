@@ -205,3 +205,11 @@ def test_the_runtime_stage_has_the_venv_and_the_app_but_no_tools(tmp_path: Path)
     assert "COPY --from=build /app /app" in runtime
     assert "PATH=/opt/venv/bin:$PATH" in runtime
     assert json.dumps(plan.to_dict())
+
+
+def test_format_plan_says_it_is_a_worker(tmp_path: Path) -> None:
+    from pipeline.plan import format_plan
+
+    text = format_plan(plan_files(tmp_path, {"bot.py": "print('working')\n"}))
+    assert "kind:       worker (no port, no HTTP check)\n" in text
+    assert "kind:" not in format_plan(plan_files(tmp_path / "web", {"app.py": FLASK}))
