@@ -213,3 +213,10 @@ def test_format_plan_says_it_is_a_worker(tmp_path: Path) -> None:
     text = format_plan(plan_files(tmp_path, {"bot.py": "print('working')\n"}))
     assert "kind:       worker (no port, no HTTP check)\n" in text
     assert "kind:" not in format_plan(plan_files(tmp_path / "web", {"app.py": FLASK}))
+
+
+def test_port_in_a_comment_is_no_sign_of_a_server(tmp_path: Path) -> None:
+    files = {
+        "main.py": "import time\n# a worker: no port, no HTTP\nwhile True:\n    time.sleep(60)\n"
+    }
+    assert planned(plan_files(tmp_path, files)).kind == "worker"

@@ -116,3 +116,12 @@ def test_native_npm_modules_get_a_compiler(tmp_path: Path) -> None:
     plan = planned(plan_files(tmp_path, {"package.json": json.dumps(package)}))
     assert "apt-get install -y --no-install-recommends python3 make g++" in plan.dockerfile
     assert any("better-sqlite3 needs Debian packages" in line for line in plan.evidence)
+
+
+def test_a_start_script_that_never_reads_the_port_is_a_worker(tmp_path: Path) -> None:
+    worker = planned(
+        plan_files(tmp_path / "w", {"start.sh": "# no PORT here\nwhile :; do sleep 60; done\n"})
+    )
+    assert worker.kind == "worker"
+    web = planned(plan_files(tmp_path / "web", {"start.sh": 'exec ./server --port "$PORT"\n'}))
+    assert web.kind == "web"

@@ -1,6 +1,7 @@
 """A shell app: a repository whose entry is `start.sh`, run with its own interpreter (`sh`,
 or `bash` when its first line asks for it) on a plain Debian image. Executable or not, it
-is started as `sh start.sh`, so a missing x bit cannot stop it."""
+is started through the shell, so a missing x bit cannot stop it. A script that never
+mentions $PORT serves nothing there: a worker."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class ShellProvider:
             shell = "bash" if shebang and shebang.group(1) == "bash" else "sh"
             layout.start = f"{shell} {script}"
             ctx.decided(script, f"the start script → {layout.start}")
+            code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+            if "PORT" not in code:
+                layout.worker = True
+                ctx.decided(script, "it never reads $PORT: a worker")
             if shebang is None and text.startswith("#!"):
                 ctx.warning(
                     f"{script} asks for {text.splitlines()[0][2:].strip()}, which the Debian "

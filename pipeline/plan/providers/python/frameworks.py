@@ -27,8 +27,8 @@ _WEB_WORDS = re.compile(
     r"\b(?:flask|fastapi|django|starlette|tornado|bottle|sanic|quart|falcon|uvicorn|"
     r"gunicorn|waitress|fasthtml|gradio|litestar|cherrypy|pyramid|dash|nicegui|werkzeug)\b"
     r"|\.listen\(|\.bind\(|serve_forever|run_app\(|\.run\(host",
-    re.IGNORECASE,
 )
+_COMMENT = re.compile(r"#.*$", re.MULTILINE)
 _CANDIDATES = (
     "main.py", "app.py", "server.py", "application.py", "wsgi.py", "asgi.py", "api.py", "run.py",
     "app/main.py", "app/app.py", "app/__init__.py", "app/server.py", "api/main.py",
@@ -165,7 +165,8 @@ def find_start(app: App, dependencies: dict[str, set[str]]) -> Start | None:
 def serves_http(text: str, dependencies: dict[str, set[str]]) -> bool:
     """Whether a program looks like it serves HTTP: it reads a port, imports a web
     framework or server, or the project depends on one."""
-    return bool(_WEB_WORDS.search(text)) or bool(WEB_PACKAGES & set(dependencies))
+    code = _COMMENT.sub("", text)
+    return bool(_WEB_WORDS.search(code)) or bool(WEB_PACKAGES & set(dependencies))
 
 
 def _fasthtml(app: App) -> Start | None:
