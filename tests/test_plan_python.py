@@ -111,6 +111,10 @@ def test_framework_production_starts(tmp_path: Path) -> None:
     for name, (files, start) in cases.items():
         plan = planned(plan_files(tmp_path / name, files))
         assert (plan.start, plan.kind) == (start, "web"), name
+    # FastHTML writes its session key (.sesskey) next to the app when it starts
+    fasthtml = planned(plan_files(tmp_path / "fasthtml", {}))
+    runtime = stages(fasthtml.dockerfile)[1]
+    assert "chown -R 10001:10001 /app" in runtime
 
 
 # --- system packages -----------------------------------------------------------------------

@@ -129,6 +129,12 @@ class PythonProvider:
         if start is not None:
             layout.start = start.command
             layout.worker = start.worker
+            if start.writable:
+                layout.writable += start.writable
+                ctx.decided(
+                    start.source,
+                    f"{start.framework} writes to {', '.join(start.writable)} at run time",
+                )
             ctx.decided(start.source, f"{start.framework} → {start.command}")
             if ctx.start_override is None:
                 for needed in start.needs:

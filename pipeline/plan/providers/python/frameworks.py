@@ -44,6 +44,7 @@ class Start:
     needs: list[str] = field(default_factory=list)  # server packages the app must have
     build: str | None = None
     worker: bool = False  # no port, no HTTP check
+    writable: list[str] = field(default_factory=list)  # dirs the app writes at run time
 
 
 def _module(path: str) -> tuple[str, str | None]:
@@ -182,6 +183,8 @@ def _fasthtml(app: App) -> Start | None:
                 command=f"uvicorn {module}:{match.group(1)} --host 0.0.0.0 --port $PORT{app_dir}",
                 framework="FastHTML",
                 source=path,
+                # fast_app() writes its session key to .sesskey in the working directory
+                writable=["/app"],
             )
     return None
 
