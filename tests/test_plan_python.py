@@ -224,3 +224,14 @@ def test_port_in_a_comment_is_no_sign_of_a_server(tmp_path: Path) -> None:
         "main.py": "import time\n# a worker: no port, no HTTP\nwhile True:\n    time.sleep(60)\n"
     }
     assert planned(plan_files(tmp_path, files)).kind == "worker"
+
+
+def test_requires_python_above_the_default_decides(tmp_path: Path) -> None:
+    toml = '[project]\nname = "x"\nversion = "1"\nrequires-python = ">=3.13"\ndependencies = []\n'
+    plan = planned(plan_files(tmp_path / "a", {"pyproject.toml": toml, "main.py": ""}))
+    assert plan.version == "3.13"
+    assert "pyproject.toml requires-python: python 3.13 (>=3.13)" in plan.evidence
+    low = toml.replace(">=3.13", ">=3.9")
+    assert planned(plan_files(tmp_path / "b", {"pyproject.toml": low, "main.py": ""})).version == (
+        "3.12"
+    )

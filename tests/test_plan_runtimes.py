@@ -125,3 +125,13 @@ def test_a_start_script_that_never_reads_the_port_is_a_worker(tmp_path: Path) ->
     assert worker.kind == "worker"
     web = planned(plan_files(tmp_path / "web", {"start.sh": 'exec ./server --port "$PORT"\n'}))
     assert web.kind == "web"
+
+
+def test_sinatra_without_a_server_gem_is_warned_about(tmp_path: Path) -> None:
+    lock = "GEM\n  specs:\n    sinatra (4.0.0)\n\nPLATFORMS\n  ruby\n"
+    files = {"Gemfile": 'gem "sinatra"\n', "Gemfile.lock": lock, "app.rb": ""}
+    plan = planned(plan_files(tmp_path / "bare", files))
+    assert any('gem "rackup"' in m.text for m in plan.messages if m.level == "warning")
+    served = lock.replace("    sinatra", "    puma (6.4.2)\n    rackup (2.1.0)\n    sinatra")
+    plan = planned(plan_files(tmp_path / "served", {**files, "Gemfile.lock": served}))
+    assert not any(m.level == "warning" for m in plan.messages)

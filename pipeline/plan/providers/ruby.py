@@ -149,4 +149,11 @@ class RubyProvider:
                 sinatra = " -o 0.0.0.0 -p $PORT" if "sinatra" in everything else ""
                 layout.start = f"{bundle}ruby {main}{sinatra}"
                 ctx.decided(main, f"main file → {layout.start}")
+                servers = {"puma", "webrick", "thin", "falcon"}
+                if sinatra and lock and not (locked & servers and "rackup" in locked):
+                    ctx.warning(
+                        "Gemfile.lock has no rackup and web server gem: Sinatra 4 does not "
+                        f'start {main} without them; add gem "rackup" and gem "puma" '
+                        "to the Gemfile"
+                    )
         ctx.layout = layout

@@ -9,7 +9,7 @@ from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.providers.python.frameworks import find_start, script_start
 from pipeline.plan.providers.python.package_manager import VENV, detect_install
 from pipeline.plan.system_packages import add_git, add_system_packages, python_matches
-from pipeline.plan.versions import nearest_available, resolve
+from pipeline.plan.versions import Version, lower_bound, nearest_available, resolve, to_precision
 
 DEFAULT_PYTHON = "3.12"
 PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
@@ -33,6 +33,22 @@ def _project(app: App) -> tuple[dict[str, str], str | None]:
     name = project.get("name")
     found = {str(k): str(v) for k, v in scripts.items()} if isinstance(scripts, dict) else {}
     return found, str(name) if isinstance(name, str) else None
+
+
+def _requires_python(app: App, default: Version) -> Version:
+    """The default, unless pyproject.toml's `requires-python` excludes it: then the lowest
+    version it allows ("3.13" for `>=3.13`)."""
+    if not app.has_file("pyproject.toml"):
+        return default
+    project = app.read_toml("pyproject.toml").get("project")
+    spec = project.get("requires-python") if isinstance(project, dict) else None
+    if not isinstance(spec, str):
+        return default
+    bound = lower_bound(spec)
+    current = tuple(int(part) for part in default.value.split("."))
+    if bound is None or bound[:2] <= current:
+        return default
+    return Version(to_precision(bound, default.value, 2), "pyproject.toml requires-python", spec)
 
 
 class PythonProvider:
@@ -67,6 +83,8 @@ class PythonProvider:
         )
         for note in notes:
             ctx.warning(note)
+        if version.source is None:
+            version = _requires_python(app, version)
         if not ctx.images.is_overridden("python"):
             version, unavailable = nearest_available("python", version)
             if unavailable:
