@@ -235,3 +235,11 @@ def test_requires_python_above_the_default_decides(tmp_path: Path) -> None:
     assert planned(plan_files(tmp_path / "b", {"pyproject.toml": low, "main.py": ""})).version == (
         "3.12"
     )
+
+
+def test_a_configured_start_on_the_port_is_web(tmp_path: Path) -> None:
+    start = "python -m http.server $PORT"
+    plan = planned(plan_files(tmp_path, {"bot.py": "print(1)\n"}, BuildConfig(start=start)))
+    assert (plan.start, plan.kind) == (start, "web")
+    other = BuildConfig(start="python bot.py --verbose")
+    assert planned(plan_files(tmp_path / "b", {"bot.py": "print(1)\n"}, other)).kind == "worker"

@@ -224,6 +224,8 @@ def _apply_overrides(
     only_worker = procfile is not None and not procfile.web and "worker" in procfile.processes
     if config.start is not None:
         layout.start = config.start
+        if "PORT" in config.start:
+            layout.worker = False  # the configured command listens on $PORT
         if procfile is not None and procfile.web:
             ctx.info(f"{PROCFILE} web: is overridden by the configured start command")
     elif procfile is not None and procfile.web:
