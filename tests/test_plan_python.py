@@ -243,3 +243,17 @@ def test_a_configured_start_on_the_port_is_web(tmp_path: Path) -> None:
     assert (plan.start, plan.kind) == (start, "web")
     other = BuildConfig(start="python bot.py --verbose")
     assert planned(plan_files(tmp_path / "b", {"bot.py": "print(1)\n"}, other)).kind == "worker"
+
+
+def test_build_settings_for_apt_and_kind_are_checked_and_merged() -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.plan import merge_configs, parse_build_config, parse_repo_config
+
+    with pytest.raises(ConfigError, match="kind: Input should be 'web' or 'worker'"):
+        parse_build_config({"kind": "job"})
+    with pytest.raises(ConfigError, match="is not a Debian package name"):
+        parse_build_config({"apt_build_packages": ["gcc; rm -rf /"]})
+    repo = parse_repo_config({"build": {"apt_build_packages": ["swig"], "kind": "worker"}})
+    merged = merge_configs(BuildConfig(apt_build_packages=("gcc",)), repo)
+    assert merged.apt_build_packages == ("swig", "gcc") and merged.kind == "worker"
+    assert merge_configs(BuildConfig(kind="web"), repo).kind == "web"

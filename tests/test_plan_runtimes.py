@@ -135,3 +135,17 @@ def test_sinatra_without_a_server_gem_is_warned_about(tmp_path: Path) -> None:
     served = lock.replace("    sinatra", "    puma (6.4.2)\n    rackup (2.1.0)\n    sinatra")
     plan = planned(plan_files(tmp_path / "served", {**files, "Gemfile.lock": served}))
     assert not any(m.level == "warning" for m in plan.messages)
+
+
+def test_go_workspace_with_the_root_module_in_it(tmp_path: Path) -> None:
+    files = {
+        "go.work": "go 1.22\n\nuse (\n\t.\n\t./lib\n)\n",
+        "go.mod": "module example.com/app\n\ngo 1.22\n",
+        "main.go": MAIN,
+        "lib/go.mod": "module example.com/lib\n\ngo 1.22\n",
+        "lib/lib.go": "package lib\n",
+    }
+    plan = planned(plan_files(tmp_path, files))
+    assert plan.build is not None and plan.build.endswith("-o /app/server .")
+    assert "COPY go.work go.mod ./" in plan.dockerfile
+    assert "COPY lib/go.mod lib/" in plan.dockerfile

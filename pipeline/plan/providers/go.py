@@ -32,7 +32,7 @@ def workspace_modules(gowork: str) -> list[str]:
     for item in found:
         cleaned = item.split("//", 1)[0].strip().strip('"')
         if cleaned and cleaned != "(":
-            path = "./" + cleaned.removeprefix("./").rstrip("/")
+            path = "./" + cleaned.removeprefix("./").rstrip("/") if cleaned != "." else "."
             if path not in modules:
                 modules.append(path)
     return modules
@@ -92,14 +92,17 @@ class GoProvider:
             )
         manifests = ["go.work"] + (["go.work.sum"] if app.has_file("go.work.sum") else [])
         for module in modules:
-            base = module.removeprefix("./")
+            base = module.removeprefix("./").removeprefix(".")
+            prefix = f"{base}/" if base else ""
             manifests += [
-                f"{base}/{name}" for name in ("go.mod", "go.sum") if app.has_file(f"{base}/{name}")
+                f"{prefix}{name}"
+                for name in ("go.mod", "go.sum")
+                if app.has_file(f"{prefix}{name}")
             ]
         return mains[0][1], manifests
 
     def plan(self, app: App, ctx: PlanContext) -> None:
-        workspace = not app.has_file("go.mod")
+        workspace = app.has_file("go.work")  # go builds in workspace mode whenever it is there
         gomod = app.read_text("go.work" if workspace else "go.mod")
         go_line = _GO_LINE.search(gomod)
         version, notes = resolve(
