@@ -81,6 +81,7 @@ def test_python_older_than_any_image_is_the_oldest_with_a_warning(tmp_path: Path
     warning = next(m.text for m in plan.messages if m.level == "warning")
     assert warning.startswith("python 3.7 (mise.toml) is not available here")
     assert "BASE_IMAGE_PYTHON" in warning and "3.8 is used" in warning
+    assert "mise.toml: python 3.7 asked for; 3.8 used, the oldest image" in plan.evidence
 
 
 def test_an_image_override_takes_the_old_version_as_it_is(tmp_path: Path) -> None:

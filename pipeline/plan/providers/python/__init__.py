@@ -85,12 +85,18 @@ class PythonProvider:
             ctx.warning(note)
         if version.source is None:
             version = _requires_python(app, version)
+        asked = version
         if not ctx.images.is_overridden("python"):
             version, unavailable = nearest_available("python", version)
             if unavailable:
                 ctx.warning(unavailable)
         said = version.evidence("python")
-        if said:
+        if version is not asked:
+            ctx.decided(
+                asked.source or "",
+                f"python {asked.value} asked for; {version.value} used, the oldest image",
+            )
+        elif said:
             ctx.decided(version.source or "", said.split(": ", 1)[1])
         else:
             ctx.info(
