@@ -257,3 +257,11 @@ def test_build_settings_for_apt_and_kind_are_checked_and_merged() -> None:
     merged = merge_configs(BuildConfig(apt_build_packages=("gcc",)), repo)
     assert merged.apt_build_packages == ("swig", "gcc") and merged.kind == "worker"
     assert merge_configs(BuildConfig(kind="web"), repo).kind == "web"
+
+
+def test_the_only_python_file_is_started(tmp_path: Path) -> None:
+    files = {"requirements.txt": "aiogram\n", "telegram_bot.py": "import aiogram\n"}
+    plan = planned(plan_files(tmp_path / "one", files))
+    assert (plan.start, plan.kind) == ("python telegram_bot.py", "worker")
+    two = plan_files(tmp_path / "two", {**files, "helpers.py": ""})
+    assert not two.ok and "no start command for this python app" in (two.message or "")

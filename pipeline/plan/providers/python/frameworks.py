@@ -151,7 +151,8 @@ def find_start(app: App, dependencies: dict[str, set[str]]) -> Start | None:
         streamlit = _streamlit(app)
         if streamlit is not None:
             return streamlit
-    for path in MAIN_FILES:
+    only = [path for path in app.glob("*.py") if path not in ("setup.py", "conftest.py")]
+    for path in (*MAIN_FILES, *(only if len(only) == 1 else [])):
         if app.has_file(path):
             worker = not serves_http(app.read_text(path), dependencies)
             return Start(
