@@ -265,3 +265,16 @@ def test_the_only_python_file_is_started(tmp_path: Path) -> None:
     assert (plan.start, plan.kind) == ("python telegram_bot.py", "worker")
     two = plan_files(tmp_path / "two", {**files, "helpers.py": ""})
     assert not two.ok and "no start command for this python app" in (two.message or "")
+
+
+def test_a_console_script_project_is_installed_whatever_installs_the_dependencies(
+    tmp_path: Path,
+) -> None:
+    files = {
+        "pyproject.toml": PACKAGE.format(scripts='hello-pkg = "hello_pkg:main"'),
+        "requirements.txt": "httpx\n",
+    }
+    plan = planned(plan_files(tmp_path, files))
+    build = stages(plan.dockerfile)[0]
+    assert build.index("pip install -r requirements.txt") < build.index("pip install --no-deps .")
+    assert build.count("pip install --no-deps .") == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pipeline.plan.app import App
 from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.providers.python.frameworks import find_start, script_start
-from pipeline.plan.providers.python.package_manager import VENV, detect_install
+from pipeline.plan.providers.python.package_manager import PIP_CACHE, VENV, detect_install
 from pipeline.plan.system_packages import add_git, add_system_packages, python_matches
 from pipeline.plan.versions import Version, lower_bound, nearest_available, resolve, to_precision
 
@@ -49,6 +49,17 @@ def _requires_python(app: App, default: Version) -> Version:
     if bound is None or bound[:2] <= current:
         return default
     return Version(to_precision(bound, default.value, 2), "pyproject.toml requires-python", spec)
+
+
+def _installs_project(layout: Layout) -> bool:
+    """Whether a step installs the app's own project (uv sync does, unless told not to)."""
+    steps = [*layout.after_source, *([layout.install] if layout.install else [])]
+    return any(
+        "pip install --no-deps ." in step.command
+        or step.command.startswith("pip install .")
+        or (step.command.startswith("uv sync") and "--no-install-project" not in step.command)
+        for step in steps
+    )
 
 
 class PythonProvider:
@@ -147,6 +158,9 @@ class PythonProvider:
                         "the project is not installed and the script may be missing: add one "
                         '(uv init --package writes it) or set start = "…"'
                     )
+                elif not _installs_project(layout):
+                    layout.after_source.append(Step("pip install --no-deps .", (PIP_CACHE,)))
+                    ctx.decided("pyproject.toml", "the console script's project is installed")
             elif undecided is not None and start is None and ctx.start_override is None:
                 ctx.fail(undecided)
                 return
