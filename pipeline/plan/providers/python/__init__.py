@@ -76,7 +76,8 @@ class PythonProvider:
     def detect(self, app: App) -> bool:
         return app.has_any(*self.looks_for, "worker.py")
 
-    def plan(self, app: App, ctx: PlanContext) -> None:
+    def _version(self, app: App, ctx: PlanContext) -> Version:
+        """The version files, then requires-python, then the oldest image when older."""
         pipfile_version = None
         if app.has_file("Pipfile"):
             requires = app.read_toml("Pipfile").get("requires")
@@ -112,8 +113,12 @@ class PythonProvider:
         else:
             ctx.info(
                 "no python version given (.python-version, runtime.txt, mise.toml, "
-                f".tool-versions, Pipfile requires): using {version.value}"
+                f".tool-versions, Pipfile requires, requires-python): using {version.value}"
             )
+        return version
+
+    def plan(self, app: App, ctx: PlanContext) -> None:
+        version = self._version(app, ctx)
         ctx.runtime = "python"
         ctx.version = version.value
 
