@@ -140,6 +140,8 @@ def test_pycairo_builds_with_a_compiler_and_runs_with_the_library_only(tmp_path:
         ("pydub", None, "ffmpeg"),
         ("lxml", None, None),
         ("--no-binary lxml\nlxml", "libxslt1-dev", "libxslt1.1"),
+        ("Pillow==10.4.0", None, None),
+        ("Pillow==9.5.0", "libjpeg62-turbo-dev", "libjpeg62-turbo"),  # no cp312 wheels
         ("mysqlclient", "default-libmysqlclient-dev", "libmariadb3"),
         ("git+https://example.com/org/lib.git#egg=lib", "git", None),
         ("lib @ git+https://example.com/org/lib.git", "git", None),

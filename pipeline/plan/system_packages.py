@@ -63,6 +63,12 @@ PYTHON: dict[str, Needs] = {
     "cffi": Needs((*CC, "libffi-dev"), ("libffi8",), True),
 }
 
+# The first release with manylinux wheels for a Python version: a pin older than that is
+# compiled from source on that Python.
+WHEELS_SINCE: dict[str, dict[str, tuple[int, ...]]] = {
+    "pillow": {"3.11": (9, 3), "3.12": (10, 1), "3.13": (11, 0)},
+}
+
 # psycopg 3 with a bundled libpq, or compiled by psycopg-c (which has its own row).
 _PSYCOPG_EXTRAS_WITH_THEIR_OWN = {"binary"}
 
@@ -103,18 +109,34 @@ class Match:
     needs: Needs
 
 
+def _compiled(name: str, pin: str | None, python: str | None) -> bool:
+    """Whether pip compiles `name` at `pin` on `python` for want of a wheel."""
+    since = WHEELS_SINCE.get(name, {}).get(python or "")
+    if since is None or pin is None:
+        return False
+    return tuple(int(part) for part in pin.split(".")) < since
+
+
 def python_matches(
-    dependencies: Mapping[str, set[str]], *, no_binary: Iterable[str] = ()
+    dependencies: Mapping[str, set[str]],
+    *,
+    no_binary: Iterable[str] = (),
+    pins: Mapping[str, str] | None = None,
+    python: str | None = None,
 ) -> list[Match]:
     """The rows for `dependencies` (normalized name → extras). `no_binary` names the
-    packages the build compiles (":all:" for every one)."""
+    packages the build compiles (":all:" for every one); `pins` (name → version) and the
+    `python` version tell which pinned releases have no wheel for it."""
     compiled = set(no_binary)
     found = []
     for name, extras in dependencies.items():
         needs = PYTHON.get(name)
         if needs is None:
             continue
-        if needs.from_source and ":all:" not in compiled and name not in compiled:
+        from_source = ":all:" in compiled or name in compiled
+        if needs.from_source and not from_source:
+            from_source = _compiled(name, (pins or {}).get(name), python)
+        if needs.from_source and not from_source:
             continue
         if name == "psycopg" and extras & _PSYCOPG_EXTRAS_WITH_THEIR_OWN:
             continue

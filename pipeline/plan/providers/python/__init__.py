@@ -146,7 +146,12 @@ class PythonProvider:
             runtime_env={**PYTHON_ENV, **venv_env},
         )
         source = install.manifests[0] if install.manifests else "dependencies"
-        matches = python_matches(install.dependencies, no_binary=install.no_binary)
+        matches = python_matches(
+            install.dependencies,
+            no_binary=install.no_binary,
+            pins=install.pins,
+            python=version.value,
+        )
         add_system_packages(ctx, layout, matches, source)
         if install.from_git:
             add_git(ctx, layout, install.from_git)

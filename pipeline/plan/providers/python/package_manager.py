@@ -62,6 +62,7 @@ class Install:
     dependencies: dict[str, set[str]] = field(default_factory=dict)  # name → extras
     from_git: str | None = None  # the file that fetches a dependency from git
     no_binary: set[str] = field(default_factory=set)  # compiled, not wheels (":all:")
+    pins: dict[str, str] = field(default_factory=dict)  # name → version pinned with ==
 
     def add_package(self, package: str) -> Step:
         """A step installing one more package into the app's venv."""
@@ -80,6 +81,7 @@ class Requirements:
     local: list[str] = field(default_factory=list)  # lines that need the source (-e ., ./pkg)
     from_git: bool = False
     no_binary: set[str] = field(default_factory=set)
+    pins: dict[str, str] = field(default_factory=dict)
 
 
 def read_requirements(app: App, file: str, found: Requirements | None = None) -> Requirements:
@@ -120,6 +122,9 @@ def read_requirements(app: App, file: str, found: Requirements | None = None) ->
         parsed = requirement_name(line)
         if parsed:
             found.names.setdefault(parsed[0], set()).update(parsed[1])
+            pin = re.search(r"==\s*(\d+(?:\.\d+)*)\s*(?:[;,#]|$)", line)
+            if pin:
+                found.pins[parsed[0]] = pin.group(1)
     return found
 
 
@@ -320,6 +325,7 @@ def _pip_requirements(app: App, ctx: PlanContext) -> Install:
         dependencies=found.names,
         from_git="requirements.txt" if found.from_git else None,
         no_binary=found.no_binary,
+        pins=found.pins,
     )
     if found.local:
         result.copy_source_first = True
