@@ -126,6 +126,7 @@ APPS = [
     "node-pnpm",
     "python-pip-flask",
     "python-fastapi-uv",
+    "python-system-packages",  # compiled in the build stage, libraries in the image
     "go-cmd",
     "php-plain",
     "ruby-plain",

@@ -15,6 +15,7 @@ from pipeline.plan.providers.node.package_manager import (
     detect_package_manager,
 )
 from pipeline.plan.providers.node.workspaces import workspace_manifests, workspace_patterns
+from pipeline.plan.system_packages import add_system_packages, node_matches
 from pipeline.plan.versions import node_alias, resolve
 
 DEFAULT_NODE = "22"
@@ -94,6 +95,7 @@ class NodeProvider:
             build_env={"NODE_ENV": "production"},
             runtime_env={"NODE_ENV": "production"},
         )
+        add_system_packages(ctx, layout, node_matches(package), "package.json")
         setup = manager.setup()
         if setup is not None:
             layout.setup.append(setup)
