@@ -5,21 +5,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "DATABASE_URL",
-        "WORKER_SLOTS",
-        "REGISTRY_PASSWORD",
-        "WORKER_LEASE_SECONDS",
-        "WORKER_HEARTBEAT_SECONDS",
-        "BUILD_DIR",
-        "DATA_DIR",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
 
@@ -70,6 +62,7 @@ def test_heartbeat_must_fit_inside_the_lease(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_USERNAME", "robot")
     monkeypatch.setenv("REGISTRY_PASSWORD", "hunter2-secret")
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:pg-secret@db/app")
     settings = load_settings()
