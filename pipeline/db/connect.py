@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,9 +32,18 @@ def embedded_database_url(settings: Settings) -> str:
             import pgserver  # imported lazily: production sets DATABASE_URL
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
-            data_dir, cleanup_mode="stop"
-        )
+        try:
+            _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
+                data_dir, cleanup_mode="stop"
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            # As root, pgserver runs PostgreSQL as another user, who must be able to reach
+            # DATA_DIR; its own error is pages of initdb output.
+            raise ConfigError(
+                f"DATA_DIR: the embedded PostgreSQL cannot start in {data_dir} "
+                f"({type(error).__name__}; set DATABASE_URL, or a DATA_DIR every user can "
+                "reach)"
+            ) from None
     return str(_embedded[key].get_uri())
 
 
