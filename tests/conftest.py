@@ -21,6 +21,7 @@ from pipeline.queue.worker import Worker
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
+from tests.support.waiting import PATIENCE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +107,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         worker_slots=2,
         worker_lease_seconds=2.0,
         worker_heartbeat_seconds=0.3,
-        queue_poll_seconds=30.0,
+        queue_poll_seconds=600.0,  # beyond any wait: only NOTIFY wakes a test's worker
         reaper_interval_seconds=0.5,
         shutdown_grace_seconds=5.0,
         retry_max_attempts=3,
@@ -152,11 +153,11 @@ async def start_worker(
             settings.model_copy(update=overrides), pool, database_url, pipeline, slots=slots
         )
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.listener.connected.wait(), 10)
+        await asyncio.wait_for(worker.listener.connected.wait(), PATIENCE)
         running.append((worker, task))
         return worker
 
     yield start
     for worker, _task in running:
         worker.stop(now=True)
-    await asyncio.wait_for(asyncio.gather(*(task for _w, task in running)), 30)
+    await asyncio.wait_for(asyncio.gather(*(task for _w, task in running)), PATIENCE)

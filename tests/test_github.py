@@ -26,6 +26,7 @@ from tests.support import fake_github
 from tests.support.fake_github import FakeGitHub
 from tests.support.github_hooks import SECRET, example, private_key_pem, signed
 from tests.support.npm_cache import OPENAPI, WEBHOOK_EXAMPLES, npm_file
+from tests.support.waiting import PATIENCE
 
 REPO = "Codertocat/Hello-World"
 INSTALLATION = {"id": 42}
@@ -100,7 +101,7 @@ async def add(store: Store, name: str, branch: str = "master", **config: Any) ->
     )
 
 
-async def settle(fake: FakeGitHub, count: int, timeout: float = 5.0) -> None:
+async def settle(fake: FakeGitHub, count: int, timeout: float = PATIENCE) -> None:
     """Wait until the fake has seen `count` requests (follow-ups run after the answer)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while len(fake.requests) < count and asyncio.get_running_loop().time() < deadline:

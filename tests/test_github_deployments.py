@@ -18,6 +18,7 @@ from pipeline.states import Status
 from pipeline.store import Store
 from tests.support.fake_github import FakeGitHub, Recorded
 from tests.support.github_hooks import example
+from tests.support.waiting import PATIENCE
 from tests.test_github import (
     INSTALLATION,
     Post,
@@ -37,7 +38,16 @@ DEPLOYMENTS = r"/repos/[^/]+/[^/]+/deployments"
 STATUSES = r"/repos/[^/]+/[^/]+/deployments/\d+/statuses"
 
 
-async def wait_states(fake: FakeGitHub, *states: str, timeout: float = 5.0) -> list[Recorded]:
+async def reported(pool: asyncpg.Pool, deployment_id: int, timeout: float = PATIENCE) -> None:
+    """Until the reporter has delivered every outbox entry of the deployment so far."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT count(*) FROM outbox WHERE deployment_id = $1 AND delivered_at IS NULL"
+    while await pool.fetchval(query, deployment_id):
+        assert asyncio.get_running_loop().time() < deadline, "the reporter did not catch up"
+        await asyncio.sleep(0.02)
+
+
+async def wait_states(fake: FakeGitHub, *states: str, timeout: float = PATIENCE) -> list[Recorded]:
     """Until the deployment statuses sent are exactly `states`, in order."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -74,7 +84,7 @@ async def test_a_push_makes_one_production_deployment_with_a_status_per_state(
     queued = await wait_states(fake, "queued")
     for status in ("cloning", "building", "pushing"):
         await move(pool, deployment_id, status)
-        await asyncio.sleep(0.15)  # every state is reported; in_progress only once
+        await reported(pool, deployment_id)  # each state reached the reporter; in_progress once
     await move(pool, deployment_id, "succeeded", image="registry/hello:abc")
     calls = await wait_states(fake, "queued", "in_progress", "success")
 

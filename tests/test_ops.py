@@ -194,11 +194,11 @@ async def test_metrics_from_the_database_and_the_worker(
     served = await serve()
     # A real run through the worker: its build step is observed (no plan step: "unknown").
     done = await queue.enqueue(service, trigger={"script": {}})
-    await wait_for_status(store, done.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, done.id, Status.SUCCEEDED)
     # One that runs (hangs), one queued behind it for the same target, and made-up history:
     # steps with a runtime, deliveries, reports.
     running = await queue.enqueue(service, environment="staging", trigger={"script": {"hang": 1}})
-    await wait_for_status(store, running.id, Status.BUILDING, timeout=20)
+    await wait_for_status(store, running.id, Status.BUILDING)
     waiting = await queue.enqueue(service, environment="staging")
     await pool.execute(
         "UPDATE deployments SET run_at = now() - interval '90 seconds' WHERE id = $1", waiting.id

@@ -187,9 +187,9 @@ async def test_the_worker_binds_deployment_service_and_delivery(
     pipeline = RecordingPipeline()
     await start_worker(pipeline)
     first = await queue.enqueue(service, trigger={"source": "github", "delivery_id": "d-42"})
-    await wait_for_status(store, first.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, first.id, Status.SUCCEEDED)
     second = await queue.enqueue(service, environment="staging", trigger={"source": "cli"})
-    await wait_for_status(store, second.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, second.id, Status.SUCCEEDED)
     assert pipeline.seen == [
         {"deployment_id": first.id, "service": "web", "delivery_id": "d-42"},
         {"deployment_id": second.id, "service": "web"},
