@@ -68,7 +68,7 @@ from pipeline.settings import Settings
 from tests.support.waiting import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # recorded BuildKit output (tests/fixtures/README.md)
 ENGINE_FIXTURES = FIXTURES / "docker-engine-build"
 RAWJSON_FIXTURES = FIXTURES / "buildctl-rawjson"
 FAKE_BUILDCTL = REPO / "tests" / "support" / "fake_buildctl.py"
