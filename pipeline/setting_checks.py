@@ -21,6 +21,9 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 _REPOSITORY_PATH = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
+# An image reference as BASE_IMAGE_* give it: [host[:port]/]path[:tag][@digest], "{version}"
+# allowed anywhere (filled in later).
+_IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9._\-/:@{}]+")
 _IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -126,3 +129,19 @@ def check_github_private_key(pem: str) -> str:
     if not isinstance(key, RSAPrivateKey):
         raise ValueError("must be an RSA private key (GitHub Apps sign with RS256)")
     return pem
+
+
+def check_image_reference(value: str, *, mirror: bool = False) -> str:
+    """A base image (or, with `mirror`, a registry prefix) as a FROM line takes it."""
+    text = value.strip()
+    if mirror:
+        for scheme in ("https://", "http://"):
+            text = text.removeprefix(scheme)
+    elif "://" in text:
+        raise ValueError(f"must be an image reference, without a scheme (got {value!r})")
+    if not text or not _IMAGE_REFERENCE.fullmatch(text) or "//" in text:
+        example = "harbor.example.com/dockerhub" if mirror else "node:{version}-bookworm-slim"
+        raise ValueError(f"must be an image reference, e.g. {example} (got {value!r})")
+    if mirror and (":" in text.partition("/")[2] or "@" in text):
+        raise ValueError(f"must be a registry and path prefix, without a tag (got {value!r})")
+    return value

@@ -185,6 +185,19 @@ class Settings(BaseSettings):
     def _worker_pipeline(cls, value: str) -> str:
         return check.check_pipeline_name(value)
 
+    @field_validator(
+        "base_image_node", "base_image_python", "base_image_golang", "base_image_php",
+        "base_image_composer", "base_image_ruby", "base_image_caddy", "base_image_runtime",
+    )  # fmt: skip
+    @classmethod
+    def _base_images(cls, value: str | None) -> str | None:
+        return value and check.check_image_reference(value)
+
+    @field_validator("base_image_mirror")
+    @classmethod
+    def _base_image_mirror(cls, value: str | None) -> str | None:
+        return value and check.check_image_reference(value, mirror=True)
+
     @field_validator("github_private_key")
     @classmethod
     def _github_private_key(cls, value: SecretStr | None) -> SecretStr | None:

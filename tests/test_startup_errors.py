@@ -95,6 +95,9 @@ CASES = [
         {"REGISTRY_URL": "https://harbor.example.com", "REGISTRY_PASSWORD": "pw-x"},
         "REGISTRY_USERNAME",
     ),
+    Case("base-image", {"BASE_IMAGE_NODE": "node 18"}, "BASE_IMAGE_NODE"),
+    Case("base-image-scheme", {"BASE_IMAGE_PYTHON": "https://x/python:3"}, "BASE_IMAGE_PYTHON"),
+    Case("base-image-mirror-tag", {"BASE_IMAGE_MIRROR": "harbor/x:1"}, "BASE_IMAGE_MIRROR"),
     # GitHub App
     Case(
         "github-key-path",
