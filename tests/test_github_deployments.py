@@ -154,7 +154,7 @@ async def test_cancelled_is_an_error_and_superseded_before_any_report_makes_none
         deployment_id,
     )
     assert row is not None
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while await pool.fetchval(
         "SELECT count(*) FROM outbox WHERE deployment_id = $1 AND target = 'github' "
         "AND delivered_at IS NULL",

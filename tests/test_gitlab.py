@@ -388,7 +388,7 @@ async def test_the_reporter_sends_statuses_and_edits_one_mr_note(
     async def drained() -> bool:
         return not await pool.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
 
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while not await drained():
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
