@@ -66,8 +66,9 @@ CASES = [
     Case(
         "db-unreachable",
         {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/postgres"},
-        "PostgreSQL",
+        "DATABASE_URL",
         code=EXIT_UNAVAILABLE,
+        also=("cannot reach PostgreSQL",),
     ),
     # Building
     Case("docker-host-bracket", {"DOCKER_HOST": "tcp://[::1"}, "DOCKER_HOST"),

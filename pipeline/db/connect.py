@@ -85,11 +85,11 @@ def connect_error(error: BaseException) -> ClickDeployError:
     if isinstance(error, OSError | TimeoutError):
         if "SSL" in str(error):  # sslmode=require against a server without SSL
             return ConfigError(f"DATABASE_URL: {error} (check sslmode)")
-        return TransientError(f"cannot reach PostgreSQL: {error}")
+        return TransientError(f"cannot reach PostgreSQL at DATABASE_URL: {error}")
     if isinstance(error, asyncpg.PostgresError):
         sqlstate = str(getattr(error, "sqlstate", "") or "")
         if sqlstate[:2] in _TRANSIENT_CLASSES:
-            return TransientError(f"cannot reach PostgreSQL: {error}")
+            return TransientError(f"cannot reach PostgreSQL at DATABASE_URL: {error}")
         if isinstance(error, asyncpg.InvalidPasswordError):
             return ConfigError("DATABASE_URL: PostgreSQL refused the user or password")
         return ConfigError(f"DATABASE_URL: PostgreSQL refused the connection: {error}")
