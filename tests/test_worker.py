@@ -227,7 +227,12 @@ async def test_many_deployments_never_two_active_for_one_target(
             assert newer["service_id"] == row["service_id"] and newer["id"] > row["id"]
     succeeded = [row for row in rows if row["status"] == "succeeded"]
     print(f"{len(succeeded)} of 200 ran, the rest were superseded")
-    assert len(succeeded) >= 20, "the producer was too fast for the test to mean much"
+    # The overlap checks below need a service that ran more than once; how many ran
+    # depends on the machine's speed, so only that much is asked.
+    ran = defaultdict(int)
+    for row in succeeded:
+        ran[row["service_id"]] += 1
+    assert max(ran.values()) >= 2, "the producer was too fast for the test to mean much"
 
     # From the database's own timestamps: claim to finish never overlaps per service.
     for service_rows in by_service.values():
