@@ -72,7 +72,7 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         fail(str(error), EXIT_UNAVAILABLE)
     except ClickDeployError as error:
         fail(str(error), EXIT_FAILED)
-    except OSError as error:  # the database's are TransientErrors by now: not ours to name
+    except OSError as error:  # PostgreSQL's are TransientErrors by now: shown as it is
         fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         fail("interrupted", 130)
