@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,15 @@ configure_logging(Settings(_env_file=None, log_format="json", log_level="info"))
 
 # Real services: Docker engine, registries, base images, git servers.
 pytest_plugins = ["tests.support.infra", "tests.support.gitserver"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Native tracebacks on CPython 3.11 before 3.11.8 (Debian 12 ships 3.11.2): pytest's
+    own styles (long, short) re-parse source files with ast.parse while printing a failure,
+    and those releases can then crash the whole run with "INTERNALERROR SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905). An explicit --tb wins."""
+    if (3, 11) <= sys.version_info[:3] < (3, 11, 8) and config.option.tbstyle == "auto":
+        config.option.tbstyle = "native"
 
 
 def _with_database(url: str, name: str) -> str:
