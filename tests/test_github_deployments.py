@@ -47,6 +47,17 @@ async def reported(pool: asyncpg.Pool, deployment_id: int, timeout: float = PATI
         await asyncio.sleep(0.02)
 
 
+async def stored_state(
+    pool: asyncpg.Pool, deployment_id: int, state: str, timeout: float = PATIENCE
+) -> None:
+    """Until the bot has recorded `state` as the GitHub Deployment's state."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT github_deployment_state FROM forge_reports WHERE deployment_id = $1"
+    while await pool.fetchval(query, deployment_id) != state:
+        assert asyncio.get_running_loop().time() < deadline, "the state was never recorded"
+        await asyncio.sleep(0.02)
+
+
 async def wait_states(fake: FakeGitHub, *states: str, timeout: float = PATIENCE) -> list[Recorded]:
     """Until the deployment statuses sent are exactly `states`, in order."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -213,6 +224,9 @@ async def test_closing_the_pull_request_makes_its_live_preview_inactive(
         await move(pool, deployment_id, status)
     await move(pool, deployment_id, "succeeded", image="registry/hello:pr")
     await wait_states(fake, "queued", "in_progress", "success")
+    # GitHub has its success; the close is handled once the bot has recorded it too (a
+    # close between the two leaves the preview live, a race of its own).
+    await stored_state(pool, deployment_id, "success")
 
     closed = example(examples_path, "pull_request", 0, installation=INSTALLATION)
     closed["action"] = "closed"
