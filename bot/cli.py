@@ -13,11 +13,18 @@ import click
 from bot import cli_format as fmt
 from bot.api.token_cli import token
 from bot.follow import follow_logs
-from bot.runtime import Runtime, apply_migrations, open_runtime, resolve_database_url
-from bot.serve import run_server, run_worker
+from bot.runtime import (
+    Runtime,
+    apply_migrations,
+    check_work_dirs,
+    open_runtime,
+    resolve_database_url,
+)
+from bot.serve import bind_http, run_server, run_worker
 from pipeline.errors import ClickDeployError, ConfigError, TransientError
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
+from pipeline.runner import load_pipeline
 from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
 from pipeline.store import NewService
@@ -65,8 +72,8 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         fail(str(error), EXIT_UNAVAILABLE)
     except ClickDeployError as error:
         fail(str(error), EXIT_FAILED)
-    except OSError as error:
-        fail(f"cannot reach PostgreSQL: {error}", EXIT_UNAVAILABLE)
+    except OSError as error:  # PostgreSQL's are TransientErrors by now: shown as it is
+        fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     raise AssertionError("unreachable")
@@ -106,7 +113,15 @@ def migrate() -> None:
 def worker(slots: int | None) -> None:
     """Run deployments from the queue until SIGTERM (then finish or hand back)."""
     settings = settings_or_exit()
-    with_runtime(lambda runtime: run_worker(runtime, slots), pool_size=settings.database_pool_size)
+
+    async def main() -> None:
+        # Checked before the database, in the order a newcomer would fix them.
+        pipeline = load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses
+        check_work_dirs(settings)
+        async with open_runtime(settings, pool_size=settings.database_pool_size) as runtime:
+            await run_worker(runtime, pipeline, slots)
+
+    run(main())
 
 
 @main.command()
@@ -114,7 +129,18 @@ def worker(slots: int | None) -> None:
 def serve(slots: int | None) -> None:
     """Run the workers and the HTTP endpoints (GET /healthz) on HTTP_HOST:HTTP_PORT."""
     settings = settings_or_exit()
-    with_runtime(lambda runtime: run_server(runtime, slots), pool_size=settings.database_pool_size)
+
+    async def main() -> None:
+        pipeline = load_pipeline(settings)
+        check_work_dirs(settings)
+        listener = bind_http(settings)  # HTTP_HOST, HTTP_PORT
+        try:
+            async with open_runtime(settings, pool_size=settings.database_pool_size) as runtime:
+                await run_server(runtime, listener, pipeline, slots)
+        finally:
+            listener.close()
+
+    run(main())
 
 
 # --- services ---------------------------------------------------------------------------

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
 from bot.logs import configure_logging
 from pipeline.db.connect import connect, create_pool, database_url
 from pipeline.db.migrate import migrate
+from pipeline.errors import ConfigError
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
 from pipeline.store import Store
@@ -30,8 +33,29 @@ class Runtime:
     queue: Queue
 
 
+def check_writable(variable: str, directory: Path) -> None:
+    """`directory` exists (made if need be) and takes a file: checked at start-up, so an
+    unwritable one is one line naming its variable, not a failing page or build later."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"{variable}: cannot write to {directory} ({reason})") from None
+
+
+def check_work_dirs(settings: Settings) -> None:
+    """What `serve` and `worker` write: DATA_DIR (the page key, the embedded database) and
+    BUILD_DIR (one folder per running build)."""
+    check_writable("DATA_DIR", settings.data_dir)
+    check_writable("BUILD_DIR" if settings.build_dir else "DATA_DIR", settings.effective_build_dir)
+
+
 def resolve_database_url(settings: Settings) -> str:
     configure_logging(settings)
+    if settings.database_url is None:
+        check_writable("DATA_DIR", settings.data_dir)  # the embedded database lives there
     return database_url(settings, announce=announce)
 
 

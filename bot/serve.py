@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +23,10 @@ from bot.ops import unavailable as ops_unavailable
 from bot.runtime import Runtime
 from bot.slack.setup import setup as slack_setup
 from bot.web.pages import setup_pages
+from pipeline.errors import ConfigError
 from pipeline.queue.worker import Worker
-from pipeline.runner import load_pipeline
+from pipeline.runner import Pipeline
+from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -29,9 +34,30 @@ RUNTIME_KEY = web.AppKey("runtime", Runtime)
 WORKER_KEY = web.AppKey("worker", Worker)
 
 
-def make_worker(runtime: Runtime, slots: int | None = None) -> Worker:
-    pipeline = load_pipeline(runtime.settings)
+def make_worker(runtime: Runtime, pipeline: Pipeline, slots: int | None = None) -> Worker:
     return Worker(runtime.settings, runtime.pool, runtime.url, pipeline, slots=slots)
+
+
+def bind_http(settings: Settings) -> socket.socket:
+    """The listening socket of HTTP_HOST:HTTP_PORT, made before anything else starts, so a
+    port in use or a host that does not resolve is one line naming them."""
+    host, port = settings.http_host, settings.http_port
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigError(f"HTTP_HOST: cannot resolve {host!r} ({error.strerror})") from None
+    family, _type, _proto, _name, address = addresses[0]
+    try:
+        return socket.create_server(address, family=family, backlog=1024)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            message = f"HTTP_PORT: {port} is in use on {host} (another process listens there)"
+        elif error.errno == errno.EACCES:
+            message = f"HTTP_PORT: {port} needs privileges on this machine (use 1024 or above)"
+        else:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            message = f"HTTP_HOST: cannot listen on {host} port {port} ({reason})"
+        raise ConfigError(message) from None
 
 
 def stop_on_signals(worker: Worker) -> None:
@@ -59,8 +85,8 @@ def stop_on_signals(worker: Worker) -> None:
         loop.add_signal_handler(number, on_signal, number)
 
 
-async def run_worker(runtime: Runtime, slots: int | None = None) -> None:
-    worker = make_worker(runtime, slots)
+async def run_worker(runtime: Runtime, pipeline: Pipeline, slots: int | None = None) -> None:
+    worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     await worker.run()
 
@@ -104,15 +130,18 @@ FEATURES.append(ops_logcontext.setup)  # delivery/deployment ids bound to reques
 FEATURES.append(ops_unavailable.setup)  # 503 + Retry-After while the database is away (bot/ops)
 
 
-async def run_server(runtime: Runtime, slots: int | None = None) -> None:
-    worker = make_worker(runtime, slots)
+async def run_server(
+    runtime: Runtime, listener: socket.socket, pipeline: Pipeline, slots: int | None = None
+) -> None:
+    """Serve HTTP on `listener` (from bind_http) and run the workers until stopped."""
+    worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     app_runner = web.AppRunner(make_app(runtime, worker), access_log=None)
-    await app_runner.setup()
-    site = web.TCPSite(app_runner, runtime.settings.http_host, runtime.settings.http_port)
-    await site.start()
-    log.info("serving", url=f"http://{runtime.settings.http_host}:{runtime.settings.http_port}")
     try:
+        await app_runner.setup()
+        await web.SockSite(app_runner, listener).start()
+        port = listener.getsockname()[1]  # HTTP_PORT=0: the one the system chose
+        log.info("serving", url=f"http://{runtime.settings.http_host}:{port}")
         await worker.run()
     finally:
         await app_runner.cleanup()

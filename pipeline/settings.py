@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline import setting_checks as check
 from pipeline.errors import ConfigError
 
 APP_NAME = "click-deploy"
@@ -21,8 +22,15 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Every knob click-deploy has. Names are the environment variables, upper-cased."""
 
+    # An empty variable is an unset one (DATABASE_URL= is the embedded database, not
+    # libpq's defaults); inf and nan are no durations.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        allow_inf_nan=False,
     )
 
     # Where the truth lives. Unset: an embedded PostgreSQL under DATA_DIR.
@@ -151,6 +159,90 @@ class Settings(BaseSettings):
                 "WORKER_HEARTBEAT_SECONDS must be shorter than WORKER_LEASE_SECONDS "
                 f"(got {self.worker_heartbeat_seconds} and {self.worker_lease_seconds})"
             )
+        return self
+
+    # Every value is checked here, at start-up, so a wrong one stops the process with one
+    # line naming it (pipeline/setting_checks.py) instead of failing later, or elsewhere.
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(check.check_database_url(value.get_secret_value()))
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        return value and check.check_http_url(value, "https://harbor.example.com")
+
+    @field_validator(
+        "github_url", "gitlab_url", "github_api_url", "gitlab_api_url", "slack_api_url",
+        "public_url",
+    )  # fmt: skip
+    @classmethod
+    def _http_urls(cls, value: str | None) -> str | None:
+        return value and check.check_http_url(value, "https://example.com")
+
+    @field_validator("registry_project")
+    @classmethod
+    def _registry_project(cls, value: str) -> str:
+        return check.check_registry_project(value)
+
+    @field_validator("worker_pipeline")
+    @classmethod
+    def _worker_pipeline(cls, value: str) -> str:
+        return check.check_pipeline_name(value)
+
+    @field_validator(
+        "base_image_node", "base_image_python", "base_image_golang", "base_image_php",
+        "base_image_composer", "base_image_ruby", "base_image_caddy", "base_image_runtime",
+    )  # fmt: skip
+    @classmethod
+    def _base_images(cls, value: str | None) -> str | None:
+        return value and check.check_image_reference(value)
+
+    @field_validator("base_image_mirror")
+    @classmethod
+    def _base_image_mirror(cls, value: str | None) -> str | None:
+        return value and check.check_image_reference(value, mirror=True)
+
+    @field_validator("github_private_key")
+    @classmethod
+    def _github_private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check.check_github_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("github_app_id")
+    @classmethod
+    def _github_app_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().isdigit():
+            raise ValueError(
+                f"must be the App's numeric ID, shown on its settings page (got {value!r})"
+            )
+        return value and value.strip()
+
+    @model_validator(mode="after")
+    def _pairs_go_together(self) -> Settings:
+        pairs = (
+            ("GITHUB_APP_ID", self.github_app_id, "GITHUB_PRIVATE_KEY", self.github_private_key),
+            (
+                "SLACK_SIGNING_SECRET",
+                self.slack_signing_secret,
+                "SLACK_BOT_TOKEN",
+                self.slack_bot_token,
+            ),
+            (
+                "REGISTRY_USERNAME",
+                self.registry_username,
+                "REGISTRY_PASSWORD",
+                self.registry_password,
+            ),
+        )
+        for first, first_value, second, second_value in pairs:
+            if (first_value is None) != (second_value is None):
+                missing = second if second_value is None else first
+                raise ValueError(f"{missing} is not set: {first} and {second} go together")
         return self
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pipeline.queue.worker import Worker
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
+from tests.support.waiting import PATIENCE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,15 @@ configure_logging(Settings(_env_file=None, log_format="json", log_level="info"))
 
 # Real services: Docker engine, registries, base images, git servers.
 pytest_plugins = ["tests.support.infra", "tests.support.gitserver"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Native tracebacks on CPython 3.11 before 3.11.8 (Debian 12 ships 3.11.2): pytest's
+    own styles (long, short) re-parse source files with ast.parse while printing a failure,
+    and those releases can then crash the whole run with "INTERNALERROR SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905). An explicit --tb wins."""
+    if (3, 11) <= sys.version_info[:3] < (3, 11, 8) and config.option.tbstyle == "auto":
+        config.option.tbstyle = "native"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -106,7 +117,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         worker_slots=2,
         worker_lease_seconds=2.0,
         worker_heartbeat_seconds=0.3,
-        queue_poll_seconds=30.0,
+        queue_poll_seconds=600.0,  # beyond any wait: only NOTIFY wakes a test's worker
         reaper_interval_seconds=0.5,
         shutdown_grace_seconds=5.0,
         retry_max_attempts=3,
@@ -153,11 +164,11 @@ async def start_worker(
             settings.model_copy(update=overrides), pool, database_url, pipeline, slots=slots
         )
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.listener.connected.wait(), 10)
+        await asyncio.wait_for(worker.listener.connected.wait(), PATIENCE)
         running.append((worker, task))
         return worker
 
     yield start
     for worker, _task in running:
         worker.stop(now=True)
-    await asyncio.wait_for(asyncio.gather(*(task for _w, task in running)), 30)
+    await asyncio.wait_for(asyncio.gather(*(task for _w, task in running)), PATIENCE)

@@ -34,6 +34,7 @@ from pipeline.plan.dockerfile import render
 from pipeline.queue.queue import Queue
 from pipeline.states import Status
 from pipeline.store import Store
+from tests.support.github_hooks import private_key_pem
 from tests.support.gitserver import GitDaemon
 from tests.support.waiting import wait_for_status
 from tests.test_buildkit import (
@@ -189,10 +190,13 @@ def test_the_session_answers_only_its_secrets_and_the_health_check() -> None:
 async def test_buildctl_gets_secrets_as_files_and_a_minimal_environment(
     tmp_path: Path, fake_buildctl: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Real-looking values: the settings are read (and checked) from this environment.
+    monkeypatch.setenv("REGISTRY_USERNAME", "robot")
+    monkeypatch.setenv("GITHUB_APP_ID", "3")
     bot_secrets = {
         "REGISTRY_PASSWORD": "registry-pw-0001",
         "GITHUB_WEBHOOK_SECRET": "hook-secret-0002",
-        "GITHUB_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----0003",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
         "DATABASE_URL": "postgresql://u:db-pw-0004@h/d",
         "GIT_TOKEN": "git-token-0005",
     }

@@ -71,7 +71,7 @@ from tests.test_deploy_e2e import StartDeployer, add_service, build_settings, de
 __all__ = ["build_settings", "deployer"]  # fixtures, used by name
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE_FIXTURES = REPO.parent / "shared" / "fixtures" / "docker-engine-build"
+ENGINE_FIXTURES = REPO / "tests" / "fixtures" / "docker-engine-build"
 PYTHON_BASE = f"{MIRROR}/library/python:3.11-slim-bookworm"
 BUILD_TIMEOUT = 240.0
 ACTIVE = (Status.CLONING, Status.BUILDING, Status.PUSHING)

@@ -11,6 +11,7 @@ from pipeline.queue.queue import Queue
 from pipeline.runner import LOG_FLUSH_SECONDS, Job
 from pipeline.states import Status
 from pipeline.store import LeaseLost, Store
+from tests.support.waiting import FENCE, PATIENCE, queue_fence
 
 
 async def claimed_job(queue: Queue, store: Store, service: int) -> Job:
@@ -148,8 +149,10 @@ async def test_a_finished_deployment_wakes_the_queue_only_for_a_waiting_request(
         await woken.get()  # its own enqueue
         await alone.finish(Status.CANCELLED, error="stopped", error_kind="cancelled")
         await alone.close()
-        await asyncio.sleep(0.2)
-        assert woken.empty(), "nothing waited, yet the queue was woken"
+        # A fence, not a sleep: notifications arrive in commit order, so if the finish had
+        # woken the queue, that would come before this one.
+        await queue_fence(database_url, "click_deploy_queue")
+        assert await woken.get() == FENCE, "nothing waited, yet the queue was woken"
 
         busy = await claimed_job(queue, store, service)
         waiting = await queue.enqueue(service)  # same target: waits until `busy` is done
@@ -157,6 +160,6 @@ async def test_a_finished_deployment_wakes_the_queue_only_for_a_waiting_request(
         await busy.enter(Status.BUILDING)
         await busy.finish(Status.FAILED, error="RUN make exited 2", error_kind="failed")
         await busy.close()
-        assert await asyncio.wait_for(woken.get(), 5) == str(busy.deployment.id)
+        assert await asyncio.wait_for(woken.get(), PATIENCE) == str(busy.deployment.id)
     finally:
         await listener.close()

@@ -32,7 +32,7 @@ from pipeline.store import Store
 from tests.support.github_hooks import SECRET
 from tests.support.pipelines import ScriptedPipeline
 from tests.support.private_postgres import private_postgres
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 from tests.support.webhook_burst import push_delivery
 from tests.test_github import examples_path
 from tests.test_processes import free_port
@@ -107,7 +107,7 @@ async def test_claim_heartbeat_and_reaper_go_on_after_a_protocol_state_error(
     worker = await start_worker(
         ScriptedPipeline(), worker_lease_seconds=0.8, worker_heartbeat_seconds=0.1
     )
-    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, timeout=15)
+    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED)
     assert done.attempts == 1
     # Still claiming.
     later = await queue.enqueue(service)
@@ -134,7 +134,7 @@ async def test_the_reporter_loop_goes_on_after_a_protocol_state_error(
 
     monkeypatch.setattr(reporting_loop, "deliver_due", deliver_due)
     fast = settings.model_copy(update={"report_poll_seconds": 0.01})
-    await asyncio.wait_for(reporting_loop.run_reporter(pool, fast, "github", send, stop), 10)
+    await asyncio.wait_for(reporting_loop.run_reporter(pool, fast, "github", send, stop), PATIENCE)
     assert rounds == 2
 
 

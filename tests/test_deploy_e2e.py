@@ -36,7 +36,7 @@ from tests.support.infra import (
     TargetRegistry,
     run_container_and_get,
 )
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ async def deployer(
         pipeline = deploy_pipeline(worker_settings)
         worker = Worker(worker_settings, pool, database_url, pipeline, slots=2)
         started.append((worker, asyncio.create_task(worker.run())))
-        await asyncio.wait_for(worker.listener.connected.wait(), 10)
+        await asyncio.wait_for(worker.listener.connected.wait(), PATIENCE)
         return worker, pipeline
 
     yield start
@@ -370,7 +370,7 @@ def sleeping_processes(marker: str) -> list[str]:
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
 
 
-async def wait_until_gone(marker: str, timeout: float = 15.0) -> None:
+async def wait_until_gone(marker: str, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while sleeping_processes(marker):
         assert time.monotonic() < deadline, f"still running: {sleeping_processes(marker)}"
@@ -403,7 +403,7 @@ async def test_cancel_mid_build_stops_the_build(
         assert time.monotonic() < deadline, "the build never started its RUN step"
         await asyncio.sleep(0.2)
     await queue.cancel(made.id)
-    done = await wait_for_status(store, made.id, Status.CANCELLED, timeout=10)
+    done = await wait_for_status(store, made.id, Status.CANCELLED)
     assert done.error == "cancelled by request"
     await wait_until_gone(marker)
     await assert_build_dir_gone(build_settings)

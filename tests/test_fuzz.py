@@ -80,6 +80,7 @@ from tests.support.fuzz import (
 from tests.support.github_hooks import SECRET as GITHUB_SECRET
 from tests.support.github_hooks import private_key_pem
 from tests.support.npm_cache import OPENAPI, WEBHOOK_EXAMPLES, npm_file
+from tests.support.waiting import PATIENCE
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 GITHUB_REPO = "Codertocat/Hello-World"
@@ -910,7 +911,7 @@ async def send_slack(world: World, path: str, request: Request) -> None:
     with structlog.testing.capture_logs() as logs:
         response = await world.client.post(path, data=request.body, headers=request.headers)
         text = await response.text()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + PATIENCE
         while bolt_tasks():
             assert time.monotonic() < deadline, f"listeners still running after {request!r}"
             await asyncio.sleep(0.01)
@@ -1198,7 +1199,7 @@ async def raw_post(world: World, path: str, headers: list[tuple[bytes, bytes]], 
         head.append(b"Content-Length: " + str(len(body)).encode())
         writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 10)
+        status_line = await asyncio.wait_for(reader.readline(), PATIENCE)
         return int(status_line.split()[1])
     finally:
         writer.close()
@@ -1301,7 +1302,7 @@ async def slack_post(world: World, path: str, body: bytes, json_body: bool = Fal
     content_type = "application/json" if json_body else "application/x-www-form-urlencoded"
     headers = {"Content-Type": content_type, **slack_signed(body)}
     response = await world.client.post(path, data=body, headers=headers)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while bolt_tasks():
         assert time.monotonic() < deadline, "listeners still running"
         await asyncio.sleep(0.01)

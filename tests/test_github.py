@@ -26,6 +26,7 @@ from tests.support import fake_github
 from tests.support.fake_github import FakeGitHub
 from tests.support.github_hooks import SECRET, example, private_key_pem, signed
 from tests.support.npm_cache import OPENAPI, WEBHOOK_EXAMPLES, npm_file
+from tests.support.waiting import PATIENCE
 
 REPO = "Codertocat/Hello-World"
 INSTALLATION = {"id": 42}
@@ -100,7 +101,7 @@ async def add(store: Store, name: str, branch: str = "master", **config: Any) ->
     )
 
 
-async def settle(fake: FakeGitHub, count: int, timeout: float = 5.0) -> None:
+async def settle(fake: FakeGitHub, count: int, timeout: float = PATIENCE) -> None:
     """Wait until the fake has seen `count` requests (follow-ups run after the answer)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while len(fake.requests) < count and asyncio.get_running_loop().time() < deadline:
@@ -307,7 +308,7 @@ async def test_a_maintainer_comment_deploys_with_eyes_and_others_are_refused_pol
         ]
 
     # The reporter's requests (check run, status, deployment) count too: wait for the reply.
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while not replies() or not fake.calls("POST", r".*/reactions")[1:]:
         assert asyncio.get_running_loop().time() < deadline, fake.requests
         await asyncio.sleep(0.02)
@@ -393,7 +394,7 @@ async def test_reports_wait_out_rate_limits_and_come_from_the_outbox(
         answer["deployments"][0]
     )
     await settle_calls(fake, "POST", r"/repos/.*/statuses/.*", 1)
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while await pool.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL"):
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)

@@ -18,6 +18,7 @@ from pipeline.states import Status
 from pipeline.store import Store
 from tests.support.fake_github import FakeGitHub, Recorded
 from tests.support.github_hooks import example
+from tests.support.waiting import PATIENCE
 from tests.test_github import (
     INSTALLATION,
     Post,
@@ -37,7 +38,27 @@ DEPLOYMENTS = r"/repos/[^/]+/[^/]+/deployments"
 STATUSES = r"/repos/[^/]+/[^/]+/deployments/\d+/statuses"
 
 
-async def wait_states(fake: FakeGitHub, *states: str, timeout: float = 5.0) -> list[Recorded]:
+async def reported(pool: asyncpg.Pool, deployment_id: int, timeout: float = PATIENCE) -> None:
+    """Until the reporter has delivered every outbox entry of the deployment so far."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT count(*) FROM outbox WHERE deployment_id = $1 AND delivered_at IS NULL"
+    while await pool.fetchval(query, deployment_id):
+        assert asyncio.get_running_loop().time() < deadline, "the reporter did not catch up"
+        await asyncio.sleep(0.02)
+
+
+async def stored_state(
+    pool: asyncpg.Pool, deployment_id: int, state: str, timeout: float = PATIENCE
+) -> None:
+    """Until the bot has recorded `state` as the GitHub Deployment's state."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT github_deployment_state FROM forge_reports WHERE deployment_id = $1"
+    while await pool.fetchval(query, deployment_id) != state:
+        assert asyncio.get_running_loop().time() < deadline, "the state was never recorded"
+        await asyncio.sleep(0.02)
+
+
+async def wait_states(fake: FakeGitHub, *states: str, timeout: float = PATIENCE) -> list[Recorded]:
     """Until the deployment statuses sent are exactly `states`, in order."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -74,7 +95,7 @@ async def test_a_push_makes_one_production_deployment_with_a_status_per_state(
     queued = await wait_states(fake, "queued")
     for status in ("cloning", "building", "pushing"):
         await move(pool, deployment_id, status)
-        await asyncio.sleep(0.15)  # every state is reported; in_progress only once
+        await reported(pool, deployment_id)  # each state reached the reporter; in_progress once
     await move(pool, deployment_id, "succeeded", image="registry/hello:abc")
     calls = await wait_states(fake, "queued", "in_progress", "success")
 
@@ -144,7 +165,7 @@ async def test_cancelled_is_an_error_and_superseded_before_any_report_makes_none
         deployment_id,
     )
     assert row is not None
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while await pool.fetchval(
         "SELECT count(*) FROM outbox WHERE deployment_id = $1 AND target = 'github' "
         "AND delivered_at IS NULL",
@@ -203,6 +224,9 @@ async def test_closing_the_pull_request_makes_its_live_preview_inactive(
         await move(pool, deployment_id, status)
     await move(pool, deployment_id, "succeeded", image="registry/hello:pr")
     await wait_states(fake, "queued", "in_progress", "success")
+    # GitHub has its success; the close is handled once the bot has recorded it too (a
+    # close between the two leaves the preview live, a race of its own).
+    await stored_state(pool, deployment_id, "success")
 
     closed = example(examples_path, "pull_request", 0, installation=INSTALLATION)
     closed["action"] = "closed"

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from bot.gitlab.credentials import gitlab_clone_auth
 from bot.gitlab.setup import setup as gitlab_setup
+from bot.reporting.render import COMMENT_MARKER
 from bot.runtime import Runtime
 from pipeline.deploy import clone_auth
 from pipeline.models import Service
@@ -42,7 +43,7 @@ from tests.support.fake_gitlab import (
     push_hook,
 )
 from tests.support.pipelines import ScriptedPipeline
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 
 DEVELOPER, REPORTER = 30, 20
 MAINTAINER_ID, VISITOR_ID, BOSS_ID = 7, 8, 9
@@ -111,7 +112,7 @@ async def add(store: Store, name: str, branch: str = "master", **config: Any) ->
     )
 
 
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(check: Callable[[], bool], timeout: float = PATIENCE) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
@@ -245,8 +246,15 @@ async def test_merge_requests_deploy_previews_but_not_forks_and_closing_ends_the
 
 
 async def replies(fake: FakeGitLab, count: int) -> list[str]:
-    await until(lambda: len(fake.calls("POST", r".*/merge_requests/\d+/notes")) >= count)
-    return [call.body["body"] for call in fake.calls("POST", r".*/merge_requests/\d+/notes")]
+    """The bot's answers to notes; not the reporter's deployment note (COMMENT_MARKER),
+    which a deployment queued earlier in the test may post at any moment."""
+
+    def answers() -> list[str]:
+        notes = fake.calls("POST", r".*/merge_requests/\d+/notes")
+        return [call.body["body"] for call in notes if COMMENT_MARKER not in call.body["body"]]
+
+    await until(lambda: len(answers()) >= count)
+    return answers()
 
 
 async def test_a_developer_note_deploys_and_others_are_refused_politely(
@@ -363,7 +371,7 @@ async def test_the_reporter_sends_statuses_and_edits_one_mr_note(
     await start_worker(pipeline)
     await until(lambda: fake.status_posts()[-1]["state"] == "running", 10)
     gate.set()
-    done = await wait_for_status(store, first, Status.SUCCEEDED, Status.FAILED, timeout=20)
+    done = await wait_for_status(store, first, Status.SUCCEEDED, Status.FAILED)
     assert done.status == Status.SUCCEEDED
     await until(lambda: (fake.status_posts() or [{}])[-1].get("state") == "success", 10)
     states = [body["state"] for body in fake.status_posts()]
@@ -376,7 +384,7 @@ async def test_the_reporter_sends_statuses_and_edits_one_mr_note(
     # A new push to the merge request: the same note is edited, not a second one written.
     pushed = merge_request_hook("update", iid=9, sha="e" * 40, oldrev=HEAD)
     _, answer = await post("Merge Request Hook", pushed)
-    second = await wait_for_status(store, answer["deployments"][0], Status.SUCCEEDED, timeout=20)
+    second = await wait_for_status(store, answer["deployments"][0], Status.SUCCEEDED)
     await until(lambda: any(str(second.image) in n["body"] for n in fake.mr_notes(9)), 10)
     [note] = fake.mr_notes(9)
     assert fake.calls("PUT", rf"/projects/{PROJECT_ID}/merge_requests/9/notes/{note['id']}")
@@ -388,7 +396,7 @@ async def test_the_reporter_sends_statuses_and_edits_one_mr_note(
     async def drained() -> bool:
         return not await pool.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
 
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while not await drained():
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
@@ -407,7 +415,7 @@ async def test_a_push_reports_statuses_without_an_mr_note(
     payload = push_hook()
     status, answer = await post("Push Hook", payload)
     assert status == 200
-    done = await wait_for_status(store, answer["deployments"][0], Status.SUCCEEDED, timeout=20)
+    done = await wait_for_status(store, answer["deployments"][0], Status.SUCCEEDED)
     await until(lambda: (fake.status_posts() or [{}])[-1].get("state") == "success", 10)
     assert fake.status_posts()[-1]["name"] == "click-deploy/diaspora"
     assert fake.mr_notes(1) == [] and done.image

@@ -25,7 +25,7 @@ from tests.support.fake_gitlab import (
     push_hook,
 )
 from tests.support.gitserver import GitHttpServer
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 from tests.test_deploy_e2e import BUILD_TIMEOUT, StartDeployer, build_settings, deployer
 from tests.test_deploy_e2e import example_files as app_files
 from tests.test_gitlab import Post, client, fake, post
@@ -69,7 +69,7 @@ async def test_a_push_is_cloned_with_the_token_built_and_reported(
     )
     assert done.status == Status.SUCCEEDED, done.error
     assert any(r.user == "oauth2" for r in git_http.authorized_requests())
-    deadline = asyncio.get_running_loop().time() + 30
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while fake.statuses.get((str(PROJECT_ID), commit, "click-deploy/diaspora")) != "success":
         assert asyncio.get_running_loop().time() < deadline, fake.status_posts()
         await asyncio.sleep(0.05)
@@ -102,7 +102,7 @@ async def test_a_merge_request_preview_is_built_noted_and_deleted_on_merge(
     )
     assert done.status == Status.SUCCEEDED, done.error
     assert done.environment == "mr-12" and done.image
-    deadline = asyncio.get_running_loop().time() + 30
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while not any(str(done.image) in note["body"] for note in fake.mr_notes(12)):
         assert asyncio.get_running_loop().time() < deadline, fake.mr_notes(12)
         await asyncio.sleep(0.05)

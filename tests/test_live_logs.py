@@ -22,7 +22,7 @@ from pipeline.store import LogEntry, Store
 from tests.support.api import Api
 from tests.support.pipelines import ScriptedPipeline
 from tests.support.sse import SseEvent, read_events
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 from tests.test_processes import free_port, processes, spawn, worker_env
 
 __all__ = ["processes"]  # a fixture
@@ -51,18 +51,41 @@ def log_lines(events: list[SseEvent]) -> list[str]:
     return [e.data["line"] for e in events if e.event == "log"]
 
 
+LEGAL_ORDER = ["queued", "cloning", "building", "pushing", "succeeded"]
+
+
+def assert_in_legal_order(statuses: list[str]) -> None:
+    """Each state seen is one of the legal order's, none goes back: a subsequence of it
+    (a state may be told twice in a row, as the row changes within it)."""
+    positions = [LEGAL_ORDER.index(status) for status in statuses]
+    assert positions == sorted(positions), statuses
+
+
+def test_the_legal_order_check_refuses_what_it_should() -> None:
+    assert_in_legal_order(["cloning", "pushing", "succeeded"])  # the loaded machine's view
+    assert_in_legal_order(["building", "building", "succeeded"])
+    for wrong in (["pushing", "building", "succeeded"], ["succeeded", "building"]):
+        with pytest.raises(AssertionError):
+            assert_in_legal_order(wrong)
+    with pytest.raises(ValueError):
+        assert_in_legal_order(["cloning", "failed"])
+
+
 async def test_sse_follows_a_build_live_to_the_end(
     api: Api, queue: Queue, service: int, start_worker: StartWorker
 ) -> None:
     await start_worker(ScriptedPipeline())
     deployment = await queue.enqueue(service, trigger={"script": {"lines": 300, "sleep": 0.6}})
-    events = await asyncio.wait_for(collect_sse(api, deployment.id, {}), 20)
+    events = await asyncio.wait_for(collect_sse(api, deployment.id, {}), PATIENCE)
     lines = log_lines(events)
     assert [line for line in lines if line.startswith("line ")] == [f"line {n}" for n in range(300)]
     ids = [int(e.id) for e in events if e.event == "log" and e.id]
     assert ids == list(range(1, len(ids) + 1))
+    # A viewer is not promised every state (moves within one flush interval land as one
+    # row version, DESIGN.md): what it sees is in the legal order and ends succeeded.
     statuses = [e.data["status"] for e in events if e.event == "status"]
-    assert statuses[-1] == "succeeded" and "building" in statuses
+    assert statuses[-1] == "succeeded"
+    assert_in_legal_order(statuses)
     final = [e for e in events if e.event == "status"][-1].data
     assert final["image"] and final["digest"].startswith("sha256:")
     assert [step["name"] for step in final["steps"]] == ["clone", "build", "push"]
@@ -76,9 +99,11 @@ async def test_a_finished_deployment_replays_resumes_and_closes(
     deployment = await queue.enqueue(service, trigger={"script": {"lines": 20}})
     await wait_for_status(store, deployment.id, *[s for s in _final()])
     last = await store.last_log_seq(deployment.id)
-    whole = await asyncio.wait_for(collect_sse(api, deployment.id, {}), 10)
+    whole = await asyncio.wait_for(collect_sse(api, deployment.id, {}), PATIENCE)
     assert len(log_lines(whole)) == last > 20
-    resumed = await asyncio.wait_for(collect_sse(api, deployment.id, {"Last-Event-ID": "15"}), 10)
+    resumed = await asyncio.wait_for(
+        collect_sse(api, deployment.id, {"Last-Event-ID": "15"}), PATIENCE
+    )
     assert [int(e.id or 0) for e in resumed if e.event == "log"] == list(range(16, last + 1))
     assert resumed[-1].event == "end"
     followed = []
@@ -133,7 +158,7 @@ async def test_a_slow_viewer_re_reads_and_never_holds_up_the_others(
     hub = LogHub(database_url, store, buffer=2)
     await hub.start()
     try:
-        await asyncio.wait_for(hub.listener.connected.wait(), 5)
+        await asyncio.wait_for(hub.listener.connected.wait(), PATIENCE)
         deployment = await queue.enqueue(service)
         async with (
             hub.watch(deployment.id) as slow,
@@ -149,14 +174,12 @@ async def test_a_slow_viewer_re_reads_and_never_holds_up_the_others(
 
             following = asyncio.create_task(follow_fast())
             seq = 1
-            started = time.monotonic()
             for _batch in range(40):
                 entries = [LogEntry(f"l{n}") for n in range(50)]
                 seq = await store.append_logs(deployment.id, seq, entries)
                 await asyncio.sleep(0.005)
-            await asyncio.wait_for(following, 10)
+            await asyncio.wait_for(following, PATIENCE)
             assert fast_seen == list(range(1, 2001))
-            assert time.monotonic() - started < 10
             assert slow.dropped >= 1  # it never read: its queue filled and it was dropped
             slow_seen: list[int] = []
             while len(slow_seen) < 2000:
@@ -171,22 +194,23 @@ async def test_a_slow_viewer_re_reads_and_never_holds_up_the_others(
 
 
 async def test_status_changes_reach_viewers_without_log_lines(
-    store: Store, queue: Queue, service: int, database_url: str
+    store: Store, queue: Queue, service: int, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The safety poll never comes within the test: only NOTIFY can tell the viewer.
+    monkeypatch.setattr("bot.api.live.SAFETY_POLL_SECONDS", PATIENCE * 10)
     hub = LogHub(database_url, store)
     await hub.start()
     try:
-        await asyncio.wait_for(hub.listener.connected.wait(), 5)
+        await asyncio.wait_for(hub.listener.connected.wait(), PATIENCE)
         deployment = await queue.enqueue(service)
         async with hub.watch(deployment.id) as viewer:
             first = await viewer.next(1)
             assert [type(e) for e in first] == [StatusChange]
-            started = time.monotonic()
             await queue.cancel(deployment.id)
             events: list[Any] = []
-            while not viewer.finished:
-                events += await viewer.next(2)
-            assert time.monotonic() - started < 2  # NOTIFY, not the safety poll
+            async with asyncio.timeout(PATIENCE):
+                while not viewer.finished:
+                    events += await viewer.next(2)
             assert isinstance(events[-1], End) and str(events[-1].deployment.status) == (
                 "cancelled"
             )
@@ -245,7 +269,7 @@ async def test_a_viewer_on_one_process_follows_a_build_in_another(
 
 
 async def wait_healthy(session: aiohttp.ClientSession, port: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while True:
         try:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:

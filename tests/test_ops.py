@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
 from tests.support.pipelines import ScriptedPipeline
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 
 Client = TestClient[web.Request, web.Application]
 
@@ -194,11 +195,11 @@ async def test_metrics_from_the_database_and_the_worker(
     served = await serve()
     # A real run through the worker: its build step is observed (no plan step: "unknown").
     done = await queue.enqueue(service, trigger={"script": {}})
-    await wait_for_status(store, done.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, done.id, Status.SUCCEEDED)
     # One that runs (hangs), one queued behind it for the same target, and made-up history:
     # steps with a runtime, deliveries, reports.
     running = await queue.enqueue(service, environment="staging", trigger={"script": {"hang": 1}})
-    await wait_for_status(store, running.id, Status.BUILDING, timeout=20)
+    await wait_for_status(store, running.id, Status.BUILDING)
     waiting = await queue.enqueue(service, environment="staging")
     await pool.execute(
         "UPDATE deployments SET run_at = now() - interval '90 seconds' WHERE id = $1", waiting.id
@@ -274,9 +275,9 @@ async def test_metrics_count_listen_reconnects(
     served = await serve()
     listener = served.worker.listener
     await pool.execute("SELECT pg_terminate_backend($1)", listener.backend_pid)
-    for _ in range(100):
-        if listener.reconnects == 1 and listener.connected.is_set():
-            break
+    deadline = time.monotonic() + PATIENCE
+    while not (listener.reconnects == 1 and listener.connected.is_set()):
+        assert time.monotonic() < deadline, "the LISTEN connection did not come back"
         await asyncio.sleep(0.1)
     samples = scrape(await (await served.client.get("/metrics")).text())
     assert samples[("click_deploy_listen_reconnects_total", ())] == 1

@@ -25,14 +25,15 @@ from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
 from tests.conftest import REPO_ROOT
+from tests.support.github_hooks import private_key_pem
 from tests.support.waiting import wait_for_status
 
 GIT_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 WEBHOOK_SECRET = "whsec-correct-horse-battery"
 REGISTRY_PASSWORD = "Harbor-Robot-Pa55word!"
 DB_PASSWORD = "pg-s3cret-pw"
-PEM_LINE = "MIIEowIBAAKCAQEAx1x2x3x4x5x6x7x8x9x0yAyByCyDyEyFyGyHyIyJyKyLyMyN"
-PRIVATE_KEY = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_LINE}\n-----END RSA PRIVATE KEY-----\n"
+PRIVATE_KEY = private_key_pem()  # a real one: GITHUB_PRIVATE_KEY is checked at start-up
+PEM_LINE = PRIVATE_KEY.splitlines()[1]
 SECRETS = (GIT_TOKEN, WEBHOOK_SECRET, REGISTRY_PASSWORD, DB_PASSWORD, PEM_LINE)
 
 
@@ -43,7 +44,9 @@ def settings_with_secrets() -> Settings:
         github_webhook_secret=WEBHOOK_SECRET,
         registry_password=REGISTRY_PASSWORD,
         database_url=f"postgresql://deploy:{DB_PASSWORD}@db.internal:5432/click",
+        github_app_id="1234",
         github_private_key=PRIVATE_KEY,
+        registry_username="robot",
     )
 
 
@@ -121,7 +124,9 @@ def run_logging_script(log_format: str) -> str:
         GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
         REGISTRY_PASSWORD=REGISTRY_PASSWORD,
         DATABASE_URL=f"postgresql://deploy:{DB_PASSWORD}@db.internal:5432/click",
+        GITHUB_APP_ID="1234",
         GITHUB_PRIVATE_KEY=PRIVATE_KEY,
+        REGISTRY_USERNAME="robot",
     )
     result = subprocess.run(
         [sys.executable, "-c", LOGGING_SCRIPT],
@@ -182,9 +187,9 @@ async def test_the_worker_binds_deployment_service_and_delivery(
     pipeline = RecordingPipeline()
     await start_worker(pipeline)
     first = await queue.enqueue(service, trigger={"source": "github", "delivery_id": "d-42"})
-    await wait_for_status(store, first.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, first.id, Status.SUCCEEDED)
     second = await queue.enqueue(service, environment="staging", trigger={"source": "cli"})
-    await wait_for_status(store, second.id, Status.SUCCEEDED, timeout=20)
+    await wait_for_status(store, second.id, Status.SUCCEEDED)
     assert pipeline.seen == [
         {"deployment_id": first.id, "service": "web", "delivery_id": "d-42"},
         {"deployment_id": second.id, "service": "web"},

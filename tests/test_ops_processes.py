@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.queue.queue import Queue
 from pipeline.states import Status
 from pipeline.store import Store
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 from tests.test_processes import free_port, processes, spawn, worker_env
 
 __all__ = ["processes"]  # the fixture, used below
@@ -37,7 +37,7 @@ async def scrape(session: aiohttp.ClientSession, port: int) -> dict[str, float]:
 
 
 async def wait_ready(session: aiohttp.ClientSession, port: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while True:
         try:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
@@ -83,7 +83,7 @@ async def test_two_replicas_share_the_queue_and_agree_on_metrics(
             for n in range(6)
         ]
         for deployment in deployments:
-            await wait_for_status(store, deployment.id, Status.SUCCEEDED, timeout=30)
+            await wait_for_status(store, deployment.id, Status.SUCCEEDED)
         # Both replicas took work from the one queue (each run logs its worker first).
         ran_on = set()
         for deployment in deployments:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from bot.links import deployment_page_url, service_page_url
@@ -20,6 +17,7 @@ from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import LogEntry, Store
 from tests.support.api import Api
+from tests.support.infra import ensure_tool
 
 pytest_plugins = ["tests.support.api"]
 
@@ -124,11 +122,9 @@ def signing_settings_key() -> Any:
 
 
 def chromium_or_skip() -> str:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing (scripts/infra up installs it)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return CHROMIUM
+    """Named for its callers; it never skips: scripts/infra up installs chromium, and a
+    chromium still missing fails (tests/support/infra.py's rule)."""
+    return ensure_tool("chromium", CHROMIUM)
 
 
 async def test_the_page_follows_a_running_build_in_chromium(

@@ -19,7 +19,7 @@ from pipeline.queue.queue import Queue
 from pipeline.states import Status
 from pipeline.store import Store
 from tests.conftest import REPO_ROOT
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def worker_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str
         WORKER_LEASE_SECONDS="2",
         WORKER_HEARTBEAT_SECONDS="0.3",
         REAPER_INTERVAL_SECONDS="0.5",
-        QUEUE_POLL_SECONDS="30",
+        QUEUE_POLL_SECONDS="600",  # beyond any wait: only NOTIFY wakes a worker
         LOG_FORMAT="json",
     )
     env.update(extra)
@@ -78,13 +78,13 @@ async def test_a_killed_worker_s_deployment_is_finished_by_another(
     env = worker_env(database_url, tmp_path)
     first = spawn(processes, env, "worker", "--slots", "1")
     deployment = await queue.enqueue(service, trigger={"script": {"hang_until": 2}})
-    running = await wait_for_status(store, deployment.id, Status.BUILDING, timeout=20)
+    running = await wait_for_status(store, deployment.id, Status.BUILDING)
     assert running.worker_id is not None and f":{first.pid}:" in running.worker_id
 
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     second = spawn(processes, env, "worker", "--slots", "1")
-    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED, timeout=30)
+    done = await wait_for_status(store, deployment.id, Status.SUCCEEDED)
     assert done.attempts == 2
     lines = [line.line for line in (await store.read_logs(deployment.id)).items]
     assert any(f":{second.pid}:" in line and line.startswith("attempt 2 of 3") for line in lines)
@@ -108,7 +108,7 @@ async def test_sigterm_lets_running_work_finish(
 ) -> None:
     worker = spawn(processes, worker_env(database_url, tmp_path), "worker")
     deployment = await queue.enqueue(service, trigger={"script": {"sleep": 1.5}})
-    await wait_for_status(store, deployment.id, Status.CLONING, Status.BUILDING, timeout=20)
+    await wait_for_status(store, deployment.id, Status.CLONING, Status.BUILDING)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     assert (await store.get_deployment(deployment.id)).status == Status.SUCCEEDED
@@ -125,7 +125,7 @@ async def test_sigterm_hands_back_work_that_outlives_the_grace_period(
     env = worker_env(database_url, tmp_path, SHUTDOWN_GRACE_SECONDS="0.5")
     worker = spawn(processes, env, "worker")
     deployment = await queue.enqueue(service, trigger={"script": {"hang": True}})
-    await wait_for_status(store, deployment.id, Status.BUILDING, timeout=20)
+    await wait_for_status(store, deployment.id, Status.BUILDING)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     handed_back = await store.get_deployment(deployment.id)
@@ -149,7 +149,7 @@ async def test_serve_answers_health_checks(
     port = free_port()
     env = worker_env(database_url, tmp_path, HTTP_PORT=str(port), DOCKER_HOST=docker_engine)
     server = spawn(processes, env, "serve")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     async with aiohttp.ClientSession() as session:
         while True:
             try:

@@ -10,6 +10,7 @@ from pipeline.errors import NotFound
 from pipeline.queue.queue import CancelOutcome, Queue
 from pipeline.states import Status
 from pipeline.store import NewService, Store
+from tests.support.waiting import PATIENCE
 
 
 async def test_enqueue_notifies_and_claim_takes_it(
@@ -24,7 +25,7 @@ async def test_enqueue_notifies_and_claim_takes_it(
         )
         assert deployment.status == Status.QUEUED
         assert deployment.trigger == {"source": "cli", "user": "ann"}
-        assert await asyncio.wait_for(heard.get(), 2) == str(deployment.id)
+        assert await asyncio.wait_for(heard.get(), PATIENCE) == str(deployment.id)
 
         claimed = await queue.claim("worker-a")
         assert claimed is not None
@@ -111,7 +112,7 @@ async def test_cancel_queued_is_immediate_and_running_is_told(
         await queue.claim("w")
         result = await queue.cancel(running.id)
         assert result.outcome == CancelOutcome.REQUESTED
-        assert await asyncio.wait_for(heard.get(), 2) == str(running.id)
+        assert await asyncio.wait_for(heard.get(), PATIENCE) == str(running.id)
         assert (await store.get_deployment(running.id)).cancel_requested
     finally:
         await listener.close()

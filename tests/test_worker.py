@@ -17,7 +17,7 @@ from pipeline.runner import BuildResult, Job
 from pipeline.states import Status
 from pipeline.store import NewService, Store
 from tests.support.pipelines import ScriptedPipeline
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 
 StartWorker = Callable[..., Awaitable[Worker]]
 
@@ -110,18 +110,19 @@ async def test_transient_failures_give_up_after_max_attempts(
     assert failed.error == "registry unavailable (attempt 2) (gave up after 2 attempts)"
 
 
-async def test_cancel_of_a_running_deployment_lands_within_a_second(
+async def test_cancel_of_a_running_deployment_arrives_by_notify(
     store: Store, queue: Queue, service: int, start_worker: StartWorker
 ) -> None:
     pipeline = ScriptedPipeline()
-    # A slow heartbeat, so only the NOTIFY can deliver the cancel in time.
-    await start_worker(pipeline, worker_heartbeat_seconds=4.0, worker_lease_seconds=10.0)
+    # A heartbeat slower than any wait: only the NOTIFY can deliver the cancel. (How fast
+    # it lands is a number for bench/, not an assertion.)
+    await start_worker(
+        pipeline, worker_heartbeat_seconds=PATIENCE * 2, worker_lease_seconds=PATIENCE * 4
+    )
     deployment = await queue.enqueue(service, trigger={"script": {"hang": True}})
     await wait_for_status(store, deployment.id, Status.BUILDING)
-    asked = time.monotonic()
     await queue.cancel(deployment.id)
-    cancelled = await wait_for_status(store, deployment.id, Status.CANCELLED, timeout=1.0)
-    assert time.monotonic() - asked < 1.0
+    cancelled = await wait_for_status(store, deployment.id, Status.CANCELLED)
     assert cancelled.error == "cancelled by request"
     assert pipeline.runs[-1].outcome == "cancelled"
 
@@ -143,7 +144,9 @@ async def test_graceful_shutdown_finishes_short_work_and_hands_back_the_rest(
 ) -> None:
     quick_service = await store.create_service(NewService("quick", "acme/quick"))
     slow_service = await store.create_service(NewService("slow", "acme/slow"))
-    worker = await start_worker(ScriptedPipeline(), slots=2, shutdown_grace_seconds=1.0)
+    # The grace is far longer than the quick build's 0.6 s, so even a loaded machine
+    # finishes it; the hanging one outlasts any grace.
+    worker = await start_worker(ScriptedPipeline(), slots=2, shutdown_grace_seconds=5.0)
     quick = await queue.enqueue(quick_service.id, trigger={"script": {"sleep": 0.6}})
     slow = await queue.enqueue(slow_service.id, trigger={"script": {"hang": True}})
     await wait_for_status(store, quick.id, Status.BUILDING)
@@ -151,10 +154,10 @@ async def test_graceful_shutdown_finishes_short_work_and_hands_back_the_rest(
     later = await queue.enqueue(quick_service.id, environment="pr-1")
 
     worker.stop()
-    stopped_at = time.monotonic()
+    deadline = time.monotonic() + PATIENCE
     while worker.running:
+        assert time.monotonic() < deadline, "the grace period never ended"
         await asyncio.sleep(0.02)
-    assert time.monotonic() - stopped_at < 3.0
     assert (await store.get_deployment(quick.id)).status == Status.SUCCEEDED
     handed_back = await store.get_deployment(slow.id)
     assert handed_back.status == Status.QUEUED
@@ -173,22 +176,22 @@ async def test_graceful_shutdown_finishes_short_work_and_hands_back_the_rest(
 async def test_worker_listens_again_after_its_connection_is_killed(
     database_url: str, store: Store, queue: Queue, service: int, start_worker: StartWorker
 ) -> None:
-    worker = await start_worker(ScriptedPipeline(), queue_poll_seconds=60.0)
+    worker = await start_worker(ScriptedPipeline(), queue_poll_seconds=3600.0)
     old_pid = worker.listener.backend_pid
     admin = await asyncpg.connect(database_url)
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", old_pid)
     finally:
         await admin.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while worker.listener.reconnects < 1 or not worker.listener.connected.is_set():
         assert time.monotonic() < deadline, "the listener did not come back"
         await asyncio.sleep(0.02)
     assert worker.listener.backend_pid != old_pid
 
-    # With a 60 s poll, only a NOTIFY on the new connection can wake the worker this fast.
+    # With an hour's poll, only a NOTIFY on the new connection can wake the worker.
     deployment = await queue.enqueue(service)
-    await wait_for_status(store, deployment.id, Status.SUCCEEDED, timeout=5.0)
+    await wait_for_status(store, deployment.id, Status.SUCCEEDED)
 
 
 async def test_many_deployments_never_two_active_for_one_target(
@@ -209,7 +212,7 @@ async def test_many_deployments_never_two_active_for_one_target(
         made.append(await queue.enqueue(service_id, trigger={"script": {"sleep": sleep}}))
         await asyncio.sleep(rng.choice([0.0, 0.002, 0.01]))
     for deployment in made:
-        await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.SUPERSEDED, timeout=60)
+        await wait_for_status(store, deployment.id, Status.SUCCEEDED, Status.SUPERSEDED)
 
     rows = await pool.fetch(
         "SELECT id, service_id, status, superseded_by, started_at, finished_at "
@@ -224,7 +227,12 @@ async def test_many_deployments_never_two_active_for_one_target(
             assert newer["service_id"] == row["service_id"] and newer["id"] > row["id"]
     succeeded = [row for row in rows if row["status"] == "succeeded"]
     print(f"{len(succeeded)} of 200 ran, the rest were superseded")
-    assert len(succeeded) >= 20, "the producer was too fast for the test to mean much"
+    # The overlap checks below need a service that ran more than once; how many ran
+    # depends on the machine's speed, so only that much is asked.
+    ran = defaultdict(int)
+    for row in succeeded:
+        ran[row["service_id"]] += 1
+    assert max(ran.values()) >= 2, "the producer was too fast for the test to mean much"
 
     # From the database's own timestamps: claim to finish never overlaps per service.
     for service_rows in by_service.values():
@@ -273,7 +281,7 @@ async def test_a_slot_is_claimed_again_while_its_last_job_s_final_write_waits(
     pipeline = GatedPipeline()
     await start_worker(pipeline, slots=1)
     first = await queue.enqueue(service, environment="first")
-    assert await asyncio.wait_for(pipeline.started.get(), 10) == first.id
+    assert await asyncio.wait_for(pipeline.started.get(), PATIENCE) == first.id
     async with pool.acquire() as connection, connection.transaction():
         # Hold the first deployment's row: its final write waits behind this lock.
         await connection.execute("SELECT 1 FROM deployments WHERE id = $1 FOR UPDATE", first.id)
@@ -281,7 +289,7 @@ async def test_a_slot_is_claimed_again_while_its_last_job_s_final_write_waits(
         second = await queue.enqueue(service, environment="second")
         # The only slot's pipeline has returned, so the slot takes the next deployment
         # while the first one's write still waits.
-        assert await asyncio.wait_for(pipeline.started.get(), 10) == second.id
+        assert await asyncio.wait_for(pipeline.started.get(), PATIENCE) == second.id
         assert (await store.get_deployment(first.id)).status != Status.SUCCEEDED
     pipeline.gates[second.id].set()
     await wait_for_status(store, first.id, Status.SUCCEEDED)

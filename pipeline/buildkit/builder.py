@@ -209,7 +209,10 @@ class OpenSteps:
 
 
 def _check_address(variable: str, value: str, schemes: tuple[str, ...], example: str) -> None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "tcp://[::1": an unclosed IPv6 bracket
+        raise ConfigError(f"{variable} must look like {example} (got {value!r})") from None
     if parts.scheme not in schemes or not (parts.path if parts.scheme == "unix" else parts.netloc):
         raise ConfigError(f"{variable} must look like {example} (got {value!r})")
 

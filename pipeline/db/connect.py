@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from pipeline.errors import ConfigError, TransientError
+from pipeline.errors import ClickDeployError, ConfigError, TransientError
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -31,9 +32,18 @@ def embedded_database_url(settings: Settings) -> str:
             import pgserver  # imported lazily: production sets DATABASE_URL
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
-            data_dir, cleanup_mode="stop"
-        )
+        try:
+            _embedded[key] = pgserver.get_server(  # type: ignore[attr-defined]
+                data_dir, cleanup_mode="stop"
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            # As root, pgserver runs PostgreSQL as another user, who must be able to reach
+            # DATA_DIR; its own error is pages of initdb output.
+            raise ConfigError(
+                f"DATA_DIR: the embedded PostgreSQL cannot start in {data_dir} "
+                f"({type(error).__name__}; set DATABASE_URL, or a DATA_DIR every user can "
+                "reach)"
+            ) from None
     return str(_embedded[key].get_uri())
 
 
@@ -50,6 +60,42 @@ def database_url(settings: Settings, announce: Callable[[str], None] | None = No
         return embedded_database_url(settings)
 
 
+# SQLSTATE classes of a refusal that may pass by itself: connection exception, insufficient
+# resources (too many connections), operator intervention (starting up, shutting down).
+_TRANSIENT_CLASSES = ("08", "53", "57")
+
+
+# What asyncpg raises when a connection cannot be made: the network, the server's refusal,
+# or its own refusal of the URL (a parameter value it does not know, a port out of range).
+CONNECT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ValueError,
+    OverflowError,
+)
+
+
+def connect_error(error: BaseException) -> ClickDeployError:
+    """What a failed connection attempt means, as one line: PostgreSQL is away (transient),
+    or DATABASE_URL is wrong (the server refused its role, database, password or a
+    parameter, or asyncpg refused the URL: their messages name the parameter, never the
+    password)."""
+    if isinstance(error, OSError | TimeoutError):
+        if "SSL" in str(error):  # sslmode=require against a server without SSL
+            return ConfigError(f"DATABASE_URL: {error} (check sslmode)")
+        return TransientError(f"cannot reach PostgreSQL at DATABASE_URL: {error}")
+    if isinstance(error, asyncpg.PostgresError):
+        sqlstate = str(getattr(error, "sqlstate", "") or "")
+        if sqlstate[:2] in _TRANSIENT_CLASSES:
+            return TransientError(f"cannot reach PostgreSQL at DATABASE_URL: {error}")
+        if isinstance(error, asyncpg.InvalidPasswordError):
+            return ConfigError("DATABASE_URL: PostgreSQL refused the user or password")
+        return ConfigError(f"DATABASE_URL: PostgreSQL refused the connection: {error}")
+    return ConfigError(f"DATABASE_URL: {error}")
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     # jsonb in and out as Python values.
     await connection.set_type_codec(
@@ -61,12 +107,8 @@ async def connect(url: str) -> asyncpg.Connection:
     """One plain connection (used for LISTEN and migrations)."""
     try:
         connection = await asyncpg.connect(url, timeout=10)
-    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
-        raise TransientError(f"cannot reach PostgreSQL: {error}") from None
-    except asyncpg.InvalidCatalogNameError as error:
-        raise ConfigError(f"DATABASE_URL: {error}") from None
-    except asyncpg.InvalidPasswordError:
-        raise ConfigError("DATABASE_URL: PostgreSQL refused the user or password") from None
+    except CONNECT_ERRORS as error:
+        raise connect_error(error) from None
     await _init_connection(connection)
     return connection
 
@@ -87,11 +129,7 @@ async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
             reset=_keep_session,
             timeout=10,
         )
-    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as error:
-        raise TransientError(f"cannot reach PostgreSQL: {error}") from None
-    except asyncpg.InvalidCatalogNameError as error:
-        raise ConfigError(f"DATABASE_URL: {error}") from None
-    except asyncpg.InvalidPasswordError:
-        raise ConfigError("DATABASE_URL: PostgreSQL refused the user or password") from None
+    except CONNECT_ERRORS as error:
+        raise connect_error(error) from None
     assert pool is not None
     return pool

@@ -29,6 +29,8 @@ from types import TracebackType
 import pytest
 from aiohttp import BasicAuth, web
 
+from tests.support.waiting import PATIENCE
+
 # Deterministic commits: fixed identity and dates, no user or system git configuration.
 GIT_ENV: dict[str, str] = {
     "GIT_AUTHOR_NAME": "Click Deploy Tests",
@@ -160,7 +162,7 @@ class GitDaemon(_RepoRoot):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + PATIENCE
             while self._process.poll() is None and time.monotonic() < deadline:
                 with (
                     contextlib.suppress(OSError),

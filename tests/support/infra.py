@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -179,6 +180,15 @@ def ensure_part(name: str, answers: Callable[[], bool]) -> None:
         f"(exit {result.returncode}). Run `sudo scripts/infra up` and read its output:\n{tail}",
         pytrace=False,
     )
+
+
+def ensure_tool(name: str, executable: str) -> str:
+    """The path of a program a test needs (chromium, npm, docker-registry): installed by
+    `scripts/infra up` when missing; a failure, never a skip, when it is still missing."""
+    ensure_part(f"{name} ({executable})", lambda: shutil.which(executable) is not None)
+    found = shutil.which(executable)
+    assert found is not None
+    return found
 
 
 @pytest.fixture(scope="session")

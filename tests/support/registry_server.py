@@ -4,8 +4,8 @@ a token server run here.
 
 For fixtures: `plain_registry_running`, `basic_registry_running`, `token_registry_running`
 (context managers that stop the registry, and the token server, on exit) and
-`started_registry`. Under CI=true a registry that cannot start fails the test; elsewhere it
-is skipped with what to install. Ports 5000 and 5001 are never used (ephemeral ports only).
+`started_registry`. A registry that cannot start fails the test, on any machine (with what
+to install). Ports 5000 and 5001 are never used (ephemeral ports only).
 Needs Debian's docker-registry and apache2-utils (htpasswd), and PyPI's pyjwt and
 cryptography.
 """
@@ -50,6 +50,8 @@ from pipeline.registry.manifest import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,
 )
+from tests.support.infra import ensure_tool
+from tests.support.waiting import PATIENCE
 
 SERVICE = "click-deploy-test-registry"
 ISSUER = "click-deploy-test-token-issuer"
@@ -68,15 +70,10 @@ def registry_binary() -> str | None:
     return None
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def cannot_start(reason: str) -> NoReturn:
-    """Under CI a missing or broken registry is a failure; elsewhere a skip."""
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    """A missing or broken registry is a failure, on any machine (tests/support/infra.py's
+    rule: `scripts/infra up` installs docker-registry)."""
+    pytest.fail(f"{reason} (scripts/infra up installs docker-registry)", pytrace=False)
 
 
 class RegistryStartError(RuntimeError):
@@ -123,7 +120,7 @@ class RegistryProcess:
                 self.process.kill()
                 self.process.wait(5)
 
-    def restart(self, timeout: float = 15.0) -> None:
+    def restart(self, timeout: float = PATIENCE) -> None:
         """Start the stopped registry again: the same port, config and storage."""
         assert self.config_path is not None and not self.running
         binary = registry_binary()
@@ -186,7 +183,7 @@ def _wait_ready(registry: RegistryProcess, timeout: float) -> None:
 
 
 def start_registry(
-    directory: Path, *, auth: dict[str, Any] | None = None, timeout: float = 15.0
+    directory: Path, *, auth: dict[str, Any] | None = None, timeout: float = PATIENCE
 ) -> RegistryProcess:
     """Start `docker-registry serve` with a generated config under `directory`."""
     binary = registry_binary()
@@ -466,7 +463,8 @@ class TokenRegistry:
 
 
 def started_registry(directory: Path, auth: dict[str, Any] | None = None) -> RegistryProcess:
-    """A running registry, or (inside a test or fixture) a failure under CI, else a skip."""
+    """A running registry, or (inside a test or fixture) a failure."""
+    ensure_tool("docker-registry", "docker-registry")
     try:
         return start_registry(directory, auth=auth)
     except RegistryStartError as error:
