@@ -122,8 +122,9 @@ def generated_examples() -> list[str]:
 
 
 APPS_READING_PORT_THEMSELVES = (
-    "go-root", "go-cmd", "node-npm", "node-bun", "node-pnpm", "node-yarn-berry",
-    "ruby-plain", "with-click-deploy-toml",
+    "go-root", "go-cmd", "go-workspace", "node-npm", "node-bun", "node-pnpm",
+    "node-yarn-berry", "ruby-plain", "shell-start", "static-caddyfile",
+    "with-click-deploy-toml",
 )  # fmt: skip
 
 
@@ -140,7 +141,11 @@ def test_generated_dockerfile_conventions(name: str) -> None:
     # The start command passes $PORT on, unless the app reads PORT from its environment
     # itself (its own start script or code). A bare "PORT" would always be there: the ENV
     # line above has it.
-    assert "$PORT" in text or name in APPS_READING_PORT_THEMSELVES
+    # A worker has no port at all.
+    if plan.kind == "worker":
+        assert "EXPOSE" not in text
+    else:
+        assert "$PORT" in text or name in APPS_READING_PORT_THEMSELVES
     final_stage = text.rsplit("\nFROM ", 1)[-1]
     assert "USER 10001:10001" in final_stage
     for line in lines:
