@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -15,9 +18,11 @@ from bot.api.token_cli import token
 from bot.follow import follow_logs
 from bot.runtime import Runtime, apply_migrations, open_runtime, resolve_database_url
 from bot.serve import run_server, run_worker
-from pipeline.errors import ClickDeployError, ConfigError, TransientError
+from pipeline import values
+from pipeline.errors import ClickDeployError, ConfigError, InvalidValue, TransientError
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
+from pipeline.service_config import parse_config
 from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
 from pipeline.store import NewService
@@ -61,6 +66,8 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except ConfigError as error:
         fail(str(error), EXIT_CONFIG)
+    except InvalidValue as error:  # a value the store refuses: the command line's
+        fail(str(error), EXIT_USAGE)
     except TransientError as error:
         fail(str(error), EXIT_UNAVAILABLE)
     except ClickDeployError as error:
@@ -122,7 +129,44 @@ def serve(slots: int | None) -> None:
 
 @main.group()
 def service() -> None:
-    """Add, list, show and remove services."""
+    """Add, change, list, show and remove services."""
+
+
+def config_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--config",
+        "config_text",
+        metavar="JSON",
+        help=help_text + " A JSON object, or @FILE to read one (see README: service config).",
+    )
+
+
+def read_config(text: str | None) -> dict[str, Any] | None:
+    """`--config`: JSON text or @FILE, checked as a service config; a bad one ends the
+    command with one line (exit 2)."""
+    if text is None:
+        return None
+    where = "--config"
+    if text.startswith("@"):
+        where = text[1:]
+        try:
+            text = Path(where).read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as error:
+            fail(f"--config: cannot read {where}: {error}", EXIT_USAGE)
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        fail(f"--config: {where} is not JSON: {error}", EXIT_USAGE)
+    return usage_checked(lambda: parse_config(data).stored())
+
+
+def usage_checked(check: Callable[[], T]) -> T:
+    """The value `check` answers, or one line and exit 2 when it refuses it."""
+    try:
+        return check()
+    except InvalidValue as error:
+        fail(str(error), EXIT_USAGE)
+        raise AssertionError("unreachable") from None
 
 
 @service.command("add")
@@ -137,14 +181,61 @@ def service() -> None:
 @click.option(
     "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
 )
-def service_add(name: str, repository: str, provider: str, branch: str, root_dir: str) -> None:
+@config_option("The service's config.")
+def service_add(
+    name: str,
+    repository: str,
+    provider: str,
+    branch: str,
+    root_dir: str,
+    config_text: str | None,
+) -> None:
     """Add a service called NAME."""
+    config = read_config(config_text)
+    new = usage_checked(NewService(name, repository, provider, branch, root_dir, config).checked)
 
     async def action(runtime: Runtime) -> None:
-        created = await runtime.store.create_service(
-            NewService(name, repository, provider, branch, root_dir)
-        )
+        created = await runtime.store.create_service(new)
         click.echo(f"added service {created.name} (id {created.id})")
+
+    with_runtime(action)
+
+
+@service.command("update")
+@click.argument("name")
+@click.option("--repo", "repository", help="owner/name on a forge, or a clone URL.")
+@click.option("--provider", type=click.Choice(["github", "gitlab", "git"]))
+@click.option("--branch", help="Pushes here deploy to production.")
+@click.option("--root-dir", help="The service's folder in the repo.")
+@config_option("Replaces the whole config.")
+def service_update(
+    name: str,
+    repository: str | None,
+    provider: str | None,
+    branch: str | None,
+    root_dir: str | None,
+    config_text: str | None,
+) -> None:
+    """Change a service (by name or id): only the options given."""
+    config = read_config(config_text)
+    if branch is not None:
+        usage_checked(lambda: values.branch(branch))
+    if root_dir is not None:
+        usage_checked(lambda: values.root_dir(root_dir))
+    if repository is not None and provider is not None:
+        usage_checked(lambda: values.repository(provider, repository))
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        updated = await runtime.store.update_service(
+            found.id,
+            repository=repository,
+            provider=provider,
+            branch=branch,
+            root_dir=root_dir,
+            config=config,
+        )
+        click.echo(f"updated service {updated.name} (id {updated.id})")
 
     with_runtime(action)
 
@@ -199,13 +290,18 @@ def service_remove(name: str, yes: bool) -> None:
 @main.command()
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--ref", help="Branch or tag to deploy [the service's branch].")
-@click.option("--commit", "commit_sha", help="Exact commit to deploy.")
+@click.option("--commit", "commit_sha", help="Exact commit to deploy (its full id).")
 @click.option("--env", "environment", default="production", show_default=True)
 @click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
 def deploy(
     service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
 ) -> None:
     """Queue a deployment of SERVICE (name or id)."""
+    usage_checked(lambda: values.environment(environment))
+    if ref is not None:
+        usage_checked(lambda: values.ref(ref))
+    if commit_sha is not None:
+        commit_sha = usage_checked(partial(values.commit, commit_sha))
 
     async def action(runtime: Runtime) -> int:
         found = await runtime.store.find_service(service_name)
@@ -290,6 +386,7 @@ def logs(deployment_id: int, follow: bool) -> None:
 @click.option("--follow", is_flag=True, help="Stream the log until it ends.")
 def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
     """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
+    usage_checked(lambda: values.environment(environment))
 
     async def action(runtime: Runtime) -> int:
         found = await runtime.store.find_service(service_name)
@@ -350,9 +447,6 @@ def cancel(deployment_id: int) -> None:
 def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
     """Show how the checkout at PATH would be built: runtime, version, evidence, commands
     and the Dockerfile. Reads files only. Exit 1 when it cannot be planned."""
-    import json
-    from pathlib import Path
-
     from pipeline.plan import BaseImages, format_plan, parse_build_config, plan_app
 
     settings = settings_or_exit()

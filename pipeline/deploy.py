@@ -82,10 +82,14 @@ async def clone_auth(service: Service, settings: Settings) -> GitAuth | None:
 
 def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanResult:
     """Plan the service's folder of a checkout, with the service's build settings
-    (`config["build"]`, validated: a bad key is a failed plan naming it)."""
+    (`config.build`; a config that is not valid, or a bad root dir, is a failed plan
+    naming it)."""
+    if service.options.problem is not None:
+        return PlanResult.failure(f"the service's config is not valid: {service.options.problem}")
     try:
         config = parse_build_config(
-            {**dict(service.config.get("build") or {}), "root_dir": service.root_dir}
+            {**service.options.build.model_dump(exclude_unset=True), "root_dir": service.root_dir},
+            source="service",
         )
     except ConfigError as error:
         return PlanResult.failure(str(error))
@@ -195,7 +199,7 @@ class DeployPipeline:
                     commit=deployment.commit_sha,
                     ref=deployment.ref or service.branch,
                     auth=await clone_auth(service, self.settings),
-                    submodules=bool(service.config.get("submodules", False)),
+                    submodules=service.options.submodules,
                     timeout_seconds=self.settings.clone_timeout_seconds,
                     max_bytes=self.settings.clone_max_megabytes * 1024**2,
                 ),

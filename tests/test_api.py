@@ -65,7 +65,7 @@ async def test_services_create_list_get_update_delete(api: Api) -> None:
 async def test_duplicate_service_is_409_and_bad_fields_are_422(api: Api) -> None:
     await create_service(api)
     again = await api.client.post(
-        f"{V1}/services", json={"name": "web", "repository": "x/y"}, headers=api.auth("admin")
+        f"{V1}/services", json={"name": "web", "repository": "x/y", "provider": "github"}, headers=api.auth("admin")
     )
     assert_error(await json_of(again, 409), "conflict")
     bad = await api.client.post(
@@ -105,13 +105,13 @@ async def test_deploy_get_list_and_cancel(api: Api) -> None:
     queued = await json_of(
         await api.client.post(
             f"{V1}/services/{sid}/deploy",
-            json={"ref": "main", "commit": "abc1234", "environment": "staging"},
+            json={"ref": "main", "commit": "abc1234" * 5 + "abcde", "environment": "staging"},
             headers=api.auth("deploy"),
         ),
         202,
     )
     assert queued["status"] == "queued" and queued["environment"] == "staging"
-    assert queued["commit"] == "abc1234" and queued["source"] == "api"
+    assert queued["commit"] == "abc1234" * 5 + "abcde" and queued["source"] == "api"
     assert queued["actor"] == "deploy-token"
     default = await json_of(
         await api.client.post(f"{V1}/services/{sid}/deploy", headers=api.auth("deploy")), 202

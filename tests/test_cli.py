@@ -33,7 +33,8 @@ def test_service_lifecycle_and_deployments(cli: CliRunner) -> None:
     assert result.exit_code == 0
     assert "web" in result.output and "acme/web" in result.output and "github" in result.output
 
-    result = cli.invoke(main, ["deploy", "web", "--commit", "0123456789abcdef"])
+    # Upper case is accepted and stored in lower case.
+    result = cli.invoke(main, ["deploy", "web", "--commit", "0123456789ABCDEF" * 2 + "01234567"])
     assert result.exit_code == 0, result.output
     first_id = int(result.output.split()[2])
     result = cli.invoke(main, ["deploy", "web", "--ref", "release"])

@@ -1,0 +1,292 @@
+"""A service's `config`: every key click-deploy reads from it, as one strict model.
+
+Checked wherever a config is written (the store, so the CLI and the REST API alike): an
+unknown key is refused with "did you mean", a value of the wrong type is refused rather
+than coerced (`"users": "U0ALLOWED"` is not a list). Code that reads a stored config reads
+it through `Service.options` (`stored_options` below), which never trusts a row written
+before these checks: a stored config that does not validate is logged and read as one that
+refuses every deploy from chat and forges, never as one that allows everyone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import structlog
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from pipeline.errors import InvalidValue
+from pipeline.plan.config import BuildSettings
+from pipeline.values import WatchPathText, shown
+
+log = structlog.get_logger(__name__)
+
+LIST_MAX = 100
+
+_SLACK_ID = {
+    "user": (re.compile(r"[UW][A-Z0-9]{2,40}"), "U… or W…"),
+    "user group": (re.compile(r"S[A-Z0-9]{2,40}"), "S…"),
+    "channel": (re.compile(r"[CGD][A-Z0-9]{2,40}"), "C…, G… or D…"),
+}
+# A login (GitHub, GitLab) or "@org/team", "@group/subgroup".
+_ALLOW_ENTRY = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}|@[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+"
+)
+_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
+_PLACEHOLDERS = {"environment", "service"}
+
+
+def _slack_id(kind: str, value: str) -> str:
+    pattern, form = _SLACK_ID[kind]
+    if not pattern.fullmatch(value):
+        raise InvalidValue(
+            f"{shown(value)} is not a Slack {kind} id ({form}): use the id Slack shows in the "
+            "profile or channel details, not a name"
+        )
+    return value
+
+
+def _slack_user(value: str) -> str:
+    return _slack_id("user", value)
+
+
+def _slack_group(value: str) -> str:
+    return _slack_id("user group", value)
+
+
+def _slack_channel(value: str) -> str:
+    return _slack_id("channel", value)
+
+
+def _allow_entry(value: str) -> str:
+    if len(value) > 255 or not _ALLOW_ENTRY.fullmatch(value):
+        raise InvalidValue(
+            f"{shown(value)} is neither a login nor a team or group (@org/team, @group/subgroup)"
+        )
+    return value
+
+
+def _url_template(value: str) -> str:
+    """An http(s) URL; `{environment}` and `{service}` are filled in."""
+    problem = None
+    if len(value) > 2000 or not _URL.fullmatch(value):
+        problem = "use an http:// or https:// URL without spaces"
+    else:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError:
+            names = {"?"}
+        if names - _PLACEHOLDERS:
+            problem = "the only placeholders are {environment} and {service}"
+    if problem is not None:
+        raise InvalidValue(f"{shown(value)} is not allowed: {problem}")
+    return value
+
+
+SlackUser = Annotated[str, AfterValidator(_slack_user)]
+SlackGroup = Annotated[str, AfterValidator(_slack_group)]
+SlackChannel = Annotated[str, AfterValidator(_slack_channel)]
+AllowEntry = Annotated[str, AfterValidator(_allow_entry)]
+UrlTemplate = Annotated[str, AfterValidator(_url_template)]
+
+
+class _Strict(BaseModel):
+    # strict: a string is never read as a list, "yes" never as true.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SlackAccess(_Strict):
+    """Who may deploy from Slack, and from where (empty: anyone in the workspace)."""
+
+    users: list[SlackUser] = Field(default_factory=list, max_length=LIST_MAX)
+    usergroups: list[SlackGroup] = Field(default_factory=list, max_length=LIST_MAX)
+    channels: list[SlackChannel] = Field(default_factory=list, max_length=LIST_MAX)
+
+
+class ServiceConfig(_Strict):
+    """A service's `config`. Every key is optional."""
+
+    build: BuildSettings = Field(
+        default_factory=BuildSettings,
+        description="build overrides: provider, install, build, start, apt_packages, env, "
+        "dockerfile, context, target, build_args",
+    )
+    submodules: bool = Field(default=False, description="also fetch the repository's submodules")
+    watch: list[WatchPathText] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="more folders whose changes deploy the service, besides its root_dir",
+    )
+    previews: bool = Field(
+        default=False, description="deploy a preview for each pull/merge request"
+    )
+    protected: bool = Field(
+        default=False, description="comments need a place in `allow`; Slack asks for a confirmation"
+    )
+    allow: list[AllowEntry] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="who may deploy a protected service from comments: logins, @org/team",
+    )
+    url: UrlTemplate | None = Field(default=None, description="where production can be seen")
+    preview_url: UrlTemplate | None = Field(
+        default=None,
+        description="where a preview can be seen; {environment} and {service} are filled in",
+    )
+    slack_channel: SlackChannel | None = Field(
+        default=None, description="a Slack channel id that hears of every deployment"
+    )
+    slack: SlackAccess = Field(
+        default_factory=SlackAccess, description="who may deploy from Slack, and from where"
+    )
+
+    # Set only on the stand-in for a stored config that does not validate (`refusing`).
+    _problem: str | None = PrivateAttr(default=None)
+
+    @property
+    def problem(self) -> str | None:
+        """Why this stored config could not be read; None when it is valid. Access checks
+        refuse everyone while it is set."""
+        return self._problem
+
+    @classmethod
+    def refusing(cls, problem: str) -> ServiceConfig:
+        """The fail-closed stand-in for an invalid stored config: protected, nobody on any
+        allowlist, no previews, no submodules."""
+        config = cls(protected=True)
+        config._problem = problem
+        return config
+
+    def stored(self) -> dict[str, Any]:
+        """The form kept in the database: the keys given, values as validated."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def refused_for_config(service_name: str) -> str:
+    """The answer to a deploy of a service whose stored config is not valid. The problem
+    itself is in the log, not in a chat or a pull request."""
+    return (
+        f"`{service_name}` cannot be deployed until an admin fixes its config (the bot's log "
+        "names the problem). Nothing was queued."
+    )
+
+
+# --- reading and explaining --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (`config.slack.users`) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigInvalid(InvalidValue):
+    """A service config that does not validate; `problems` name each bad key."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(str(problem) for problem in problems))
+        self.problems = list(problems)
+
+
+def parse_config(data: object, where: str = "config") -> ServiceConfig:
+    """Validate a config about to be stored. Raises `ConfigInvalid`."""
+    if not isinstance(data, Mapping):
+        raise ConfigInvalid([Problem(where, f"must be an object (got {_kind(data)})")])
+    try:
+        return ServiceConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigInvalid(explain(error, ServiceConfig, where)) from None
+
+
+def stored_options(data: object, service: str) -> ServiceConfig:
+    """A config read from the database, which may predate validation. When it does not
+    validate: a log line, and the fail-closed stand-in."""
+    try:
+        return parse_config(data)
+    except ConfigInvalid as error:
+        log.warning(
+            "service config is invalid; deploys are refused", service=service, error=str(error)
+        )
+        return ServiceConfig.refusing(str(error))
+
+
+_KINDS = {str: "a string", bool: "true or false", int: "a number", float: "a number"}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model or container inside `X | None` and `Annotated[X, ...]`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            options = [arg for arg in get_args(annotation) if arg is not NoneType]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model that holds the key at `path` (for "did you mean"), if there is one."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        elif get_origin(current) in (list, tuple, dict):
+            current = get_args(current)[-1] if get_args(current) else Any
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def explain(error: ValidationError, model: type[BaseModel], where: str = "") -> list[Problem]:
+    """Each problem of a failed validation of `model`, located (`where.a.b`), with "did
+    you mean" for unknown keys and the kind of value given for a wrong type."""
+    problems = []
+    for item in error.errors(include_url=False):
+        path = list(item.get("loc", ()))
+        location = ".".join(str(part) for part in [where, *path] if part != "")
+        kind = item.get("type", "")
+        if kind == "extra_forbidden" and path:
+            parent = _model_at(model, path[:-1])
+            known = sorted(parent.model_fields) if parent is not None else []
+            close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
+            if close:
+                hint = f" (did you mean {close[0]}?)"
+            else:
+                hint = f" (known keys: {', '.join(known)})" if known else ""
+            problems.append(Problem(location, f"is not a known key{hint}"))
+            continue
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
+            message = f"{message} (got {_kind(item.get('input'))})"
+        problems.append(Problem(location, message))
+    return problems
