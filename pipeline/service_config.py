@@ -102,11 +102,24 @@ class _Strict(BaseModel):
 
 
 class SlackAccess(_Strict):
-    """Who may deploy from Slack, and from where (empty: anyone in the workspace)."""
+    """Who may deploy from Slack, and from where."""
 
-    users: list[SlackUser] = Field(default_factory=list, max_length=LIST_MAX)
-    usergroups: list[SlackGroup] = Field(default_factory=list, max_length=LIST_MAX)
-    channels: list[SlackChannel] = Field(default_factory=list, max_length=LIST_MAX)
+    users: list[SlackUser] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="Slack user ids (U…, W…) who may deploy; with `usergroups` empty too: "
+        "anyone in the workspace",
+    )
+    usergroups: list[SlackGroup] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="user group ids (S…) whose members may deploy",
+    )
+    channels: list[SlackChannel] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="channel ids (C…, G…, D…) it may be deployed from; empty: any",
+    )
 
 
 class ServiceConfig(_Strict):
@@ -114,36 +127,47 @@ class ServiceConfig(_Strict):
 
     build: BuildSettings = Field(
         default_factory=BuildSettings,
-        description="build overrides: provider, install, build, start, apt_packages, env, "
-        "dockerfile, context, target, build_args",
+        description="build overrides (see Building): `provider` (node, python, go, php, ruby, "
+        "static), `install`, `build`, `start` (one-line commands), `apt_packages`, `env` "
+        "(build-time variables), `dockerfile`, `context`, `target`, `build_args`",
     )
     submodules: bool = Field(default=False, description="also fetch the repository's submodules")
     watch: list[WatchPathText] = Field(
         default_factory=list,
         max_length=LIST_MAX,
-        description="more folders whose changes deploy the service, besides its root_dir",
+        description="more folders (from the repository's top, no `..`) whose changes deploy "
+        "the service on a push, besides its `root_dir`",
     )
     previews: bool = Field(
-        default=False, description="deploy a preview for each pull/merge request"
+        default=False,
+        description="deploy a preview (`pr-<n>`, `mr-<iid>`) of each pull or merge request",
     )
     protected: bool = Field(
-        default=False, description="comments need a place in `allow`; Slack asks for a confirmation"
+        default=False,
+        description="`/deploy` comments need a place in `allow`; Slack deploys and rollbacks "
+        "ask for a confirmation",
     )
     allow: list[AllowEntry] = Field(
         default_factory=list,
         max_length=LIST_MAX,
-        description="who may deploy a protected service from comments: logins, @org/team",
+        description="who may deploy a protected service from comments: logins, `@org/team` "
+        "(GitHub), `@group/subgroup` (GitLab)",
     )
-    url: UrlTemplate | None = Field(default=None, description="where production can be seen")
+    url: UrlTemplate | None = Field(
+        default=None,
+        description="where production can be seen: an http(s) URL; `{service}` is filled in",
+    )
     preview_url: UrlTemplate | None = Field(
         default=None,
-        description="where a preview can be seen; {environment} and {service} are filled in",
+        description="where a preview can be seen; `{environment}` and `{service}` are filled in",
     )
     slack_channel: SlackChannel | None = Field(
-        default=None, description="a Slack channel id that hears of every deployment"
+        default=None,
+        description="a Slack channel id (C…) told of every deployment, whoever started it",
     )
     slack: SlackAccess = Field(
-        default_factory=SlackAccess, description="who may deploy from Slack, and from where"
+        default_factory=SlackAccess,
+        description="who may deploy from Slack, and from where: the `slack.` keys",
     )
 
     # Set only on the stand-in for a stored config that does not validate (`refusing`).
@@ -175,6 +199,43 @@ def refused_for_config(service_name: str) -> str:
         f"`{service_name}` cannot be deployed until an admin fixes its config (the bot's log "
         "names the problem). Nothing was queued."
     )
+
+
+def config_reference() -> str:
+    """The README's table of config keys, made from the model (a test keeps them equal)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for prefix, model in (("", ServiceConfig), ("slack.", SlackAccess)):
+        schema = model.model_json_schema()
+        for key, field in schema["properties"].items():
+            info = model.model_fields[key]
+            kind = _schema_kind(field)
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = "{}"
+            shown_default = "–" if default is None else f"`{_json_text(default)}`"
+            meaning = info.description or ""
+            rows.append(f"| `{prefix}{key}` | {kind} | {shown_default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def _schema_kind(field: Mapping[str, Any]) -> str:
+    if "anyOf" in field:
+        kinds = [_schema_kind(option) for option in field["anyOf"] if option.get("type") != "null"]
+        return " or ".join(kinds)
+    if "$ref" in field:
+        return "object"
+    kind = field.get("type")
+    if kind == "array":
+        return "list of strings"
+    return {"boolean": "true/false", "string": "string", "object": "object"}.get(str(kind), "?")
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[]"
+    return str(value)
 
 
 # --- reading and explaining --------------------------------------------------------------

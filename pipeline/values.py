@@ -192,10 +192,10 @@ def repository_url(value: str) -> str:
 
 
 def _url_problem(value: str) -> str | None:
-    if not value or len(value) > URL_MAX or not value.isprintable() or " " in value:
-        return f"a URL is 1-{URL_MAX} printable characters without spaces"
     if value.startswith("-"):
         return "it starts with '-' (git would read an option)"
+    if not value or len(value) > URL_MAX or not value.isprintable() or " " in value:
+        return f"a URL is 1-{URL_MAX} printable characters without spaces"
     if "::" in value.split("/", 1)[0]:
         return "transports like ext:: are not allowed"
     if "://" in value:

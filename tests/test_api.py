@@ -65,7 +65,9 @@ async def test_services_create_list_get_update_delete(api: Api) -> None:
 async def test_duplicate_service_is_409_and_bad_fields_are_422(api: Api) -> None:
     await create_service(api)
     again = await api.client.post(
-        f"{V1}/services", json={"name": "web", "repository": "x/y", "provider": "github"}, headers=api.auth("admin")
+        f"{V1}/services",
+        json={"name": "web", "repository": "x/y", "provider": "github"},
+        headers=api.auth("admin"),
     )
     assert_error(await json_of(again, 409), "conflict")
     bad = await api.client.post(

@@ -73,7 +73,7 @@ def test_user_errors_are_one_line_with_an_exit_code(cli: CliRunner) -> None:
     result = cli.invoke(main, ["status", "12345"])
     assert result.exit_code == 1 and "no deployment with id 12345" in result.output
     result = cli.invoke(main, ["service", "add", "Bad Name", "--repo", "x"])
-    assert result.exit_code == 1 and "is not allowed" in result.output
+    assert result.exit_code == 2 and "is not allowed" in result.output
     result = cli.invoke(main, ["status", "abc"])
     assert result.exit_code == 2  # click's usage error
 

@@ -84,7 +84,8 @@ async def test_status_changes_are_told_once_per_row_and_lease_renewals_not_at_al
     pool: asyncpg.Pool, database_url: str, store: Store, queue: Queue
 ) -> None:
     services = [
-        (await store.create_service(NewService(f"told-{n}", f"acme/told-{n}", "github"))).id for n in range(3)
+        (await store.create_service(NewService(f"told-{n}", f"acme/told-{n}", "github"))).id
+        for n in range(3)
     ]
     deployments = [await queue.enqueue(service_id) for service_id in services]
     told: asyncio.Queue[str] = asyncio.Queue()

@@ -195,7 +195,8 @@ async def test_many_deployments_never_two_active_for_one_target(
     pool: asyncpg.Pool, store: Store, queue: Queue, start_worker: StartWorker
 ) -> None:
     services = [
-        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}", "github"))).id for n in range(10)
+        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}", "github"))).id
+        for n in range(10)
     ]
     pipeline = ScriptedPipeline()
     # Four slots over two independent workers, so claims really race.
