@@ -57,21 +57,24 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "…" + text[0]
 
 
+SERVICE_NAME_RULE = (
+    "1-63 lower-case letters, digits and dashes, starting and ending with a letter or digit"
+)
+ENVIRONMENT_RULE = (
+    "1-63 letters, digits, '.', '_' and '-', starting with a letter or digit (production, "
+    "staging, pr-12)"
+)
+
+
 def service_name(value: str) -> str:
     if not _SERVICE_NAME.match(value):
-        raise InvalidValue(
-            f"service name {shown(value)} is not allowed: use 1-63 lower-case letters, "
-            "digits and dashes, starting and ending with a letter or digit"
-        )
+        raise InvalidValue(f"service name {shown(value)} is not allowed: use {SERVICE_NAME_RULE}")
     return value
 
 
 def environment(value: str) -> str:
     if not _ENVIRONMENT.match(value):
-        raise InvalidValue(
-            f"environment {shown(value)} is not allowed: use 1-63 letters, digits, '.', '_' "
-            "and '-', starting with a letter or digit (production, staging, pr-12)"
-        )
+        raise InvalidValue(f"environment {shown(value)} is not allowed: use {ENVIRONMENT_RULE}")
     return value
 
 
@@ -194,10 +197,10 @@ def repository_url(value: str) -> str:
 def _url_problem(value: str) -> str | None:
     if value.startswith("-"):
         return "it starts with '-' (git would read an option)"
-    if not value or len(value) > URL_MAX or not value.isprintable() or " " in value:
-        return f"a URL is 1-{URL_MAX} printable characters without spaces"
     if "::" in value.split("/", 1)[0]:
         return "transports like ext:: are not allowed"
+    if not value or len(value) > URL_MAX or not value.isprintable() or " " in value:
+        return f"a URL is 1-{URL_MAX} printable characters without spaces"
     if "://" in value:
         parts = urlsplit(value)
         if parts.scheme.lower() not in _URL_SCHEMES:

@@ -214,7 +214,11 @@ def _parse_words(words: list[str], services: Collection[str], slack: bool = Fals
             ref = value
         elif name in _TAKES_SERVICE and service is None:
             if not is_service_name(word):
-                return _usage(name, f"`{shown(word)}` is not a service name.", slack)
+                return _usage(
+                    name,
+                    f"`{shown(word)}` is not a service name: use {values.SERVICE_NAME_RULE}.",
+                    slack,
+                )
             service = word.lower()
         elif slack and name == "deploy" and ref is None:
             problem = _not_a_ref(word)
