@@ -98,7 +98,10 @@ def test_unreachable_database_exits_4(cli: CliRunner, monkeypatch: pytest.Monkey
 def test_logs_follow_ends_with_the_deployment(
     cli: CliRunner, database_url: str, tmp_path: Path
 ) -> None:
-    cli.invoke(main, ["service", "add", "web", "--repo", "acme/web"])
+    added = cli.invoke(
+        main, ["service", "add", "web", "--repo", "acme/web", "--provider", "github"]
+    )
+    assert added.exit_code == 0, added.output
     env = {
         "DATABASE_URL": database_url,
         "DATA_DIR": str(tmp_path / "d"),
