@@ -5,6 +5,7 @@ says so in the log."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,13 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from bot.cli_format import service_details
+from pipeline.deploy import plan_service
 from pipeline.errors import InvalidValue
+from pipeline.models import Service
+from pipeline.plan import BaseImages
 from pipeline.service_config import ConfigInvalid, ServiceConfig, config_reference, parse_config
+from pipeline.settings import Settings
 from pipeline.store import NewService, Store
 
 GOOD: list[dict[str, Any]] = [
@@ -188,3 +194,40 @@ async def test_a_bad_config_stored_before_refuses_and_is_logged(
         for entry in logs
     )
     assert stored.options is options  # read once per row
+
+
+def _service(config: dict[str, Any], root_dir: str = ".") -> Service:
+    return Service.from_row(
+        {
+            "id": 1,
+            "name": "web",
+            "provider": "github",
+            "repository": "acme/web",
+            "branch": "main",
+            "root_dir": root_dir,
+            "config": config,
+            "created_at": datetime.now(UTC),
+            "updated_at": datetime.now(UTC),
+        }
+    )
+
+
+def test_a_bad_stored_config_fails_the_plan_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("hi")
+    images = BaseImages.from_settings(Settings())
+    failed = plan_service(tmp_path, _service({"build": {"strat": "x"}}), images)
+    assert not failed.ok
+    assert failed.message == (
+        "the service's config is not valid: config.build.strat: is not a known key "
+        "(did you mean start?)"
+    )
+    outside = plan_service(tmp_path, _service({}, root_dir="../.."), images)
+    assert not outside.ok and "root dir '../..' is not allowed" in (outside.message or "")
+    planned = plan_service(tmp_path, _service({"build": {"provider": "static"}}), images)
+    assert planned.ok and planned.plan is not None and planned.plan.runtime == "static"
+
+
+def test_service_show_says_a_stored_config_is_not_valid() -> None:
+    shown = service_details(_service({"slack": {"users": "U0ALLOWED"}}))
+    assert "config is not valid" in shown and "config.slack.users" in shown
+    assert "config is not valid" not in service_details(_service({"previews": True}))
