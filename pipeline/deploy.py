@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from pipeline import values
 from pipeline.buildkit.builder import (
     Builder,
     BuildRequest,
@@ -33,7 +34,7 @@ from pipeline.buildkit.events import (
     StepStarted,
 )
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
-from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure
+from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure, InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.registry import RegistryClient, image_reference, parse_reference
@@ -52,7 +53,13 @@ class StepError(DeploymentFailure):
 
 
 def repository_url(service: Service, settings: Settings) -> str:
-    """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git."""
+    """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git.
+    Checked again here: a row stored before repositories were checked may hold one git
+    must not be given (`ext::…`, a local path, "-…")."""
+    try:
+        values.repository(service.provider, service.repository)
+    except InvalidValue as error:
+        raise StepError(f"clone failed: {error}") from None
     if service.provider == "github":
         return f"{settings.github_url.rstrip('/')}/{service.repository}.git"
     if service.provider == "gitlab":

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot.cli_format import service_details
-from pipeline.deploy import plan_service
+from pipeline.deploy import StepError, plan_service, repository_url
 from pipeline.errors import InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages
@@ -196,13 +196,18 @@ async def test_a_bad_config_stored_before_refuses_and_is_logged(
     assert stored.options is options  # read once per row
 
 
-def _service(config: dict[str, Any], root_dir: str = ".") -> Service:
+def _service(
+    config: dict[str, Any],
+    root_dir: str = ".",
+    provider: str = "github",
+    repository: str = "acme/web",
+) -> Service:
     return Service.from_row(
         {
             "id": 1,
             "name": "web",
-            "provider": "github",
-            "repository": "acme/web",
+            "provider": provider,
+            "repository": repository,
             "branch": "main",
             "root_dir": root_dir,
             "config": config,
@@ -231,3 +236,15 @@ def test_service_show_says_a_stored_config_is_not_valid() -> None:
     shown = service_details(_service({"slack": {"users": "U0ALLOWED"}}))
     assert "config is not valid" in shown and "config.slack.users" in shown
     assert "config is not valid" not in service_details(_service({"previews": True}))
+
+
+@pytest.mark.parametrize(
+    ("provider", "repository"),
+    [("git", "ext::sh -c touch% /tmp/x"), ("git", "/srv/x.git"), ("github", "../x")],
+)
+def test_a_repository_stored_before_it_was_checked_is_never_cloned(
+    provider: str, repository: str
+) -> None:
+    with pytest.raises(StepError, match=r"clone failed: repository .* is not"):
+        repository_url(_service({}, provider=provider, repository=repository), Settings())
+    assert repository_url(_service({}), Settings()).endswith("/acme/web.git")
