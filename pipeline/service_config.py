@@ -34,9 +34,9 @@ _SLACK_ID = {
     "user group": (re.compile(r"S[A-Z0-9]{2,40}"), "S…"),
     "channel": (re.compile(r"[CGD][A-Z0-9]{2,40}"), "C…, G… or D…"),
 }
-# A login (GitHub, GitLab) or "@org/team", "@group/subgroup".
+# A login (GitHub, GitLab) or "@org/team", "@group", "@group/subgroup".
 _ALLOW_ENTRY = re.compile(
-    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}|@[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+"
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}|@[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*"
 )
 _URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
 _PLACEHOLDERS = {"environment", "service"}
@@ -151,7 +151,7 @@ class ServiceConfig(_Strict):
         default_factory=list,
         max_length=LIST_MAX,
         description="who may deploy a protected service from comments: logins, `@org/team` "
-        "(GitHub), `@group/subgroup` (GitLab)",
+        "(GitHub), `@group` or `@group/subgroup` (GitLab)",
     )
     url: UrlTemplate | None = Field(
         default=None,

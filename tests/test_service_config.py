@@ -25,7 +25,7 @@ from pipeline.store import NewService, Store
 GOOD: list[dict[str, Any]] = [
     {},
     {"previews": True, "protected": False, "submodules": True},
-    {"allow": ["jsmith", "@octo-org/ops", "@group/sub/team"], "protected": True},
+    {"allow": ["jsmith", "@octo-org/ops", "@group", "@group/sub/team"], "protected": True},
     {"watch": ["shared", "libs/common"]},
     {"url": "https://web.example.com", "preview_url": "https://{environment}.{service}.test"},
     {"slack_channel": "C0DEPLOY"},
@@ -55,6 +55,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"submodules": "false"}, "config.submodules: Input should be a valid boolean"),
     ({"allow": "jsmith"}, "config.allow: Input should be a valid list (got a string)"),
     ({"allow": ["j smith"]}, "is neither a login nor a team"),
+    ({"allow": ["@"]}, "is neither a login nor a team"),
+    ({"allow": ["@ops/"]}, "is neither a login nor a team"),
     ({"allow": [7]}, "config.allow.0: Input should be a valid string (got a number)"),
     ({"watch": "shared"}, "config.watch: Input should be a valid list"),
     ({"watch": ["../etc"]}, "config.watch.0: watch path '../etc' is not allowed"),
