@@ -10,18 +10,16 @@ refuses every deploy from chat and forges, never as one that allows everyone.
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
 import structlog
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from pipeline.errors import InvalidValue
+from pipeline.explain import Problem, explain, kind_of
 from pipeline.plan.config import BuildSettings
 from pipeline.values import WatchPathText, shown
 
@@ -241,17 +239,6 @@ def _json_text(value: object) -> str:
 # --- reading and explaining --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an input: where (`config.slack.users`) and what."""
-
-    location: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
-
-
 class ConfigInvalid(InvalidValue):
     """A service config that does not validate; `problems` name each bad key."""
 
@@ -263,7 +250,7 @@ class ConfigInvalid(InvalidValue):
 def parse_config(data: object, where: str = "config") -> ServiceConfig:
     """Validate a config about to be stored. Raises `ConfigInvalid`."""
     if not isinstance(data, Mapping):
-        raise ConfigInvalid([Problem(where, f"must be an object (got {_kind(data)})")])
+        raise ConfigInvalid([Problem(where, f"must be an object (got {kind_of(data)})")])
     try:
         return ServiceConfig.model_validate(dict(data))
     except ValidationError as error:
@@ -280,74 +267,3 @@ def stored_options(data: object, service: str) -> ServiceConfig:
             "service config is invalid; deploys are refused", service=service, error=str(error)
         )
         return ServiceConfig.refusing(str(error))
-
-
-_KINDS = {str: "a string", bool: "true or false", int: "a number", float: "a number"}
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return _KINDS.get(type(value), type(value).__name__)
-
-
-def _unwrap(annotation: Any) -> Any:
-    """The model or container inside `X | None` and `Annotated[X, ...]`."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, UnionType):
-            options = [arg for arg in get_args(annotation) if arg is not NoneType]
-            if len(options) != 1:
-                return annotation
-            annotation = options[0]
-        else:
-            return annotation
-
-
-def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
-    """The model that holds the key at `path` (for "did you mean"), if there is one."""
-    current: Any = model
-    for part in path:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
-            if info is None:
-                return None
-            current = info.annotation
-        elif get_origin(current) in (list, tuple, dict):
-            current = get_args(current)[-1] if get_args(current) else Any
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def explain(error: ValidationError, model: type[BaseModel], where: str = "") -> list[Problem]:
-    """Each problem of a failed validation of `model`, located (`where.a.b`), with "did
-    you mean" for unknown keys and the kind of value given for a wrong type."""
-    problems = []
-    for item in error.errors(include_url=False):
-        path = list(item.get("loc", ()))
-        location = ".".join(str(part) for part in [where, *path] if part != "")
-        kind = item.get("type", "")
-        if kind == "extra_forbidden" and path:
-            parent = _model_at(model, path[:-1])
-            known = sorted(parent.model_fields) if parent is not None else []
-            close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
-            if close:
-                hint = f" (did you mean {close[0]}?)"
-            else:
-                hint = f" (known keys: {', '.join(known)})" if known else ""
-            problems.append(Problem(location, f"is not a known key{hint}"))
-            continue
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
-            message = f"{message} (got {_kind(item.get('input'))})"
-        problems.append(Problem(location, message))
-    return problems

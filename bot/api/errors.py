@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import Conflict, InvalidTransition, InvalidValue, NotFound
-from pipeline.service_config import explain
+from pipeline.explain import explain
 
 log = structlog.get_logger(__name__)
 
