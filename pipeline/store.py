@@ -145,7 +145,9 @@ class Store:
             # a new provider must fit the repository, old or new.
             new_provider = current.provider if provider is None else values.provider(provider)
             if repository is not None or provider is not None:
-                repository = values.repository(new_provider, repository or current.repository)
+                repository = values.repository(
+                    new_provider, current.repository if repository is None else repository
+                )
             row = await connection.fetchrow(
                 q("service_update"),
                 service_id,
