@@ -45,6 +45,7 @@ _GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _GITHUB_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _GITLAB_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 _URL_SCHEMES = ("https", "http", "ssh", "git")
+_FORGE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~+-]{0,99}")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]")
 # `[user@]host:path`, git's scp-like form (no "/" before the colon).
@@ -224,6 +225,11 @@ def _url_problem(value: str) -> str | None:
         return None
     scp = _SCP_LIKE.fullmatch(value)
     if scp is None:
+        if _FORGE_PATH.fullmatch(value):
+            return (
+                "local paths are not allowed (for owner/name on a forge, the provider is "
+                "github or gitlab)"
+            )
         return "local paths are not allowed"
     user, host, path = scp["user"], scp["host"], scp["path"]
     if not _HOST.fullmatch(host):
