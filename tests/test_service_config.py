@@ -5,6 +5,7 @@ says so in the log."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,20 @@ def test_a_repository_stored_before_it_was_checked_is_never_cloned(
     with pytest.raises(StepError, match=r"clone failed: repository .* is not"):
         repository_url(_service({}, provider=provider, repository=repository), Settings())
     assert repository_url(_service({}), Settings()).endswith("/acme/web.git")
+
+
+def test_no_code_reads_the_stored_config_around_the_model() -> None:
+    """Every read goes through `Service.options`: a `config.get("…")` elsewhere would
+    trust a stored value the model refuses (as `slack.users` as a string once did)."""
+    root = Path(__file__).parents[1]
+    pattern = re.compile(r"\bconfig\.get\(|\bconfig\[[\"']|\.config\.(items|keys|values)\(")
+    allowed = {"bot/cli_format.py"}  # `service show` prints the config as stored
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("bot", "pipeline")
+        for path in sorted((root / folder).rglob("*.py"))
+        if str(path.relative_to(root)) not in allowed and "plan" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []

@@ -209,3 +209,25 @@ def test_every_ref_git_refuses_is_refused(check: Callable[[str], str]) -> None:
     for bad in ["@", "a@{1}", "a/.b", "a.", "a/", "a//b", "a~1", "a^", "a:b", "a?", "a*", "a[b"]:
         with pytest.raises(InvalidValue):
             check(bad)
+
+
+def test_the_openapi_document_says_what_the_validators_say() -> None:
+    import bot.api.routes  # noqa: F401  (registers the operations)
+    from bot.api.openapi import document
+
+    schemas = document()["components"]["schemas"]
+    create = schemas["ServiceCreate"]["properties"]
+    assert create["name"]["pattern"] == values.SERVICE_NAME_PATTERN
+    assert create["branch"]["pattern"] == values.REF_PATTERN
+    assert create["root_dir"]["pattern"] == values.PATH_PATTERN
+    deploy = schemas["DeployRequest"]["properties"]
+    assert deploy["commit"]["anyOf"][0]["pattern"] == values.COMMIT_PATTERN
+    assert deploy["ref"]["anyOf"][0]["pattern"] == values.REF_PATTERN
+    assert deploy["environment"]["pattern"] == values.ENVIRONMENT_PATTERN
+    assert schemas["RollbackRequest"]["properties"]["environment"]["pattern"] == (
+        values.ENVIRONMENT_PATTERN
+    )
+    # The config's schema is the model's: no other keys.
+    assert create["config"] == {"$ref": "#/components/schemas/ServiceConfig"}
+    assert schemas["ServiceConfig"]["additionalProperties"] is False
+    assert schemas["SlackAccess"]["additionalProperties"] is False
