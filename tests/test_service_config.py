@@ -19,6 +19,7 @@ from pipeline.deploy import StepError, plan_service, repository_url
 from pipeline.errors import InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages
+from pipeline.queue.queue import Queue
 from pipeline.service_config import ConfigInvalid, ServiceConfig, config_reference, parse_config
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
@@ -268,3 +269,19 @@ def test_no_code_reads_the_stored_config_around_the_model() -> None:
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+async def test_the_queue_refuses_a_target_or_ref_nobody_could_deploy(
+    queue: Queue, service: int, pool: asyncpg.Pool
+) -> None:
+    """Each entry point checks first; the queue checks again where deployments are
+    stored, so a new entry point cannot forget it."""
+    for kwargs, message in [
+        ({"environment": "prod uction/../x"}, "environment 'prod uction/../x' is not allowed"),
+        ({"environment": ""}, "environment '' is not allowed"),
+        ({"ref": "-x"}, "ref '-x' is not a git branch or tag name"),
+        ({"ref": "--upload-pack=touch /tmp/x"}, "not starting with '-'"),
+    ]:
+        with pytest.raises(InvalidValue, match=re.escape(message)):
+            await queue.enqueue(service, **kwargs)  # type: ignore[arg-type]
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 0
