@@ -41,7 +41,8 @@ _ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
 _COMMIT = re.compile(COMMIT_PATTERN)
 # What git refuses in a ref name (git check-ref-format), besides control characters.
 _REF_REFUSED = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[/-]|/$|//|(^|/)\.|\.$|\.lock(/|$)")
-_GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+# As lenient as the webhook reader (bot/github/models.py): GitHub Enterprise allows more.
+_GITHUB_OWNER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _GITHUB_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _GITLAB_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 _URL_SCHEMES = ("https", "http", "ssh", "git")
@@ -163,7 +164,7 @@ def repository(provider_name: str, value: str) -> str:
         ):
             raise InvalidValue(
                 f"repository {shown(value)} is not a GitHub repository: use owner/name "
-                "(letters, digits, '-', and '.' or '_' in the name)"
+                "(letters, digits, '-', '.' and '_')"
             )
         return value
     if provider_name == "gitlab":
