@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import structlog
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from pipeline.errors import InvalidValue
 from pipeline.explain import Problem, explain, kind_of
@@ -168,6 +176,16 @@ class ServiceConfig(_Strict):
         description="who may deploy from Slack, and from where: the `slack.` keys",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """PostgreSQL cannot store NUL in text: refused here, naming where, rather than by
+        the database."""
+        where = _nul_at(data)
+        if where is not None:
+            raise InvalidValue(f"{where} contains a NUL character")
+        return data
+
     # Set only on the stand-in for a stored config that does not validate (`refusing`).
     _problem: str | None = PrivateAttr(default=None)
 
@@ -188,6 +206,24 @@ class ServiceConfig(_Strict):
     def stored(self) -> dict[str, Any]:
         """The form kept in the database: the keys given, values as validated."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _nul_at(value: Any) -> str | None:
+    """Where the first NUL character in a JSON value is (`build.env.A`), if any."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path
+        elif isinstance(node, Mapping):
+            for key, child in node.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return f"a key in {path or 'it'}"
+                stack.append((child, f"{path}.{key}".lstrip(".")))
+        elif isinstance(node, list | tuple):
+            stack.extend((child, f"{path}.{i}".lstrip(".")) for i, child in enumerate(node))
+    return None
 
 
 def refused_for_config(service_name: str) -> str:

@@ -46,6 +46,7 @@ def one_line(output: str) -> str:
         ([*ADD, "--config", '{"protectd": true}'], "config.protectd: is not a known key (did"),
         ([*ADD, "--config", '{"previews": "yes"}'], "config.previews: Input should be a valid"),
         ([*ADD, "--config", "[1]"], "config: must be an object (got a list)"),
+        ([*ADD, "--config", '{"build": {"install": "a\\u0000b"}}'], "build.install contains a NUL"),
         ([*ADD, "--config", "{nope"], "--config is not JSON: Expecting"),
         ([*ADD, "--config", "@missing.json"], "--config: cannot read missing.json"),
     ],

@@ -75,6 +75,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"build": {"install": "a\nb"}}, "config.build.install"),
     ({"build": "Dockerfile"}, "config.build: Input should be a valid dictionary"),
     ({"allow": ["x"] * 101}, "config.allow: List should have at most 100 items"),
+    # PostgreSQL cannot store NUL: refused naming where, not by the database.
+    ({"build": {"install": "a\x00b"}}, "config: build.install contains a NUL character"),
+    ({"build": {"env": {"A": "\x00"}}}, "config: build.env.A contains a NUL character"),
+    ({"k\x00": 1}, "config: a key in it contains a NUL character"),
 ]
 
 
