@@ -299,7 +299,16 @@ def stored_options(data: object, service: str) -> ServiceConfig:
     try:
         return parse_config(data)
     except ConfigInvalid as error:
-        log.warning(
-            "service config is invalid; deploys are refused", service=service, error=str(error)
-        )
-        return ServiceConfig.refusing(str(error))
+        problem = str(error)
+        # Once per service and problem in this process: every report reads the service.
+        if (service, problem) not in _LOGGED:
+            if len(_LOGGED) > 1000:
+                _LOGGED.clear()
+            _LOGGED.add((service, problem))
+            log.warning(
+                "service config is invalid; deploys are refused", service=service, error=problem
+            )
+        return ServiceConfig.refusing(problem)
+
+
+_LOGGED: set[tuple[str, str]] = set()

@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot.cli_format import service_details
+from pipeline import service_config
 from pipeline.deploy import StepError, plan_service, repository_url
 from pipeline.errors import InvalidValue
 from pipeline.models import Service
@@ -191,6 +192,7 @@ async def test_a_bad_config_stored_before_refuses_and_is_logged(
         {"slack": {"users": "U0ALLOWED"}, "previews": True},
     )
     stored = await store.get_service(service.id)
+    service_config._LOGGED.clear()  # another test may have logged this very problem
     with capture_logs() as logs:
         options = stored.options
     assert options.problem is not None and "config.slack.users" in options.problem
@@ -202,6 +204,9 @@ async def test_a_bad_config_stored_before_refuses_and_is_logged(
         for entry in logs
     )
     assert stored.options is options  # read once per row
+    with capture_logs() as again:
+        assert (await store.get_service(service.id)).options.problem == options.problem
+    assert again == []  # logged once per service and problem, not at every read
 
 
 def _service(
