@@ -97,7 +97,7 @@ async def main() -> None:
         pool = await create_pool(url, size=4)
         store = Store(pool)
         queue = Queue(pool, Settings(_env_file=None))  # type: ignore[call-arg]
-        service = await store.create_service(NewService("bench", "acme/bench"))
+        service = await store.create_service(NewService("bench", "acme/bench", "github"))
         deployment = await queue.enqueue(service.id)
         assert await queue.claim("bench-writer") is not None  # running, before serve starts
         _record, token = await TokenStore(pool).create("bench", Scope.READ)

@@ -499,7 +499,7 @@ async def bench_click_deploy(server_url: str, options: Options) -> list[SideResu
         pool = await create_pool(url, size=2)
         try:
             service = await Store(pool).create_service(
-                NewService(name="bench", repository="acme/bench")
+                NewService(name="bench", repository="acme/bench", provider="github")
             )
         finally:
             await pool.close()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from bot import cli_format as fmt
 from bot.api.token_cli import token
+from bot.cli_service import service, usage_checked
 from bot.follow import follow_logs
 from bot.runtime import (
     Runtime,
@@ -21,13 +25,13 @@ from bot.runtime import (
     resolve_database_url,
 )
 from bot.serve import bind_http, run_server, run_worker
-from pipeline.errors import ClickDeployError, ConfigError, TransientError
+from pipeline import values
+from pipeline.errors import ClickDeployError, ConfigError, InvalidValue, TransientError
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
 from pipeline.runner import load_pipeline
 from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
-from pipeline.store import NewService
 from pipeline.trigger import Trigger
 
 T = TypeVar("T")
@@ -68,6 +72,8 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except ConfigError as error:
         fail(str(error), EXIT_CONFIG)
+    except InvalidValue as error:  # a value the store refuses: the command line's
+        fail(str(error), EXIT_USAGE)
     except TransientError as error:
         fail(str(error), EXIT_UNAVAILABLE)
     except ClickDeployError as error:
@@ -143,95 +149,24 @@ def serve(slots: int | None) -> None:
     run(main())
 
 
-# --- services ---------------------------------------------------------------------------
-
-
-@main.group()
-def service() -> None:
-    """Add, list, show and remove services."""
-
-
-@service.command("add")
-@click.argument("name")
-@click.option("--repo", "repository", required=True, help="owner/name on a forge, or a clone URL.")
-@click.option(
-    "--provider", type=click.Choice(["github", "gitlab", "git"]), default="git", show_default=True
-)
-@click.option(
-    "--branch", default="main", show_default=True, help="Pushes here deploy to production."
-)
-@click.option(
-    "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
-)
-def service_add(name: str, repository: str, provider: str, branch: str, root_dir: str) -> None:
-    """Add a service called NAME."""
-
-    async def action(runtime: Runtime) -> None:
-        created = await runtime.store.create_service(
-            NewService(name, repository, provider, branch, root_dir)
-        )
-        click.echo(f"added service {created.name} (id {created.id})")
-
-    with_runtime(action)
-
-
-@service.command("list")
-def service_list() -> None:
-    """List the services."""
-
-    async def action(runtime: Runtime) -> None:
-        click.echo(fmt.services_table(await runtime.store.list_services()))
-
-    with_runtime(action)
-
-
-@service.command("show")
-@click.argument("name")
-@click.option("--limit", default=10, show_default=True, help="Recent deployments to list.")
-def service_show(name: str, limit: int) -> None:
-    """Show a service (by name or id) and its recent deployments."""
-
-    async def action(runtime: Runtime) -> None:
-        found = await runtime.store.find_service(name)
-        click.echo(fmt.service_details(found))
-        page = await runtime.store.list_deployments(found.id, limit=limit)
-        click.echo()
-        click.echo(fmt.deployments_table(page.items))
-
-    with_runtime(action)
-
-
-@service.command("remove")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def service_remove(name: str, yes: bool) -> None:
-    """Remove a service and its deployment history."""
-
-    async def action(runtime: Runtime) -> None:
-        found = await runtime.store.find_service(name)
-        if not yes and not click.confirm(
-            f"Remove service {found.name} and all its deployments?", default=False
-        ):
-            raise ClickDeployError("nothing removed")
-        await runtime.store.delete_service(found.id)
-        click.echo(f"removed service {found.name}")
-
-    with_runtime(action)
-
-
 # --- deployments ------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--ref", help="Branch or tag to deploy [the service's branch].")
-@click.option("--commit", "commit_sha", help="Exact commit to deploy.")
+@click.option("--commit", "commit_sha", help="Exact commit to deploy (its full id).")
 @click.option("--env", "environment", default="production", show_default=True)
 @click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
 def deploy(
     service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
 ) -> None:
     """Queue a deployment of SERVICE (name or id)."""
+    usage_checked(lambda: values.environment(environment))
+    if ref is not None:
+        usage_checked(lambda: values.ref(ref))
+    if commit_sha is not None:
+        commit_sha = usage_checked(partial(values.commit, commit_sha))
 
     async def action(runtime: Runtime) -> int:
         found = await runtime.store.find_service(service_name)
@@ -316,6 +251,7 @@ def logs(deployment_id: int, follow: bool) -> None:
 @click.option("--follow", is_flag=True, help="Stream the log until it ends.")
 def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
     """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
+    usage_checked(lambda: values.environment(environment))
 
     async def action(runtime: Runtime) -> int:
         found = await runtime.store.find_service(service_name)
@@ -376,9 +312,6 @@ def cancel(deployment_id: int) -> None:
 def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
     """Show how the checkout at PATH would be built: runtime, version, evidence, commands
     and the Dockerfile. Reads files only. Exit 1 when it cannot be planned."""
-    import json
-    from pathlib import Path
-
     from pipeline.plan import BaseImages, format_plan, parse_build_config, plan_app
 
     settings = settings_or_exit()
@@ -399,6 +332,7 @@ def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
         fail(result.message or "cannot plan", EXIT_FAILED)
 
 
+main.add_command(service)
 main.add_command(token)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,6 +46,8 @@ def service_details(service: Service) -> str:
         ("updated", when(service.updated_at)),
     ]
     rows += [(f"config.{key}", value) for key, value in sorted(service.config.items())]
+    if service.options.problem is not None:
+        rows.append(("config is not valid", service.options.problem))
     return tabulate(rows, tablefmt="plain")
 
 

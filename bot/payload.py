@@ -13,11 +13,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline import values
+from pipeline.errors import InvalidValue
+from pipeline.values import valid_ref
+
 ID_MAX = 2**63 - 1  # ids are PostgreSQL bigints at most
-REF_MAX = 255
-_COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-# What git refuses in a ref name (git check-ref-format), besides control characters.
-_REF_REFUSED = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[/-]|/$|//|(^|/)\.|\.$|\.lock$")
 # Escapes that make strings PostgreSQL refuses: NUL and surrogates. Raw NUL is not valid
 # JSON and raw surrogates are not valid UTF-8, so escapes are the only way in.
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -107,11 +107,12 @@ def number(data: Any, *path: str) -> int:
 
 
 def commit_id(data: Any, *path: str) -> str:
-    """A full commit id: 40 (SHA-1) or 64 (SHA-256) hex digits."""
+    """A full commit id: 40 (SHA-1) or 64 (SHA-256) hex digits, in lower case."""
     value = text(data, *path)
-    if not _COMMIT.fullmatch(value):
-        raise PayloadError(f"{'.'.join(path)} is not a commit id: {shown(value)}")
-    return value
+    try:
+        return values.commit(value)
+    except InvalidValue:
+        raise PayloadError(f"{'.'.join(path)} is not a commit id: {shown(value)}") from None
 
 
 def ref_name(data: Any, *path: str) -> str:
@@ -122,12 +123,3 @@ def ref_name(data: Any, *path: str) -> str:
     if not valid_ref(value):
         raise PayloadError(f"{'.'.join(path)} is not a git ref: {shown(value)}")
     return value
-
-
-def valid_ref(value: str) -> bool:
-    return (
-        0 < len(value) <= REF_MAX
-        and value.isprintable()
-        and _REF_REFUSED.search(value) is None
-        and value != "@"
-    )

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 from pydantic import SecretStr
 
+from pipeline import values
 from pipeline.buildkit.builder import (
     Builder,
     BuildRequest,
@@ -34,7 +35,7 @@ from pipeline.buildkit.events import (
     StepStarted,
 )
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
-from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure
+from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure, InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.registry import RegistryClient, image_reference, parse_reference
@@ -53,7 +54,13 @@ class StepError(DeploymentFailure):
 
 
 def repository_url(service: Service, settings: Settings) -> str:
-    """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git."""
+    """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git.
+    Checked again here: a row stored before repositories were checked may hold one git
+    must not be given (`ext::…`, a local path, "-…")."""
+    try:
+        values.repository(service.provider, service.repository)
+    except InvalidValue as error:
+        raise StepError(f"clone failed: {error}") from None
     if service.provider == "github":
         return f"{settings.github_url.rstrip('/')}/{service.repository}.git"
     if service.provider == "gitlab":
@@ -88,10 +95,14 @@ def cache_namespace(service: Service) -> str:
 
 def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanResult:
     """Plan the service's folder of a checkout, with the service's build settings
-    (`config["build"]`, validated: a bad key is a failed plan naming it)."""
+    (`config.build`; a config that is not valid, or a bad root dir, is a failed plan
+    naming it)."""
+    if service.options.problem is not None:
+        return PlanResult.failure(f"the service's config is not valid: {service.options.problem}")
     try:
         config = parse_build_config(
-            {**dict(service.config.get("build") or {}), "root_dir": service.root_dir}
+            {**service.options.build.model_dump(exclude_unset=True), "root_dir": service.root_dir},
+            source="service",
         )
     except ConfigError as error:
         return PlanResult.failure(str(error))
@@ -201,7 +212,7 @@ class DeployPipeline:
                     commit=deployment.commit_sha,
                     ref=deployment.ref or service.branch,
                     auth=await clone_auth(service, self.settings),
-                    submodules=bool(service.config.get("submodules", False)),
+                    submodules=service.options.submodules,
                     timeout_seconds=self.settings.clone_timeout_seconds,
                     max_bytes=self.settings.clone_max_megabytes * 1024**2,
                 ),

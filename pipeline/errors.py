@@ -30,3 +30,9 @@ class DeploymentFailure(ClickDeployError):
 class TransientError(ClickDeployError):
     """A fault that may go away by itself (registry down, engine restarting). Retried
     with exponential backoff up to RETRY_MAX_ATTEMPTS."""
+
+
+class InvalidValue(ClickDeployError, ValueError):
+    """A value a person gave is not one click-deploy accepts (a service name, a ref, a
+    folder, a config key). The message names the value and what is allowed. A ValueError
+    too, so pydantic validators can raise it."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
 import asyncpg
 
+from pipeline.service_config import ServiceConfig, stored_options
 from pipeline.states import Status
 
 # A database row: an asyncpg record, or a plain mapping.
@@ -80,13 +82,19 @@ class Service:
     repository: str
     branch: str
     root_dir: str
-    config: dict[str, Any]
+    config: dict[str, Any]  # as stored; read it through `options`
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def from_row(cls, row: Row) -> Self:
         return _from_row(cls, row)  # type: ignore[no-any-return]
+
+    @cached_property
+    def options(self) -> ServiceConfig:
+        """The config, validated: a stored config that is not valid reads as one that
+        refuses deploys from chat and forges (`ServiceConfig.problem` says why)."""
+        return stored_options(self.config, self.name)
 
 
 @dataclass(frozen=True)

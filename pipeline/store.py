@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -12,13 +11,12 @@ from uuid import UUID
 
 import asyncpg
 
+from pipeline import values
 from pipeline.db.queries import q
 from pipeline.errors import Conflict, InvalidTransition, NotFound
 from pipeline.models import Deployment, LogLine, Page, Service, ServiceImage, Step
+from pipeline.service_config import parse_config
 from pipeline.states import Status, can_transition, sources_of
-
-PROVIDERS = ("github", "gitlab", "git")
-_SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -28,20 +26,20 @@ class NewService:
     provider: str = "git"
     branch: str = "main"
     root_dir: str = "."
-    config: dict[str, Any] | None = None
+    config: Mapping[str, Any] | None = None
 
-    def validate(self) -> None:
-        if not _SERVICE_NAME.match(self.name):
-            raise Conflict(
-                f"service name {self.name!r} is not allowed: use 1-63 lower-case letters, "
-                "digits and dashes, starting and ending with a letter or digit"
-            )
-        if self.provider not in PROVIDERS:
-            raise Conflict(f"provider {self.provider!r} is unknown; use one of {PROVIDERS}")
-        if not self.repository.strip():
-            raise Conflict("a service needs a repository")
-        if not self.branch.strip():
-            raise Conflict("a service needs a branch")
+    def checked(self) -> NewService:
+        """This service as it is stored (a folder normalized, the config as validated), or
+        `InvalidValue` naming the first value that is not allowed."""
+        provider = values.provider(self.provider)
+        return NewService(
+            name=values.service_name(self.name),
+            repository=values.repository(provider, self.repository),
+            provider=provider,
+            branch=values.branch(self.branch),
+            root_dir=values.root_dir(self.root_dir),
+            config=parse_config(self.config or {}).stored(),
+        )
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class Store:
     # --- services ---------------------------------------------------------------------
 
     async def create_service(self, new: NewService) -> Service:
-        new.validate()
+        new = new.checked()
         try:
             row = await self.pool.fetchrow(
                 q("service_insert"),
@@ -134,15 +132,32 @@ class Store:
         repository: str | None = None,
         branch: str | None = None,
         root_dir: str | None = None,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> Service:
-        if provider is not None and provider not in PROVIDERS:
-            raise Conflict(f"provider {provider!r} is unknown; use one of {PROVIDERS}")
-        row = await self.pool.fetchrow(
-            q("service_update"), service_id, provider, repository, branch, root_dir, config
-        )
-        if row is None:
-            raise NotFound(f"there is no service with id {service_id}")
+        """Change the fields given; the result is checked as a whole (a new provider must
+        fit the repository) before anything is written."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(q("service_by_id_for_update"), service_id)
+            if row is None:
+                raise NotFound(f"there is no service with id {service_id}")
+            current = Service.from_row(row)
+            # Only what changes is checked (a value stored before a rule existed stays), and
+            # a new provider must fit the repository, old or new.
+            new_provider = current.provider if provider is None else values.provider(provider)
+            if repository is not None or provider is not None:
+                repository = values.repository(
+                    new_provider, current.repository if repository is None else repository
+                )
+            row = await connection.fetchrow(
+                q("service_update"),
+                service_id,
+                new_provider,
+                repository,
+                None if branch is None else values.branch(branch),
+                None if root_dir is None else values.root_dir(root_dir),
+                None if config is None else parse_config(config).stored(),
+            )
+        assert row is not None
         return Service.from_row(row)
 
     async def delete_service(self, service_id: int) -> None:

@@ -65,7 +65,9 @@ async def test_services_create_list_get_update_delete(api: Api) -> None:
 async def test_duplicate_service_is_409_and_bad_fields_are_422(api: Api) -> None:
     await create_service(api)
     again = await api.client.post(
-        f"{V1}/services", json={"name": "web", "repository": "x/y"}, headers=api.auth("admin")
+        f"{V1}/services",
+        json={"name": "web", "repository": "x/y", "provider": "github"},
+        headers=api.auth("admin"),
     )
     assert_error(await json_of(again, 409), "conflict")
     bad = await api.client.post(
@@ -105,13 +107,13 @@ async def test_deploy_get_list_and_cancel(api: Api) -> None:
     queued = await json_of(
         await api.client.post(
             f"{V1}/services/{sid}/deploy",
-            json={"ref": "main", "commit": "abc1234", "environment": "staging"},
+            json={"ref": "main", "commit": "abc1234" * 5 + "abcde", "environment": "staging"},
             headers=api.auth("deploy"),
         ),
         202,
     )
     assert queued["status"] == "queued" and queued["environment"] == "staging"
-    assert queued["commit"] == "abc1234" and queued["source"] == "api"
+    assert queued["commit"] == "abc1234" * 5 + "abcde" and queued["source"] == "api"
     assert queued["actor"] == "deploy-token"
     default = await json_of(
         await api.client.post(f"{V1}/services/{sid}/deploy", headers=api.auth("deploy")), 202
@@ -345,3 +347,101 @@ async def test_rollback_is_queued_or_409_with_the_reason(api: Api) -> None:
     assert queued["status"] == "queued" and queued["commit"] == "1" * 40
     stored = await api.runtime.store.get_deployment(queued["id"])
     assert stored.trigger["rollback_to"] == ids[0]
+
+
+# --- values and config are checked before they are stored (pipeline/values.py) ------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "phrase"),
+    [
+        # The examples.
+        ({"config": {"slack": {"users": "U0ALLOWED"}}}, "body.config.slack.users: Input should"),
+        ({"root_dir": "../../etc"}, "body.root_dir: root dir '../../etc' is not allowed"),
+        ({"branch": "-x"}, "body.branch: branch '-x' is not a git branch or tag name"),
+        ({"config": {"slak": {}}}, "body.config.slak: is not a known key (did you mean slack?)"),
+        ({"config": {"protected": "yes"}}, "body.config.protected: Input should be a valid"),
+        ({"config": {"watch": ["/etc"]}}, "body.config.watch.0: watch path '/etc'"),
+        ({"config": {"build": {"strat": "x"}}}, "did you mean start?"),
+        ({"provider": "git", "repository": "ext::sh -c x"}, "body.repository: repository"),
+        ({"provider": "git", "repository": "-u x"}, "starts with '-'"),
+        ({"repository": "https://x.example/y.git"}, "not a GitHub repository"),
+        ({"name": "Web_App"}, "body.name: service name 'Web_App' is not allowed"),
+        ({"nmae": "x"}, "body.nmae: is not a known key (did you mean name?)"),
+    ],
+)
+async def test_bad_service_values_are_422_naming_the_field_and_nothing_is_stored(
+    api: Api, payload: dict[str, Any], phrase: str
+) -> None:
+    body = {"name": "web", "repository": "acme/web", "provider": "github", **payload}
+    response = await api.client.post(f"{V1}/services", json=body, headers=api.auth("admin"))
+    answer = await json_of(response, 422)
+    assert_error(answer, "invalid")
+    assert phrase in answer["error"]["message"], answer
+    listed = await json_of(await api.client.get(f"{V1}/services", headers=api.auth()), 200)
+    assert listed["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        ({"config": {"slack": {"users": "U0ALLOWED"}}}, "body.config.slack.users"),
+        ({"config": {"allow": "jsmith"}}, "body.config.allow: Input should be a valid array"),
+        ({"root_dir": "/etc"}, "body.root_dir: root dir '/etc' is not allowed"),
+        ({"branch": "a..b"}, "body.branch"),
+        # Checked against the stored provider (github): not a path GitHub could have.
+        ({"repository": "ext::sh -c x"}, "repository 'ext::sh -c x' is not a GitHub repository"),
+        ({"provider": "git"}, "repository 'acme/web' is not allowed: local paths"),
+    ],
+)
+async def test_a_bad_patch_is_422_and_changes_nothing(
+    api: Api, change: dict[str, Any], phrase: str
+) -> None:
+    created = await create_service(api)
+    url = f"{V1}/services/{created['id']}"
+    answer = await json_of(await api.client.patch(url, json=change, headers=api.auth("admin")), 422)
+    assert_error(answer, "invalid")
+    assert phrase in answer["error"]["message"], answer
+    assert await json_of(await api.client.get(url, headers=api.auth()), 200) == created
+
+
+async def test_good_values_are_stored_in_their_one_form(api: Api) -> None:
+    response = await api.client.post(
+        f"{V1}/services",
+        json={
+            "name": "web",
+            "repository": "acme/web",
+            "provider": "github",
+            "root_dir": "./web/",
+            "config": {"watch": ["shared/"], "slack": {"users": ["U0ALLOWED"]}},
+        },
+        headers=api.auth("admin"),
+    )
+    created = await json_of(response, 201)
+    assert created["root_dir"] == "web"
+    assert created["config"] == {"watch": ["shared"], "slack": {"users": ["U0ALLOWED"]}}
+    # An upper-case commit id is the same commit: stored as git writes it.
+    deploy = await api.client.post(
+        f"{V1}/services/{created['id']}/deploy",
+        json={"commit": "ABCDEF0123" * 4},
+        headers=api.auth("deploy"),
+    )
+    assert (await json_of(deploy, 202))["commit"] == "abcdef0123" * 4
+
+
+async def test_deploy_values_are_checked_as_everywhere(api: Api) -> None:
+    service = await create_service(api)
+    url = f"{V1}/services/{service['id']}/deploy"
+    for payload, phrase in [
+        ({"environment": "prod uction/../x"}, "body.environment: environment 'prod uction/../x'"),
+        ({"ref": "-x"}, "body.ref: ref '-x' is not a git branch or tag name"),
+        ({"commit": "abc1234"}, "body.commit: commit 'abc1234' is not a commit id: use the full"),
+    ]:
+        answer = await json_of(await api.client.post(url, json=payload, headers=api.auth()), 422)
+        assert phrase in answer["error"]["message"], answer
+    rollback = await api.client.post(
+        f"{V1}/services/{service['id']}/rollback",
+        json={"environment": "../x"},
+        headers=api.auth(),
+    )
+    assert "body.environment" in (await json_of(rollback, 422))["error"]["message"]

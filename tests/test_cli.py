@@ -33,7 +33,8 @@ def test_service_lifecycle_and_deployments(cli: CliRunner) -> None:
     assert result.exit_code == 0
     assert "web" in result.output and "acme/web" in result.output and "github" in result.output
 
-    result = cli.invoke(main, ["deploy", "web", "--commit", "0123456789abcdef"])
+    # Upper case is accepted and stored in lower case.
+    result = cli.invoke(main, ["deploy", "web", "--commit", "0123456789ABCDEF" * 2 + "01234567"])
     assert result.exit_code == 0, result.output
     first_id = int(result.output.split()[2])
     result = cli.invoke(main, ["deploy", "web", "--ref", "release"])
@@ -72,7 +73,7 @@ def test_user_errors_are_one_line_with_an_exit_code(cli: CliRunner) -> None:
     result = cli.invoke(main, ["status", "12345"])
     assert result.exit_code == 1 and "no deployment with id 12345" in result.output
     result = cli.invoke(main, ["service", "add", "Bad Name", "--repo", "x"])
-    assert result.exit_code == 1 and "is not allowed" in result.output
+    assert result.exit_code == 2 and "is not allowed" in result.output
     result = cli.invoke(main, ["status", "abc"])
     assert result.exit_code == 2  # click's usage error
 
@@ -97,7 +98,10 @@ def test_unreachable_database_exits_4(cli: CliRunner, monkeypatch: pytest.Monkey
 def test_logs_follow_ends_with_the_deployment(
     cli: CliRunner, database_url: str, tmp_path: Path
 ) -> None:
-    cli.invoke(main, ["service", "add", "web", "--repo", "acme/web"])
+    added = cli.invoke(
+        main, ["service", "add", "web", "--repo", "acme/web", "--provider", "github"]
+    )
+    assert added.exit_code == 0, added.output
     env = {
         "DATABASE_URL": database_url,
         "DATA_DIR": str(tmp_path / "d"),

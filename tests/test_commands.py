@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands.parser import Command, Ignore, Response, parse
+from bot.commands.parser import Command, Ignore, Response, parse, parse_slack
 
 CASES: list[tuple[str, object]] = [
     ("/deploy", Command("deploy")),
@@ -52,7 +52,15 @@ RESPONSES: list[tuple[str, str, str]] = [
     ("/deploy status --ref x", "usage", "Unknown flag `--ref`"),
     ("/deploy rollback web --ref x", "usage", "Unknown flag"),
     ("/deploy 'web", "usage", "Could not read the command"),
-    ("/deploy we;b", "usage", "is not a service name"),
+    ("/deploy we;b", "usage", "is not a service name: use 1-63 lower-case letters"),
+    # The issue's examples, refused here as everywhere (pipeline/values.py).
+    ("/deploy web --ref=-x", "usage", "`-x` is not a branch, tag or commit: use 1-255"),
+    ("/deploy web --ref -x", "usage", "`--ref` needs a value"),
+    ("/deploy web --ref ../../etc", "usage", "`../../etc` is not a branch, tag or commit"),
+    ("/deploy web --ref 'prod uction/../x'", "usage", "without spaces"),
+    ("/deploy web --ref main.lock", "usage", "is not a branch, tag or commit"),
+    ("/deploy web_app", "usage", "`web_app` is not a service name"),
+    ("/deploy " + "x" * 64, "usage", "is not a service name"),
 ]
 
 
@@ -67,3 +75,19 @@ def test_responses(text: str, kind: str, phrase: str) -> None:
 def test_a_known_service_is_not_taken_for_a_typo() -> None:
     assert isinstance(parse("/deploy hello"), Response)  # "help"?
     assert parse("/deploy hello", services=["hello"]) == Command("deploy", service="hello")
+
+
+SLACK_REFUSALS: list[tuple[str, str]] = [
+    ("web -x", "Unknown flag `-x`"),
+    ("web a..b", "`a..b` is not a branch, tag or commit: use 1-255"),
+    ("web 'prod uction'", "without spaces"),
+    ("Web_App", "is not a service name: use 1-63 lower-case letters"),
+    ("rollback we/b", "is not a service name"),
+]
+
+
+@pytest.mark.parametrize(("text", "phrase"), SLACK_REFUSALS)
+def test_slack_forms_refuse_the_same_values(text: str, phrase: str) -> None:
+    result = parse_slack(text)
+    assert isinstance(result, Response) and result.kind == "usage", result
+    assert phrase in result.text and "Usage: `/deploy" in result.text

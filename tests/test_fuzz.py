@@ -54,13 +54,13 @@ from bot.commands.parser import (
 )
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
-from bot.payload import valid_ref
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.setup import setup as slack_setup
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
+from pipeline.values import valid_ref
 from tests.support import fake_github, fake_gitlab, fake_slack
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_gitlab import FakeGitLab

@@ -332,6 +332,27 @@ async def test_protected_services_need_the_allowlist(
     assert len(answer["deployments"]) == 1
 
 
+async def test_a_stored_config_that_is_not_valid_refuses_comment_deploys(
+    post: Post, store: Store, fake: FakeGitHub, examples_path: Path, pool: asyncpg.Pool
+) -> None:
+    """A config written before it was validated: "protectd" (a typo) used to leave the
+    service unprotected; now an invalid config refuses every deploy from comments."""
+    service = await add(store, "hello")
+    await pool.execute(
+        "UPDATE services SET config = $2 WHERE id = $1", service.id, {"protectd": True}
+    )
+    fake.permissions.update({"maintainer": "admin"})
+    payload = comment_payload(examples_path, "/deploy hello", "maintainer")
+    fake.pulls[payload["issue"]["number"]] = pull(payload["issue"]["number"], "b" * 40)
+    _, answer = await post("issue_comment", payload)
+    assert answer["message"] == "refused"
+    await settle_calls(fake, "POST", r".*/issues/\d+/comments", 1)
+    reply = fake.calls("POST", r".*/issues/\d+/comments")[-1].body["body"]
+    assert "`hello` cannot be deployed until an admin fixes its config" in reply
+    assert "protectd" not in reply  # the problem is in the log, not on the pull request
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 0
+
+
 async def test_bots_help_and_typos(
     post: Post, store: Store, fake: FakeGitHub, examples_path: Path
 ) -> None:

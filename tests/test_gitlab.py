@@ -306,6 +306,25 @@ async def test_protected_services_need_the_allowlist(
     assert fake.invalid == []
 
 
+async def test_a_stored_config_that_is_not_valid_refuses_note_deploys(
+    post: Post, store: Store, fake: FakeGitLab, pool: asyncpg.Pool
+) -> None:
+    """`"protectd"` (a typo, which left the service unprotected) stored before configs
+    were validated: refused for everyone, the maintainer too, and nothing is queued."""
+    service = await add(store, "diaspora")
+    await pool.execute(
+        "UPDATE services SET config = $2 WHERE id = $1",
+        service.id,
+        {"protectd": True, "allow": ["boss"]},
+    )
+    fake.members[PROJECT_ID] = {MAINTAINER_ID: 40}
+    _, answer = await post("Note Hook", note_hook("/deploy", user_id=MAINTAINER_ID))
+    assert answer["message"] == "refused" and answer["deployments"] == []
+    [said] = await replies(fake, 1)
+    assert "`diaspora` cannot be deployed until an admin fixes its config" in said
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 0
+
+
 async def test_own_notes_system_notes_help_and_typos(
     post: Post, store: Store, fake: FakeGitLab
 ) -> None:

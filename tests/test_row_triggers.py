@@ -60,9 +60,9 @@ async def slack_rows(pool: asyncpg.Pool, deployment_id: int) -> int:
 async def test_slack_reports_follow_the_request_and_the_service_s_channel(
     pool: asyncpg.Pool, store: Store, queue: Queue
 ) -> None:
-    quiet = await store.create_service(NewService("quiet", "acme/quiet"))
+    quiet = await store.create_service(NewService("quiet", "acme/quiet", "github"))
     announced = await store.create_service(
-        NewService("loud", "acme/loud", config={"slack_channel": "C0DEPLOY"})
+        NewService("loud", "acme/loud", "github", config={"slack_channel": "C0DEPLOY"})
     )
     plain = await queue.enqueue(quiet.id)
     from_slack = await queue.enqueue(
@@ -85,7 +85,8 @@ async def test_status_changes_are_told_once_per_row_and_lease_renewals_not_at_al
     pool: asyncpg.Pool, database_url: str, store: Store, queue: Queue
 ) -> None:
     services = [
-        (await store.create_service(NewService(f"told-{n}", f"acme/told-{n}"))).id for n in range(3)
+        (await store.create_service(NewService(f"told-{n}", f"acme/told-{n}", "github"))).id
+        for n in range(3)
     ]
     deployments = [await queue.enqueue(service_id) for service_id in services]
     told: asyncio.Queue[str] = asyncio.Queue()

@@ -365,6 +365,27 @@ async def test_unauthorized_users_and_channels_are_refused_and_nothing_is_queued
     assert deployment.trigger["actor"] == "U0BOB"
 
 
+async def test_a_stored_allowlist_that_is_not_valid_refuses_everyone(
+    slash: Slash, fake: FakeSlack, store: Store, pool: asyncpg.Pool
+) -> None:
+    """The issue's example, as a row stored before configs were validated: a string where
+    the list of users belongs let everyone deploy. Now nobody can, until it is fixed."""
+    service = await add(store, "web")
+    await pool.execute(
+        "UPDATE services SET config = $2 WHERE id = $1",
+        service.id,
+        {"slack": {"users": USER}},
+    )
+    for who in ("U0MALLORY", USER):
+        await slash("web", user=who)
+        await eventually(lambda who=who: fake.ephemeral_texts(who))
+        assert (
+            "`web` cannot be deployed until an admin fixes its config"
+            in (fake.ephemeral_texts(who)[0])
+        )
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 0
+
+
 async def test_a_protected_service_asks_for_confirmation_first(
     slash: Slash, click: Click, fake: FakeSlack, store: Store, pool: asyncpg.Pool
 ) -> None:

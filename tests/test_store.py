@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from pipeline.errors import Conflict, InvalidTransition, NotFound
+from pipeline.errors import Conflict, InvalidTransition, InvalidValue, NotFound
 from pipeline.queue.queue import Queue
 from pipeline.states import TRANSITIONS, Status
 from pipeline.store import LogEntry, NewService, Store
@@ -37,12 +37,12 @@ async def test_service_crud_and_lookups(store: Store) -> None:
 
 
 async def test_service_errors_are_readable(store: Store) -> None:
-    await store.create_service(NewService("web", "acme/web"))
+    await store.create_service(NewService("web", "acme/web", "github"))
     with pytest.raises(Conflict, match="already exists"):
-        await store.create_service(NewService("web", "acme/other"))
-    with pytest.raises(Conflict, match="not allowed"):
-        await store.create_service(NewService("Web App!", "acme/web"))
-    with pytest.raises(Conflict, match="provider 'svn' is unknown"):
+        await store.create_service(NewService("web", "acme/other", "github"))
+    with pytest.raises(InvalidValue, match="not allowed"):
+        await store.create_service(NewService("Web App!", "acme/web", "github"))
+    with pytest.raises(InvalidValue, match="provider 'svn' is unknown"):
         await store.create_service(NewService("svc", "acme/web", provider="svn"))
     with pytest.raises(NotFound):
         await store.update_service(999, branch="x")

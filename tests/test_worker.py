@@ -142,8 +142,8 @@ async def test_a_build_over_the_timeout_is_stopped_and_failed(
 async def test_graceful_shutdown_finishes_short_work_and_hands_back_the_rest(
     store: Store, queue: Queue, start_worker: StartWorker
 ) -> None:
-    quick_service = await store.create_service(NewService("quick", "acme/quick"))
-    slow_service = await store.create_service(NewService("slow", "acme/slow"))
+    quick_service = await store.create_service(NewService("quick", "acme/quick", "github"))
+    slow_service = await store.create_service(NewService("slow", "acme/slow", "github"))
     # The grace is far longer than the quick build's 0.6 s, so even a loaded machine
     # finishes it; the hanging one outlasts any grace.
     worker = await start_worker(ScriptedPipeline(), slots=2, shutdown_grace_seconds=5.0)
@@ -198,7 +198,8 @@ async def test_many_deployments_never_two_active_for_one_target(
     pool: asyncpg.Pool, store: Store, queue: Queue, start_worker: StartWorker
 ) -> None:
     services = [
-        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}"))).id for n in range(10)
+        (await store.create_service(NewService(f"svc-{n}", f"acme/svc-{n}", "github"))).id
+        for n in range(10)
     ]
     pipeline = ScriptedPipeline()
     # Four slots over two independent workers, so claims really race.

@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import Conflict, InvalidTransition, NotFound
+from pipeline.errors import Conflict, InvalidTransition, InvalidValue, NotFound
+from pipeline.explain import explain
 
 log = structlog.get_logger(__name__)
 
@@ -54,8 +55,13 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
-def describe(error: ValidationError, where: str = "body") -> str:
-    """`body.environment: String should match pattern …; body.commit: …`"""
+def describe(
+    error: ValidationError, where: str = "body", model: type[BaseModel] | None = None
+) -> str:
+    """`body.environment: environment 'x y' is not allowed: …; body.confg: is not a known
+    key (did you mean config?)`"""
+    if model is not None:
+        return "; ".join(str(problem) for problem in explain(error, model, where))
     parts = []
     for item in error.errors(include_url=False):
         location = ".".join(str(part) for part in item.get("loc", ()))
@@ -69,6 +75,8 @@ def _map(error: Exception) -> tuple[int, str, str | None]:
         return error.status, error.message, error.code
     if isinstance(error, ValidationError):
         return 422, describe(error), None
+    if isinstance(error, InvalidValue):
+        return 422, str(error), None
     if isinstance(error, NotFound):
         return 404, str(error), None
     if isinstance(error, InvalidTransition | Conflict):
@@ -95,7 +103,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         headers = {k: v for k, v in error.headers.items() if k.lower() == "allow"}
         return error_response(error.status, error.reason or "error", headers=headers)
-    except (ApiError, ValidationError, NotFound, Conflict, InvalidTransition) as error:
+    except (
+        ApiError,
+        ValidationError,
+        InvalidValue,
+        NotFound,
+        Conflict,
+        InvalidTransition,
+    ) as error:
         status, message, code = _map(error)
         extra = error.headers if isinstance(error, ApiError) else None
         return error_response(status, message, code, extra)

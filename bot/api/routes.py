@@ -31,14 +31,14 @@ async def body(request: web.Request, model: type[M], *, empty_ok: bool = False) 
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
-        raise ApiError(422, describe(error, "body")) from None
+        raise ApiError(422, describe(error, "body", model)) from None
 
 
 def query(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as error:
-        raise ApiError(422, describe(error, "query")) from None
+        raise ApiError(422, describe(error, "query", model)) from None
 
 
 def reply(
@@ -61,7 +61,9 @@ def runtime_of(request: web.Request) -> Runtime:
 async def create_service(request: web.Request) -> web.Response:
     new = await body(request, s.ServiceCreate)
     created = await runtime_of(request).store.create_service(
-        NewService(new.name, new.repository, new.provider, new.branch, new.root_dir, new.config)
+        NewService(
+            new.name, new.repository, new.provider, new.branch, new.root_dir, new.config.stored()
+        )
     )
     return reply(s.ServiceOut.of(created), 201, {"Location": f"/api/v1/services/{created.id}"})
 
@@ -93,7 +95,7 @@ async def update_service(request: web.Request) -> web.Response:
         repository=change.repository,
         branch=change.branch,
         root_dir=change.root_dir,
-        config=change.config,
+        config=None if change.config is None else change.config.stored(),
     )
     return reply(s.ServiceOut.of(updated))
 

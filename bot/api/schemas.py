@@ -6,26 +6,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
+from pipeline import values
 from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
+from pipeline.service_config import ServiceConfig
 from pipeline.states import Status
 
 # PostgreSQL text cannot hold NUL; refusing it here makes it a 422 rather than a fault.
 _NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, StringConstraints(max_length=1000, pattern=_NO_NUL)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
-# A branch or tag: never starting with "-", which git would read as an option.
-GitRef = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-][^\x00]*$")
-]
-ServiceName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)
-]
-Environment = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", max_length=63)
-]
-CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,64}$")]
+# Input values: the shared validators (pipeline/values.py), whose schemas accept what
+# they accept.
+GitRef = values.RefText
+Branch = values.BranchText
+ServiceName = values.ServiceNameText
+Environment = values.EnvironmentText
+CommitSha = values.CommitText
+RootDir = values.RootDirText
 Provider = Literal["github", "gitlab", "git"]
 
 
@@ -53,21 +59,31 @@ class RollbackRequest(Model):
 
 class ServiceCreate(Model):
     name: ServiceName
-    repository: ShortText
     provider: Provider = "git"
-    branch: GitRef = "main"
-    root_dir: ShortText = "."
-    config: dict[str, Any] = Field(default_factory=dict)
+    repository: ShortText = Field(
+        description="owner/name (github), group/project (gitlab), or a clone URL (git): "
+        "https://, http://, ssh://, git:// or user@host:path"
+    )
+    branch: Branch = "main"
+    root_dir: RootDir = "."
+    config: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str, info: ValidationInfo) -> str:
+        return values.repository(info.data.get("provider", "git"), value)
 
 
 class ServiceUpdate(Model):
-    """Only the fields given change."""
+    """Only the fields given change; `config` replaces the whole config."""
 
-    repository: ShortText | None = None
+    repository: ShortText | None = Field(
+        None, description="checked against the provider, the new one or the stored one"
+    )
     provider: Provider | None = None
-    branch: GitRef | None = None
-    root_dir: ShortText | None = None
-    config: dict[str, Any] | None = None
+    branch: Branch | None = None
+    root_dir: RootDir | None = None
+    config: ServiceConfig | None = None
 
 
 # --- responses --------------------------------------------------------------------------

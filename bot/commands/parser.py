@@ -8,13 +8,13 @@ for the bot. It never calls a forge and never raises on user input.
 from __future__ import annotations
 
 import difflib
-import re
 import shlex
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.payload import REF_MAX, valid_ref
+from pipeline import values
+from pipeline.errors import InvalidValue
 
 PREFIX = "/deploy"
 
@@ -33,7 +33,6 @@ _FLAGS: dict[Name, tuple[str, ...]] = {
 _TAKES_SERVICE: frozenset[Name] = frozenset({"deploy", "rollback"})
 ID_DIGITS_MAX = 18  # every 18-digit number fits in a bigint
 COMMAND_MAX = 1000  # characters after /deploy on its line: refs are at most 255
-_SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # as services are named
 
 USAGE: dict[Name, str] = {
     "deploy": "/deploy [SERVICE] [--ref REF]",
@@ -116,11 +115,11 @@ def deployment_id(word: str) -> int | None:
 
 
 def _not_a_ref(value: str) -> str | None:
-    """Why `value` cannot be a ref to deploy, or None when it can."""
-    if len(value) > REF_MAX:
-        return f"That ref is longer than {REF_MAX} characters."
-    if not valid_ref(value):
-        return f"`{shown(value)}` is not a branch, tag or commit."
+    """Why `value` cannot be a ref to deploy, or None when it can (the shared rule)."""
+    if len(value) > values.REF_MAX:
+        return f"That ref is longer than {values.REF_MAX} characters."
+    if not values.valid_ref(value):
+        return f"`{shown(value)}` is not a branch, tag or commit: use {values.REF_RULE}."
     return None
 
 
@@ -136,7 +135,11 @@ def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
 
 def is_service_name(word: str) -> bool:
     """A name a service could have (`[a-z0-9-]`, at most 63 characters), in any case."""
-    return _SERVICE_NAME.fullmatch(word.lower()) is not None
+    try:
+        values.service_name(word.lower())
+    except InvalidValue:
+        return False
+    return True
 
 
 def shown(word: str, limit: int = 60) -> str:
@@ -211,7 +214,11 @@ def _parse_words(words: list[str], services: Collection[str], slack: bool = Fals
             ref = value
         elif name in _TAKES_SERVICE and service is None:
             if not is_service_name(word):
-                return _usage(name, f"`{shown(word)}` is not a service name.", slack)
+                return _usage(
+                    name,
+                    f"`{shown(word)}` is not a service name: use {values.SERVICE_NAME_RULE}.",
+                    slack,
+                )
             service = word.lower()
         elif slack and name == "deploy" and ref is None:
             problem = _not_a_ref(word)

@@ -20,6 +20,7 @@ from bot.reporting.render import status_table
 from pipeline.db.queries import q
 from pipeline.models import Deployment, Service
 from pipeline.rollback import NothingToRollBack, rollback_target
+from pipeline.service_config import refused_for_config
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
@@ -65,9 +66,8 @@ async def permission(gh: GitHubClient, repo: Repo, login: str) -> str:
 
 
 async def on_allowlist(gh: GitHubClient, service: Service, login: str) -> bool:
-    """`config["allow"]`: logins, or teams as "@org/team"."""
-    allow = service.config.get("allow")
-    entries = [item for item in allow if isinstance(item, str)] if isinstance(allow, list) else []
+    """`config.allow`: logins, or teams as "@org/team"."""
+    entries = service.options.allow
     if login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}:
         return True
     for entry in entries:
@@ -128,7 +128,9 @@ async def on_issue_comment(payload: Any, context: Context) -> Plan:
         return refuse(gh, comment, f"No service deploys {repo.full_name}.")
     if result.name in ("deploy", "rollback"):
         for service in services:
-            if service.config.get("protected") and not await on_allowlist(
+            if service.options.problem is not None:
+                return refuse(gh, comment, refused_for_config(service.name))
+            if service.options.protected and not await on_allowlist(
                 gh, service, comment.author.login
             ):
                 return refuse(

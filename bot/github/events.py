@@ -28,12 +28,8 @@ def _norm(path: str) -> str:
 
 def watched(service: Service) -> list[str]:
     """Path prefixes whose change deploys the service: its root directory and
-    `config["watch"]`. An empty prefix is the whole repository."""
-    prefixes = [_norm(service.root_dir)]
-    extra = service.config.get("watch")
-    if isinstance(extra, list):
-        prefixes += [_norm(item) for item in extra if isinstance(item, str)]
-    return prefixes
+    `config.watch`. An empty prefix is the whole repository."""
+    return [_norm(service.root_dir), *(_norm(item) for item in service.options.watch)]
 
 
 def touches(service: Service, changed: frozenset[str] | None) -> bool:
@@ -89,7 +85,7 @@ async def on_pull_request(payload: Any, context: Context) -> Plan:
         for service in await context.store.services_for_repository(
             "github", pull.repo.full_name, pull.base_ref
         )
-        if service.config.get("previews")
+        if service.options.previews
     ]
     if not services:
         return Plan("ignored: no service has previews for this branch")

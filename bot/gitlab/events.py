@@ -59,7 +59,7 @@ async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
         for service in await context.store.services_for_repository(
             SOURCE, mr.project.path, mr.target_branch
         )
-        if service.config.get("previews")
+        if service.options.previews
     ]
     if not services:
         return Plan("ignored: no service has previews for this branch")

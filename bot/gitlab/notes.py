@@ -16,6 +16,7 @@ from bot.reporting.render import COMMENT_MARKER, status_table
 from pipeline.db.queries import q
 from pipeline.models import Deployment, Service
 from pipeline.rollback import NothingToRollBack, rollback_target
+from pipeline.service_config import refused_for_config
 from pipeline.trigger import Trigger
 
 # Every note the bot writes carries the marker, so it never answers itself.
@@ -34,9 +35,8 @@ def refuse(api: GitLabApi, note: Note, mr: MergeRequest, text: str) -> Plan:
 
 
 async def on_allowlist(api: GitLabApi, service: Service, note: Note) -> bool:
-    """`config["allow"]`: usernames, or groups as "@group/subgroup"."""
-    allow = service.config.get("allow")
-    entries = [item for item in allow if isinstance(item, str)] if isinstance(allow, list) else []
+    """`config.allow`: usernames, or groups as "@group/subgroup"."""
+    entries = service.options.allow
     login = note.author.username.lower()
     if login in {entry.lower() for entry in entries if not entry.startswith("@")}:
         return True
@@ -93,7 +93,9 @@ async def on_note(payload: Any, context: GitLabContext) -> Plan:
         return refuse(api, note, mr, f"No service deploys {note.project.path}.")
     if result.name in ("deploy", "rollback"):
         for service in services:
-            if service.config.get("protected") and not await on_allowlist(api, service, note):
+            if service.options.problem is not None:
+                return refuse(api, note, mr, refused_for_config(service.name))
+            if service.options.protected and not await on_allowlist(api, service, note):
                 return refuse(
                     api,
                     note,

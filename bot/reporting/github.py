@@ -207,9 +207,7 @@ class GitHubReporter:
             for deployment in deployments:
                 row = await connection.fetchrow(q("service_by_id"), deployment.service_id)
                 if row is not None:
-                    previews[deployment.service_id] = Service.from_row(row).config.get(
-                        "preview_url"
-                    )
+                    previews[deployment.service_id] = Service.from_row(row).options.preview_url
             body = pr_comment(self.settings, deployments, previews)
             if comment_id is not None:
                 try:

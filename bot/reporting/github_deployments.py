@@ -46,9 +46,9 @@ def environment_url(settings: Settings, deployment: Deployment, service: Service
     """Where the environment can be seen: a preview's `config.preview_url` (with
     `{environment}` and `{service}` filled in), production's `config.url`, else the
     service's page (its current image per environment)."""
-    key = "url" if deployment.environment == PRODUCTION else "preview_url"
-    template = service.config.get(key)
-    if isinstance(template, str) and template:
+    options = service.options
+    template = options.url if deployment.environment == PRODUCTION else options.preview_url
+    if template:
         try:
             return template.format(environment=deployment.environment, service=service.name)
         except (KeyError, IndexError, ValueError):

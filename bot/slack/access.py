@@ -1,33 +1,24 @@
-"""Who may deploy a service from Slack: `config["slack"] = {"users": [...], "usergroups":
+"""Who may deploy a service from Slack: `config.slack = {"users": [...], "usergroups":
 [...], "channels": [...]}` (Slack ids). Channels limit where, users and user groups limit
-who; an empty or missing list allows anyone in the workspace. A refusal is a sentence for
-the person asking."""
+who; an empty or missing list allows anyone in the workspace. A stored config that is not
+valid refuses everyone (never allows everyone). A refusal is a sentence for the person
+asking."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from pipeline.models import Service
+from pipeline.service_config import refused_for_config
 
 log = structlog.get_logger(__name__)
 
 
-def _ids(value: Any) -> list[str]:
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def rules(service: Service) -> tuple[list[str], list[str], list[str]]:
-    config = service.config.get("slack")
-    if not isinstance(config, dict):
-        return [], [], []
-    return _ids(config.get("users")), _ids(config.get("usergroups")), _ids(config.get("channels"))
-
-
-async def in_usergroups(client: AsyncWebClient, groups: list[str], user: str) -> bool:
+async def in_usergroups(client: AsyncWebClient, groups: Sequence[str], user: str) -> bool:
     for group in groups:
         try:
             answer = await client.usergroups_users_list(usergroup=group)
@@ -42,7 +33,10 @@ async def in_usergroups(client: AsyncWebClient, groups: list[str], user: str) ->
 
 async def refusal(client: AsyncWebClient, service: Service, user: str, channel: str) -> str | None:
     """None when `user` may deploy `service` from `channel`; else why not."""
-    users, groups, channels = rules(service)
+    if service.options.problem is not None:
+        return refused_for_config(service.name)
+    rules = service.options.slack
+    users, groups, channels = rules.users, rules.usergroups, rules.channels
     if channels and channel not in channels:
         where = ", ".join(f"<#{item}>" for item in channels)
         return f"`{service.name}` can only be deployed from {where}. Nothing was queued."

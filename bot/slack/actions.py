@@ -10,7 +10,6 @@ from typing import Any
 import structlog
 
 from bot.commands.parser import Command, deployment_id
-from bot.payload import valid_ref
 from bot.slack import blocks
 from bot.slack.commands import (
     Asker,
@@ -22,6 +21,7 @@ from bot.slack.commands import (
     run_rollback,
 )
 from pipeline.errors import ClickDeployError, NotFound
+from pipeline.values import valid_ref
 
 log = structlog.get_logger(__name__)
 

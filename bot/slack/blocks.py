@@ -268,6 +268,6 @@ def services_list(services: Sequence[tuple[Service, ServiceImage | None]]) -> st
     lines = ["*Services*"]
     for service, image in services:
         current = f"`{image.image}`" if image else "never deployed"
-        lock = " :lock:" if service.config.get("protected") else ""
+        lock = " :lock:" if service.options.protected else ""
         lines.append(f"• `{service.name}`{lock} ({service.repository}@{service.branch}): {current}")
     return "\n".join(lines)

@@ -179,7 +179,7 @@ async def run_deploy(context: SlackContext, asker: Asker, command: Command) -> N
     service = await find_service(context, asker, command.service or "")
     if service is None or not await allowed(context, asker, service):
         return
-    if service.config.get("protected"):
+    if service.options.protected:
         prompt = blocks.confirm_prompt(service, command.ref, asker.channel)
         await context.say(asker, f"`{service.name}` is protected: confirm the deploy.", prompt)
         return
@@ -192,7 +192,7 @@ async def run_rollback(
     service = await find_service(context, asker, name)
     if service is None or not await allowed(context, asker, service):
         return
-    if service.config.get("protected") and not confirmed:
+    if service.options.protected and not confirmed:
         prompt = blocks.confirm_prompt(service, None, asker.channel, rollback=True)
         await context.say(asker, f"`{service.name}` is protected: confirm the rollback.", prompt)
         return

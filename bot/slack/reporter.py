@@ -7,7 +7,6 @@ right. Slack's rate limits (429 + Retry-After) and 5xx answers become a `Retry`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from slack_sdk.errors import SlackApiError
@@ -38,13 +37,13 @@ def retry_after(error: SlackApiError) -> float | None:
     return None
 
 
-def where_to(deployment: Deployment, service_config: dict[str, Any]) -> str | None:
+def where_to(deployment: Deployment, service_channel: str | None) -> str | None:
     """The channel: where it was asked for from Slack, else the service's channel."""
     answer = deployment.trigger.get("answer", {})
     slack = answer.get(TARGET) if isinstance(answer, dict) else None
     channel = slack.get("channel") if isinstance(slack, dict) else None
     if not isinstance(channel, str) or not channel:
-        channel = service_config.get("slack_channel")
+        channel = service_channel
     return channel if isinstance(channel, str) and channel else None
 
 
@@ -72,7 +71,7 @@ class SlackReporter:
     async def send(self, deployment_id: int) -> Outcome:
         deployment = await self.store.get_deployment(deployment_id)
         service = await self.store.get_service(deployment.service_id)
-        channel = where_to(deployment, service.config)
+        channel = where_to(deployment, service.options.slack_channel)
         if channel is None:
             return Sent()
         row = await self.pool.fetchrow(q("slack_message_get"), deployment_id)
@@ -83,9 +82,7 @@ class SlackReporter:
                 return Later(self.settings.report_throttle_seconds - since, "throttled")
         url = deployment_page_url(self.settings, deployment.id)
         text = blocks.headline(deployment)
-        message = blocks.deployment_message(
-            deployment, url, protected=bool(service.config.get("protected"))
-        )
+        message = blocks.deployment_message(deployment, url, protected=service.options.protected)
         if row is None:
             posted = await self.client.chat_postMessage(channel=channel, text=text, blocks=message)
             channel, ts = str(posted["channel"]), str(posted["ts"])

@@ -9,6 +9,9 @@ RETURNING *;
 -- name: service_by_id
 SELECT * FROM services WHERE id = $1;
 
+-- name: service_by_id_for_update
+SELECT * FROM services WHERE id = $1 FOR UPDATE;
+
 -- name: service_by_name
 SELECT * FROM services WHERE name = $1;
 

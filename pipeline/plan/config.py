@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
+from pipeline.values import RootDirText
 
 REPO_CONFIG_FILE = "click-deploy.toml"
 
@@ -85,10 +86,10 @@ def _check_apt(value: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-class BuildConfig(_Strict):
-    """A service's build settings. Every field is optional; unset means "detect"."""
+class BuildSettings(_Strict):
+    """A service's build overrides (`config.build`). Every field is optional; unset means
+    "detect"."""
 
-    root_dir: str = "."  # the service's folder in the repository
     provider: ProviderName | None = None  # force a provider, skipping the repo's Dockerfile
     install: str | None = None
     build: str | None = None
@@ -107,13 +108,11 @@ class BuildConfig(_Strict):
     _names = field_validator("env", "build_args")(_check_names)
     _apt = field_validator("apt_packages", "apt_build_packages")(_check_apt)
 
-    @field_validator("root_dir")
-    @classmethod
-    def _root_dir(cls, value: str) -> str:
-        cleaned = value.strip().strip("/") or "."
-        if ".." in cleaned.split("/"):
-            raise ValueError("must stay inside the repository")
-        return cleaned
+
+class BuildConfig(BuildSettings):
+    """What the planner is given: the build overrides and the service's folder."""
+
+    root_dir: RootDirText = "."  # the service's folder in the repository
 
 
 class RepoBuildSection(_Strict):

@@ -13,8 +13,9 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from pipeline import values
 from pipeline.db.queries import q
-from pipeline.errors import Conflict, NotFound
+from pipeline.errors import NotFound
 from pipeline.models import Deployment
 from pipeline.settings import Settings
 from pipeline.states import Status, sources_of
@@ -24,8 +25,6 @@ log = structlog.get_logger(__name__)
 QUEUE_CHANNEL = "click_deploy_queue"
 CANCEL_CHANNEL = "click_deploy_cancel"
 LOGS_CHANNEL = "click_deploy_logs"
-
-_ENVIRONMENT_MAX = 63
 
 
 class CancelOutcome(StrEnum):
@@ -70,9 +69,11 @@ class Queue:
     ) -> Deployment:
         """Queue a deployment; older queued ones for the same target become superseded.
         One transaction: the INSERT and its NOTIFY commit together."""
-        environment = environment.strip()
-        if not environment or len(environment) > _ENVIRONMENT_MAX:
-            raise Conflict(f"environment must be 1-{_ENVIRONMENT_MAX} characters")
+        # Every entry point checks these first; checked again where they are stored, so no
+        # path can queue a target or ref the rest of the pipeline cannot use.
+        values.environment(environment)
+        if ref is not None:
+            values.ref(ref)
         attempts = max_attempts or self.settings.retry_max_attempts
         try:
             row = await self.pool.fetchrow(

@@ -1,0 +1,192 @@
+"""`click-deploy service add|update|list|show|remove`. Every value is checked (by
+pipeline/values.py and the config model) before the database is opened: a bad one is one
+line and exit 2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot import cli_format as fmt
+from bot.runtime import Runtime
+from pipeline import values
+from pipeline.errors import ClickDeployError, InvalidValue
+from pipeline.service_config import parse_config
+from pipeline.store import NewService
+
+T = TypeVar("T")
+
+
+def refuse(message: str) -> None:
+    """One line on stderr and the exit code of a bad command line."""
+    from bot.cli import EXIT_USAGE, fail  # bot.cli imports this module
+
+    fail(message, EXIT_USAGE)
+
+
+def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
+    from bot.cli import with_runtime as run_with_runtime
+
+    return run_with_runtime(action)
+
+
+@click.group()
+def service() -> None:
+    """Add, change, list, show and remove services."""
+
+
+def config_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--config",
+        "config_text",
+        metavar="JSON",
+        help=help_text + " A JSON object, or @FILE to read one (see README: service config).",
+    )
+
+
+def read_config(text: str | None) -> dict[str, Any] | None:
+    """`--config`: JSON text or @FILE, checked as a service config; a bad one ends the
+    command with one line (exit 2)."""
+    if text is None:
+        return None
+    where = "--config"
+    if text.startswith("@"):
+        where = text[1:]
+        try:
+            text = Path(where).read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as error:
+            refuse(f"--config: cannot read {where}: {error}")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        what = "--config" if where == "--config" else f"--config: {where}"
+        refuse(f"{what} is not JSON: {error}")
+    return usage_checked(lambda: parse_config(data).stored())
+
+
+def usage_checked(check: Callable[[], T]) -> T:
+    """The value `check` answers, or one line and exit 2 when it refuses it."""
+    try:
+        return check()
+    except InvalidValue as error:
+        refuse(str(error))
+        raise AssertionError("unreachable") from None
+
+
+@service.command("add")
+@click.argument("name")
+@click.option("--repo", "repository", required=True, help="owner/name on a forge, or a clone URL.")
+@click.option(
+    "--provider", type=click.Choice(["github", "gitlab", "git"]), default="git", show_default=True
+)
+@click.option(
+    "--branch", default="main", show_default=True, help="Pushes here deploy to production."
+)
+@click.option(
+    "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
+)
+@config_option("The service's config.")
+def service_add(
+    name: str,
+    repository: str,
+    provider: str,
+    branch: str,
+    root_dir: str,
+    config_text: str | None,
+) -> None:
+    """Add a service called NAME."""
+    config = read_config(config_text)
+    new = usage_checked(NewService(name, repository, provider, branch, root_dir, config).checked)
+
+    async def action(runtime: Runtime) -> None:
+        created = await runtime.store.create_service(new)
+        click.echo(f"added service {created.name} (id {created.id})")
+
+    with_runtime(action)
+
+
+@service.command("update")
+@click.argument("name")
+@click.option("--repo", "repository", help="owner/name on a forge, or a clone URL.")
+@click.option("--provider", type=click.Choice(["github", "gitlab", "git"]))
+@click.option("--branch", help="Pushes here deploy to production.")
+@click.option("--root-dir", help="The service's folder in the repo.")
+@config_option("Replaces the whole config.")
+def service_update(
+    name: str,
+    repository: str | None,
+    provider: str | None,
+    branch: str | None,
+    root_dir: str | None,
+    config_text: str | None,
+) -> None:
+    """Change a service (by name or id): only the options given."""
+    config = read_config(config_text)
+    if branch is not None:
+        usage_checked(lambda: values.branch(branch))
+    if root_dir is not None:
+        usage_checked(lambda: values.root_dir(root_dir))
+    if repository is not None and provider is not None:
+        usage_checked(lambda: values.repository(provider, repository))
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        updated = await runtime.store.update_service(
+            found.id,
+            repository=repository,
+            provider=provider,
+            branch=branch,
+            root_dir=root_dir,
+            config=config,
+        )
+        click.echo(f"updated service {updated.name} (id {updated.id})")
+
+    with_runtime(action)
+
+
+@service.command("list")
+def service_list() -> None:
+    """List the services."""
+
+    async def action(runtime: Runtime) -> None:
+        click.echo(fmt.services_table(await runtime.store.list_services()))
+
+    with_runtime(action)
+
+
+@service.command("show")
+@click.argument("name")
+@click.option("--limit", default=10, show_default=True, help="Recent deployments to list.")
+def service_show(name: str, limit: int) -> None:
+    """Show a service (by name or id) and its recent deployments."""
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        click.echo(fmt.service_details(found))
+        page = await runtime.store.list_deployments(found.id, limit=limit)
+        click.echo()
+        click.echo(fmt.deployments_table(page.items))
+
+    with_runtime(action)
+
+
+@service.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def service_remove(name: str, yes: bool) -> None:
+    """Remove a service and its deployment history."""
+
+    async def action(runtime: Runtime) -> None:
+        found = await runtime.store.find_service(name)
+        if not yes and not click.confirm(
+            f"Remove service {found.name} and all its deployments?", default=False
+        ):
+            raise ClickDeployError("nothing removed")
+        await runtime.store.delete_service(found.id)
+        click.echo(f"removed service {found.name}")
+
+    with_runtime(action)
