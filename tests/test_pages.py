@@ -75,7 +75,7 @@ async def test_the_signing_key_survives_in_data_dir(settings: Settings) -> None:
     signing._file_key.cache_clear()
     assert signing.sign(settings, "deployment", 7) == first
     assert (settings.data_dir / "page-secret").stat().st_mode & 0o077 == 0
-    given = settings.model_copy(update={"page_secret": SecretStr("s3cret-value")})
+    given = settings.model_copy(update={"page_secret": SecretStr("s3cret-value-" * 3)})
     assert signing.sign(given, "deployment", 7) != first
 
 

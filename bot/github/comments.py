@@ -1,6 +1,7 @@
 """`/deploy` comments on pull requests: parse, authorize, react, then run the command.
 
-The shared work (ignore bots, parse, permission check, 👀 reaction) happens once here;
+The shared work (ignore bots, parse, permission check, 👀 reaction) happens once here, and
+the per-service rule (`may_deploy`) guards every command, status included;
 each command has its own small runner. Replies and reactions go out after the delivery
 is stored (`Plan.after`)."""
 
@@ -126,24 +127,31 @@ async def on_issue_comment(payload: Any, context: Context) -> Plan:
             )
     if not services:
         return refuse(gh, comment, f"No service deploys {repo.full_name}.")
-    if result.name in ("deploy", "rollback"):
-        for service in services:
-            if service.config.get("protected") and not await on_allowlist(
-                gh, service, comment.author.login
-            ):
-                return refuse(
-                    gh,
-                    comment,
-                    f"Sorry @{comment.author.login}, `{service.name}` is protected and you "
-                    "are not on its allowlist. Nothing was queued.",
-                )
+    login = comment.author.login
+    permitted = [service for service in services if await may_deploy(gh, service, login)]
+    if result.name == "status":  # only what the commenter may deploy, with its links
+        return await run_status(context, gh, comment, permitted, len(services) - len(permitted))
+    forbidden = [service for service in services if service not in permitted]
+    if forbidden:
+        undone = "Nothing was cancelled." if result.name == "cancel" else "Nothing was queued."
+        return refuse(
+            gh,
+            comment,
+            f"Sorry @{login}, `{forbidden[0].name}` is protected and you "
+            f"are not on its allowlist. {undone}",
+        )
     if result.name == "deploy":
         return await run_deploy(context, gh, comment, result, services)
     if result.name == "cancel":
         return await run_cancel(context, gh, comment, services)
-    if result.name == "status":
-        return await run_status(context, gh, comment)
     return await run_rollback(context, gh, comment, services)
+
+
+async def may_deploy(gh: GitHubClient, service: Service, login: str) -> bool:
+    """The per-service rule, for every command (deploy, rollback, cancel, status): a
+    protected service needs the commenter on its allowlist. (Write access to the
+    repository is checked before, for all of them.)"""
+    return not service.config.get("protected") or await on_allowlist(gh, service, login)
 
 
 def refuse(gh: GitHubClient, comment: Comment, text: str) -> Plan:
@@ -260,14 +268,21 @@ async def run_cancel(
     )
 
 
-async def run_status(context: Context, gh: GitHubClient, comment: Comment) -> Plan:
+async def run_status(
+    context: Context, gh: GitHubClient, comment: Comment, services: list[Service], hidden: int
+) -> Plan:
+    """The pull request's deployments of `services` (those the commenter may deploy)."""
     rows = await context.pool.fetch(
         q("forge_github_pr_deployments"), comment.repo.full_name, str(comment.issue_number)
     )
+    shown = {service.id for service in services}
     deployments = [Deployment.from_row(row) for row in rows]
+    deployments = [deployment for deployment in deployments if deployment.service_id in shown]
     text = (
         status_table(context.settings, deployments)
         if deployments
         else ("No deployments for this pull request yet.")
     )
+    if hidden:
+        text += f"\n\n{hidden} protected service(s) you are not on the allowlist of: not shown."
     return Plan("status", after=[reply(gh, comment.repo, comment.issue_number, text)])

@@ -1,7 +1,10 @@
 """Who may deploy a service from Slack: `config["slack"] = {"users": [...], "usergroups":
 [...], "channels": [...]}` (Slack ids). Channels limit where, users and user groups limit
 who; an empty or missing list allows anyone in the workspace. A refusal is a sentence for
-the person asking."""
+the person asking.
+
+The same rule guards everything that acts on a service or shows its deployments (and so
+their signed page links): deploy, rollback, cancel, redeploy, status, the images of list."""
 
 from __future__ import annotations
 
@@ -40,12 +43,22 @@ async def in_usergroups(client: AsyncWebClient, groups: list[str], user: str) ->
     return False
 
 
-async def refusal(client: AsyncWebClient, service: Service, user: str, channel: str) -> str | None:
-    """None when `user` may deploy `service` from `channel`; else why not."""
+NOTHING_QUEUED = "Nothing was queued."
+
+
+async def refusal(
+    client: AsyncWebClient,
+    service: Service,
+    user: str,
+    channel: str,
+    outcome: str = NOTHING_QUEUED,
+) -> str | None:
+    """None when `user` may deploy `service` from `channel`; else why not, ending with
+    `outcome` (what did not happen)."""
     users, groups, channels = rules(service)
     if channels and channel not in channels:
         where = ", ".join(f"<#{item}>" for item in channels)
-        return f"`{service.name}` can only be deployed from {where}. Nothing was queued."
+        return f"`{service.name}` can only be deployed from {where}. {outcome}"
     if not users and not groups:
         return None
     if user in users or await in_usergroups(client, groups, user):
@@ -53,5 +66,5 @@ async def refusal(client: AsyncWebClient, service: Service, user: str, channel: 
     allowed = [f"<@{item}>" for item in users] + [f"<!subteam^{item}>" for item in groups]
     return (
         f"Sorry <@{user}>, you are not allowed to deploy `{service.name}` "
-        f"(only {', '.join(allowed)} may). Nothing was queued."
+        f"(only {', '.join(allowed)} may). {outcome}"
     )
