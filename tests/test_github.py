@@ -495,3 +495,21 @@ async def test_status_and_cancel_obey_the_allowlist_too(
     answer, said = await reply_to("/deploy status", "boss")
     assert all(f"/deployments/{one}?s=" in said for one in ids), said
     assert fake.invalid == []
+
+
+async def test_a_rerequested_check_run_of_a_protected_service_needs_the_allowlist(
+    post: Post, store: Store, queue: Queue, fake: FakeGitHub, examples_path: Path
+) -> None:
+    service = await add(store, "hello", protected=True, allow=["boss", "@acme/ops"])
+    first = await queue.enqueue(service.id, ref="master", commit_sha="d" * 40)
+    payload = example(examples_path, "check_run", 7, installation=INSTALLATION)
+    payload["check_run"]["external_id"] = str(first.id)
+    payload["repository"]["full_name"] = REPO
+    payload["sender"]["login"] = "maintainer"
+    status, answer = await post("check_run", payload)
+    assert status == 200 and answer["deployments"] == [], answer
+    assert answer["message"].startswith("refused: hello is protected"), answer
+    payload["sender"]["login"] = "boss"
+    _, answer = await post("check_run", payload)
+    assert len(answer["deployments"]) == 1, answer
+    assert fake.invalid == []

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import gidgethub
 import structlog
 
 from bot.commands.parser import Command, Ignore, Response, parse
+from bot.github.access import WRITE_OR_MORE, may_deploy, permission
 from bot.github.client import GitHubClient
 from bot.github.events import preview_environment
 from bot.github.models import Comment, Repo
@@ -24,8 +24,6 @@ from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
-
-WRITE_OR_MORE = frozenset({"admin", "maintain", "write"})
 
 
 def reply(gh: GitHubClient, repo: Repo, number: int, body: str) -> After:
@@ -48,43 +46,6 @@ def react(gh: GitHubClient, repo: Repo, comment_id: int, content: str) -> After:
         )
 
     return run
-
-
-async def permission(gh: GitHubClient, repo: Repo, login: str) -> str:
-    try:
-        answer = await gh.getitem(
-            "/repos/{owner}/{repo}/collaborators/{username}/permission",
-            {"owner": repo.owner, "repo": repo.name, "username": login},
-        )
-    except gidgethub.BadRequest as error:
-        if int(error.status_code) in (403, 404):
-            return "none"
-        raise
-    role = answer.get("role_name") if isinstance(answer, dict) else None
-    level = answer.get("permission") if isinstance(answer, dict) else None
-    return str(role if role in WRITE_OR_MORE else level or "none")
-
-
-async def on_allowlist(gh: GitHubClient, service: Service, login: str) -> bool:
-    """`config["allow"]`: logins, or teams as "@org/team"."""
-    allow = service.config.get("allow")
-    entries = [item for item in allow if isinstance(item, str)] if isinstance(allow, list) else []
-    if login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}:
-        return True
-    for entry in entries:
-        if not entry.startswith("@") or "/" not in entry:
-            continue
-        org, team = entry[1:].split("/", 1)
-        try:
-            membership = await gh.getitem(
-                "/orgs/{org}/teams/{team_slug}/memberships/{username}",
-                {"org": org, "team_slug": team, "username": login},
-            )
-        except gidgethub.BadRequest:
-            continue
-        if isinstance(membership, dict) and membership.get("state") == "active":
-            return True
-    return False
 
 
 async def on_issue_comment(payload: Any, context: Context) -> Plan:
@@ -145,13 +106,6 @@ async def on_issue_comment(payload: Any, context: Context) -> Plan:
     if result.name == "cancel":
         return await run_cancel(context, gh, comment, services)
     return await run_rollback(context, gh, comment, services)
-
-
-async def may_deploy(gh: GitHubClient, service: Service, login: str) -> bool:
-    """The per-service rule, for every command (deploy, rollback, cancel, status): a
-    protected service needs the commenter on its allowlist. (Write access to the
-    repository is checked before, for all of them.)"""
-    return not service.config.get("protected") or await on_allowlist(gh, service, login)
 
 
 def refuse(gh: GitHubClient, comment: Comment, text: str) -> Plan:
