@@ -6,11 +6,12 @@ so an unsigned or oversized body costs a bounded amount of memory and time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 CHUNK_BYTES = 64 * 1024
+Precheck = Callable[[web.Request], object]  # a web.Response refuses, anything else passes
 
 
 class BodyRefused(Exception):
@@ -65,3 +66,20 @@ def unread(response: web.Response) -> web.Response:
     request (the sender would have to send the rest first)."""
     response.force_close()
     return response
+
+
+def answer_expect(precheck: Precheck) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+    """An expect handler (aiohttp's `expect_handler`): a sender waiting for `100 Continue`
+    before it sends the body gets the refusal instead, when the headers already refuse."""
+
+    async def expect(request: web.Request) -> web.Response | None:
+        refused = precheck(request)
+        if isinstance(refused, web.Response):
+            return unread(refused)
+        if request.version == HttpVersion11:
+            if request.headers.get("Expect", "").lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text="only Expect: 100-continue is known")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    return expect

@@ -225,3 +225,42 @@ async def test_signed_bodies_are_read_only_up_to_the_limit(
     assert gitlab_sent.status == 413 and gitlab_sent.body_bytes <= CONSUMED_AT_MOST, gitlab_sent
     slack = await send(port, "/slack/commands", slack_headers())
     assert slack.status == 413 and slack.body_bytes <= CONSUMED_AT_MOST, slack
+
+
+def first_answer(port: int, head: bytes) -> bytes:
+    """The first thing the server says to `head` alone (no body sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head)
+        answer = b""
+        while b"\r\n" not in answer:
+            part = sock.recv(PIECE)
+            if not part:
+                break
+            answer += part
+    return answer.split(b"\r\n", 1)[0]
+
+
+async def test_a_sender_waiting_for_100_continue_gets_the_refusal_instead(
+    serve: Start,
+) -> None:
+    port = await serve(1024 * 1024)
+    expect = {"Expect": "100-continue"}
+    gitlab = {"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", **expect}
+    refusals = {
+        "/webhooks/github": (github_headers(**expect), b"HTTP/1.1 401 "),
+        "/webhooks/gitlab": (gitlab, b"HTTP/1.1 401 "),
+        "/slack/events": ({"Content-Type": "application/json", **expect}, b"HTTP/1.1 401 "),
+        "/slack/commands": (
+            {**slack_headers(), "Content-Type": "text/plain", **expect},
+            b"HTTP/1.1 415 ",
+        ),
+    }
+    for path, (headers, status_line) in refusals.items():
+        head = request_head(path, headers, 1000)
+        line = await asyncio.to_thread(first_answer, port, head)
+        assert line.startswith(status_line), (path, line)
+    # Headers that pass are told to go on.
+    passing = request_head(
+        path="/webhooks/gitlab", headers={**gitlab, "X-Gitlab-Token": GITLAB_SECRET}, length=1000
+    )
+    assert await asyncio.to_thread(first_answer, port, passing) == b"HTTP/1.1 100 Continue"

@@ -145,17 +145,31 @@ def parse_event(
     return sansio.Event(data, event=event, delivery_id=delivery)
 
 
+def refuse_early(request: web.Request) -> str | web.Response:
+    """What the headers alone refuse (401 unsigned, 415, 413 by Content-Length); else the
+    secret to check the body's signature with."""
+    settings = request.app[GITHUB_STATE].runtime.settings
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    secret = verifying_secret(headers, configured.secret(settings.github_webhook_secret))
+    if isinstance(secret, web.Response):
+        return secret
+    try:
+        check_before_reading(request, settings.webhook_max_bytes, JSON_TYPES, JSON_TYPES[0])
+    except BodyRefused as error:
+        return _answer(error.status, error.message)
+    return secret
+
+
 async def github_webhook(request: web.Request) -> web.Response:
     state = request.app[GITHUB_STATE]
     settings = state.runtime.settings
     headers = {key.lower(): value for key, value in request.headers.items()}
     # Refused on its headers before the body is read; then read with a cap, signed as read.
-    secret = verifying_secret(headers, configured.secret(settings.github_webhook_secret))
+    secret = refuse_early(request)
     if isinstance(secret, web.Response):
         return unread(secret)
     mac = new_mac(secret)
     try:
-        check_before_reading(request, settings.webhook_max_bytes, JSON_TYPES, JSON_TYPES[0])
         body = await read_capped(request, settings.webhook_max_bytes, mac.update)
     except BodyRefused as error:
         return unread(_answer(error.status, error.message))

@@ -105,20 +105,32 @@ def parse_event(
     return GitLabEvent(event, delivery, data)
 
 
+def refuse_early(request: web.Request) -> web.Response | None:
+    """What the headers alone refuse: 401 (the token), 415, 413 (by Content-Length)."""
+    settings = request.app[GITLAB_STATE].runtime.settings
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    refused = refuse_token(headers, configured.secret(settings.gitlab_webhook_secret))
+    if refused is not None:
+        return refused
+    try:
+        limit = settings.webhook_max_bytes
+        check_before_reading(request, limit, ("application/json",), "application/json")
+    except BodyRefused as error:
+        return _answer(error.status, error.message)
+    return None
+
+
 async def gitlab_webhook(request: web.Request) -> web.Response:
     state = request.app[GITLAB_STATE]
     runtime = state.runtime
     settings = runtime.settings
     headers = {key.lower(): value for key, value in request.headers.items()}
     secret = configured.secret(settings.gitlab_webhook_secret)
-    # The token, the type and the length are checked before the body is read.
-    refused = refuse_token(headers, secret)
+    refused = refuse_early(request)  # the token, the type, the length: before reading
     if refused is not None:
         return unread(refused)
     try:
-        limit = settings.webhook_max_bytes
-        check_before_reading(request, limit, ("application/json",), "application/json")
-        body = await read_capped(request, limit)
+        body = await read_capped(request, settings.webhook_max_bytes)
     except BodyRefused as error:
         return unread(_answer(error.status, error.message))
     parsed = parse_event(headers, body, secret)

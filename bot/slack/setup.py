@@ -27,7 +27,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import configured
 from bot.reporting.loop import run_reporter
-from bot.request_body import BodyRefused, check_before_reading, read_capped, unread
+from bot.request_body import (
+    BodyRefused,
+    answer_expect,
+    check_before_reading,
+    read_capped,
+    unread,
+)
 from bot.runtime import Runtime
 from bot.slack.actions import run_action
 from bot.slack.commands import Asker, SlackContext, run_command
@@ -88,20 +94,33 @@ def build_bolt(context: SlackContext, secret: str) -> AsyncApp:
     return bolt
 
 
-async def slack_endpoint(request: web.Request) -> web.Response:
+def refuse_early(request: web.Request) -> tuple[SlackState, str, str] | web.Response:
+    """What the headers alone refuse: 401 (no signature, a stale timestamp), 415, 413 (by
+    Content-Length); else the state, the timestamp and the signature to check."""
     state = request.app.get(SLACK_STATE)
     if state is None:
         return web.json_response({"error": "starting"}, status=503)
-    # The signature's headers, the type and the length are checked before the body is
-    # read; the body is read up to MAX_BODY_BYTES, its HMAC made as it arrives.
     try:
         timestamp, signature = check_headers(request.headers, state.secret)
     except InvalidSignature as error:
         log.info("slack request refused", path=request.path, reason=str(error))
-        return unread(web.json_response({"error": "invalid signature"}, status=401))
-    mac = new_mac(state.secret, timestamp)
+        return web.json_response({"error": "invalid signature"}, status=401)
     try:
         check_before_reading(request, MAX_BODY_BYTES, CONTENT_TYPES, " or ".join(CONTENT_TYPES))
+    except BodyRefused as error:
+        return web.json_response({"error": error.message}, status=error.status)
+    return state, timestamp, signature
+
+
+async def slack_endpoint(request: web.Request) -> web.Response:
+    # The signature's headers, the type and the length are checked before the body is
+    # read; the body is read up to MAX_BODY_BYTES, its HMAC made as it arrives.
+    checked = refuse_early(request)
+    if isinstance(checked, web.Response):
+        return unread(checked)
+    state, timestamp, signature = checked
+    mac = new_mac(state.secret, timestamp)
+    try:
         body = await read_capped(request, MAX_BODY_BYTES, mac.update)
     except BodyRefused as error:
         return unread(web.json_response({"error": error.message}, status=error.status))
@@ -134,7 +153,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     if secret is None or token is None:  # empty is unset: nothing could be verified
         return
     for path in PATHS:
-        app.router.add_post(path, slack_endpoint)
+        app.router.add_post(path, slack_endpoint, expect_handler=answer_expect(refuse_early))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
