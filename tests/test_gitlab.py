@@ -245,8 +245,15 @@ async def test_merge_requests_deploy_previews_but_not_forks_and_closing_ends_the
 
 
 async def replies(fake: FakeGitLab, count: int) -> list[str]:
-    await until(lambda: len(fake.calls("POST", r".*/merge_requests/\d+/notes")) >= count)
-    return [call.body["body"] for call in fake.calls("POST", r".*/merge_requests/\d+/notes")]
+    """The bot's replies to notes (not the reporter's MR note, which may come at any time)."""
+    from bot.gitlab.notes import REPLY_MARKER
+
+    def said() -> list[str]:
+        notes = [call.body["body"] for call in fake.calls("POST", r".*/merge_requests/\d+/notes")]
+        return [note for note in notes if REPLY_MARKER in note]
+
+    await until(lambda: len(said()) >= count)
+    return said()
 
 
 async def test_a_developer_note_deploys_and_others_are_refused_politely(
