@@ -445,3 +445,51 @@ async def test_deploy_values_are_checked_as_everywhere(api: Api) -> None:
         headers=api.auth(),
     )
     assert "body.environment" in (await json_of(rollback, 422))["error"]["message"]
+
+
+async def test_below_admin_build_variables_show_names_not_values(api: Api) -> None:
+    config = {
+        "build": {
+            "dockerfile": "Dockerfile",
+            "env": {"NPM_TOKEN": "npm_s3cret"},
+            "build_args": {"PIP_INDEX_URL": "https://user:p4ss@pypi.example.com/simple"},
+        },
+        "protected": True,
+    }
+    created = await json_of(
+        await api.client.post(
+            f"{V1}/services",
+            json={
+                "name": "web",
+                "repository": "acme/web",
+                "provider": "github",
+                "config": config,
+            },
+            headers=api.auth("admin"),
+        ),
+        201,
+    )
+    assert created["config"] == config and created["redacted"] is False
+    names_only = {
+        "build": {
+            "dockerfile": "Dockerfile",
+            "env": {"NPM_TOKEN": "<redacted>"},
+            "build_args": {"PIP_INDEX_URL": "<redacted>"},
+        },
+        "protected": True,
+    }
+    for scope in ("read", "deploy"):
+        one = await api.client.get(f"{V1}/services/{created['id']}", headers=api.auth(scope))
+        text = await one.text()
+        assert "npm_s3cret" not in text and "p4ss" not in text, scope
+        shown = await json_of(one, 200)
+        assert shown["config"] == names_only and shown["redacted"] is True, scope
+        listed = await json_of(await api.client.get(f"{V1}/services", headers=api.auth(scope)), 200)
+        assert listed["items"] == [shown], scope
+    admin = await json_of(
+        await api.client.get(f"{V1}/services/{created['id']}", headers=api.auth("admin")), 200
+    )
+    assert admin["config"] == config and admin["redacted"] is False
+    document = await json_of(await api.client.get(f"{V1}/openapi.json"), 200)
+    described = document["components"]["schemas"]["ServiceOut"]["properties"]
+    assert "redacted" in described and "<redacted>" in described["config"]["description"]

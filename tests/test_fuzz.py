@@ -921,7 +921,7 @@ async def send_slack(world: World, path: str, request: Request) -> None:
     assert status < 500 and not errors, f"{status} {text[:500]} for {request!r}\n" + "\n".join(
         errors
     )
-    assert status in (200, 400, 401, 404), (status, text[:500], request)
+    assert status in (200, 400, 401, 404, 415), (status, text[:500], request)
     if request.must_ack:
         assert status == 200, f"Slack's request not acknowledged: {status} {text[:300]} {request!r}"
     assert "Traceback" not in text and 'File "' not in text, text[:2000]

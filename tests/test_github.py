@@ -468,3 +468,70 @@ async def test_rollback_comment_queues_the_previous_image(
     assert (queued.environment, queued.trigger["rollback_to"]) == ("production", older)
     assert queued.commit_sha == "1" * 40
     assert fake.invalid == []
+
+
+async def test_status_and_cancel_obey_the_allowlist_too(
+    post: Post, store: Store, fake: FakeGitHub, examples_path: Path
+) -> None:
+    """A commenter who may not deploy a protected service sees none of its deployments'
+    links in `/deploy status`, and cannot cancel them."""
+    await add(store, "hello", protected=True, allow=["boss"])
+    await add(store, "docs")
+    fake.permissions.update({"maintainer": "admin", "boss": "write"})
+    payload = comment_payload(examples_path, "/deploy", "boss")
+    number = payload["issue"]["number"]
+    fake.pulls[number] = pull(number, "c" * 40)
+    _, answer = await post("issue_comment", payload)
+    ids = answer["deployments"]
+    assert len(ids) == 2
+    by_name = {(await store.get_deployment(one)).service_name: one for one in ids}
+
+    def replies() -> list[str]:
+        return [
+            r.body["body"]
+            for r in fake.calls("POST", r".*/issues/\d+/comments")
+            if "click-deploy -->" not in r.body["body"]
+        ]
+
+    async def reply_to(body: str, login: str) -> tuple[dict[str, Any], str]:
+        before = len(replies())
+        _, answer = await post("issue_comment", comment_payload(examples_path, body, login))
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(replies()) == before:
+            assert asyncio.get_running_loop().time() < deadline, fake.requests
+            await asyncio.sleep(0.02)
+        return answer, replies()[-1]
+
+    answer, said = await reply_to("/deploy status", "maintainer")
+    assert answer["message"] == "status"
+    assert f"/deployments/{by_name['docs']}?s=" in said
+    assert f"/deployments/{by_name['hello']}" not in said and "hello" not in said
+    assert "1 protected service(s) you are not on the allowlist of: not shown" in said
+    answer, said = await reply_to("/deploy status hello", "maintainer")
+    assert f"/deployments/{by_name['hello']}" not in said, said
+    answer, said = await reply_to("/deploy cancel", "maintainer")
+    assert answer["message"] == "refused" and "Nothing was cancelled" in said
+    for one in ids:
+        assert not (await store.get_deployment(one)).cancel_requested
+        assert (await store.get_deployment(one)).status == "queued"
+    answer, said = await reply_to("/deploy status", "boss")
+    assert all(f"/deployments/{one}?s=" in said for one in ids), said
+    assert fake.invalid == []
+
+
+async def test_a_rerequested_check_run_of_a_protected_service_needs_the_allowlist(
+    post: Post, store: Store, queue: Queue, fake: FakeGitHub, examples_path: Path
+) -> None:
+    service = await add(store, "hello", protected=True, allow=["boss", "@acme/ops"])
+    first = await queue.enqueue(service.id, ref="master", commit_sha="d" * 40)
+    payload = example(examples_path, "check_run", 7, installation=INSTALLATION)
+    payload["check_run"]["external_id"] = str(first.id)
+    payload["repository"]["full_name"] = REPO
+    payload["sender"]["login"] = "maintainer"
+    status, answer = await post("check_run", payload)
+    assert status == 200 and answer["deployments"] == [], answer
+    assert answer["message"].startswith("refused: hello is protected"), answer
+    payload["sender"]["login"] = "boss"
+    _, answer = await post("check_run", payload)
+    assert len(answer["deployments"]) == 1, answer
+    assert fake.invalid == []

@@ -481,3 +481,42 @@ async def test_malformed_payloads_are_400_never_a_traceback(
         for junk in (None, "x", 3, [], {}):
             status, answer = await post(event, {**good, key: junk})
             assert status in (200, 400, 502), (key, junk, status, answer)
+
+
+async def test_status_and_cancel_obey_the_allowlist_too(
+    post: Post, store: Store, fake: FakeGitLab
+) -> None:
+    """An author who may not deploy a protected service sees none of its deployments'
+    links in `/deploy status`, and cannot cancel them."""
+    from bot.gitlab.notes import REPLY_MARKER
+
+    await add(store, "diaspora", protected=True, allow=["boss"])
+    await add(store, "docs")
+    fake.members[PROJECT_ID] = {MAINTAINER_ID: 40, BOSS_ID: DEVELOPER}
+    _, answer = await post("Note Hook", note_hook("/deploy", user_id=BOSS_ID, username="boss"))
+    ids = answer["deployments"]
+    assert len(ids) == 2
+    by_name = {(await store.get_deployment(one)).service_name: one for one in ids}
+
+    def ours() -> list[str]:
+        notes = [call.body["body"] for call in fake.calls("POST", r".*/merge_requests/\d+/notes")]
+        return [note for note in notes if REPLY_MARKER in note]
+
+    async def reply_to(body: str, user_id: int, username: str) -> tuple[dict[str, Any], str]:
+        before = len(ours())
+        _, answer = await post("Note Hook", note_hook(body, user_id=user_id, username=username))
+        await until(lambda: len(ours()) > before)
+        return answer, ours()[-1]
+
+    answer, said = await reply_to("/deploy status", MAINTAINER_ID, "maint")
+    assert answer["message"] == "status"
+    assert f"/deployments/{by_name['docs']}?s=" in said
+    assert f"/deployments/{by_name['diaspora']}" not in said and "diaspora" not in said
+    assert "1 protected service(s) you are not on the allowlist of: not shown" in said
+    answer, said = await reply_to("/deploy cancel", MAINTAINER_ID, "maint")
+    assert answer["message"] == "refused" and "Nothing was cancelled" in said
+    for one in ids:
+        assert (await store.get_deployment(one)).status == "queued"
+    answer, said = await reply_to("/deploy status", BOSS_ID, "boss")
+    assert all(f"/deployments/{one}?s=" in said for one in ids), said
+    assert fake.invalid == []

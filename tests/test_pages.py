@@ -73,7 +73,7 @@ async def test_the_signing_key_survives_in_data_dir(settings: Settings) -> None:
     signing._file_key.cache_clear()
     assert signing.sign(settings, "deployment", 7) == first
     assert (settings.data_dir / "page-secret").stat().st_mode & 0o077 == 0
-    given = settings.model_copy(update={"page_secret": SecretStr("s3cret-value")})
+    given = settings.model_copy(update={"page_secret": SecretStr("s3cret-value-" * 3)})
     assert signing.sign(given, "deployment", 7) != first
 
 
@@ -198,3 +198,54 @@ async def test_the_page_follows_a_running_build_in_chromium(
             assert shot.stat().st_size > 10_000
         finally:
             await browser.close()
+
+
+async def test_the_page_cookie_only_reads(
+    api: Api, settings: Settings, store: Store, queue: Queue, service: int
+) -> None:
+    """An admin token opened a page: the cookie it left reads, but changes nothing."""
+    api.client.app[signing_settings_key()] = settings.model_copy(update={"pages_access": "token"})
+    deployment = await running_deployment(store, queue, service)
+    opened = await api.client.get(
+        f"/deployments/{deployment.id}?token={api.tokens['admin']}", allow_redirects=False
+    )
+    assert opened.status == 303
+    cookie = opened.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert (await api.client.get(opened.headers["Location"])).status == 200  # with the cookie
+    assert (await api.client.get("/api/v1/services")).status == 200
+    assert (await api.client.get(f"/api/v1/deployments/{deployment.id}")).status == 200
+    writes = [
+        ("POST", f"/api/v1/services/{service}/deploy"),
+        ("POST", f"/api/v1/services/{service}/rollback"),
+        ("POST", f"/api/v1/deployments/{deployment.id}/cancel"),
+        ("PATCH", f"/api/v1/services/{service}"),
+        ("DELETE", f"/api/v1/services/{service}"),
+        ("POST", "/api/v1/services"),
+    ]
+    for method, path in writes:
+        refused = await api.client.request(method, path, json={})
+        body = await refused.json()
+        assert refused.status == 401, (method, path, body)
+        assert "the page cookie only reads" in body["error"]["message"]
+    assert await api.runtime.pool.fetchval("SELECT count(*) FROM deployments") == 1
+    assert (await store.get_deployment(deployment.id)).cancel_requested is False
+    # The same token in the header does what its scope allows.
+    queued = await api.client.post(
+        f"/api/v1/services/{service}/deploy", json={"environment": "staging"}, headers=api.auth()
+    )
+    assert queued.status == 202
+
+
+async def test_the_page_cookie_is_secure_when_the_public_url_is_https(
+    api: Api, settings: Settings, store: Store, queue: Queue, service: int
+) -> None:
+    api.client.app[signing_settings_key()] = settings.model_copy(
+        update={"pages_access": "token", "public_url": "https://deploy.example.com"}
+    )
+    opened = await api.client.get(
+        f"/services/{service}?token={api.tokens['read']}", allow_redirects=False
+    )
+    assert opened.status == 303
+    cookie = opened.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie

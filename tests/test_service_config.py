@@ -268,7 +268,8 @@ def test_no_code_reads_the_stored_config_around_the_model() -> None:
     trust a stored value the model refuses (as `slack.users` as a string once did)."""
     root = Path(__file__).parents[1]
     pattern = re.compile(r"\bconfig\.get\(|\bconfig\[[\"']|\.config\.(items|keys|values)\(")
-    allowed = {"bot/cli_format.py"}  # `service show` prints the config as stored
+    # These show the config as stored (the API with build values redacted below admin).
+    allowed = {"bot/cli_format.py", "bot/api/schemas.py"}
     offenders = [
         f"{path.relative_to(root)}:{number}"
         for folder in ("bot", "pipeline")

@@ -533,3 +533,34 @@ async def test_updates_are_throttled_and_the_final_state_always_goes_out(
     # second of the first post: nothing more inside the 2.5 s throttle, then the final state
     # (once more if a slow machine lets the throttle run out before the build ends).
     assert 1 <= message.edits <= 2
+
+
+async def test_status_and_list_obey_who_may_deploy(
+    slash: Slash, fake: FakeSlack, store: Store, queue: Queue
+) -> None:
+    """Someone refused deploys of a service gets none of its deployments or signed links,
+    however they ask."""
+    web_service = await add(store, "web", slack={"users": [USER]})
+    open_service = await add(store, "docs")
+    secret_one = await queue.enqueue(web_service.id, ref="main")
+    open_one = await queue.enqueue(open_service.id, ref="main")
+    mallory = "U0MALLORY"
+    for text in (f"status {secret_one.id}", "status web", "status", "list"):
+        before = len(fake.ephemeral_texts(mallory))
+        assert await slash(text, user=mallory) == 200
+        await eventually(lambda before=before: len(fake.ephemeral_texts(mallory)) > before)
+        answer = fake.ephemeral_texts(mallory)[-1]
+        assert f"/deployments/{secret_one.id}?s=" not in answer, (text, answer)
+        assert f"#{secret_one.id}" not in answer, (text, answer)
+        if text.startswith("status ") and text != "status":
+            assert "you are not allowed to deploy `web`" in answer, answer
+            assert "Its deployments are not shown." in answer, answer
+    status_all, listing = fake.ephemeral_texts(mallory)[2:4]
+    assert f"/deployments/{open_one.id}?s=" in status_all  # what they may deploy shows
+    assert "1 service(s) you may not deploy from here are not shown" in status_all
+    assert "`web` (acme/web@main): not yours to deploy from here" in listing
+    assert "`docs` (acme/docs@main): never deployed" in listing
+    # The one allowed sees it, link and all.
+    assert await slash(f"status {secret_one.id}") == 200
+    await eventually(lambda: fake.ephemeral_texts(USER))
+    assert f"/deployments/{secret_one.id}?s=" in fake.ephemeral_texts(USER)[-1]

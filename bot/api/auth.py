@@ -1,5 +1,8 @@
 """Who is asking: a bearer token (`Authorization: Bearer cdt_…`), a page cookie holding
-one, or (for a deployment's live log, when pages are public by link) a signed link."""
+one, or (for a deployment's live log, when pages are public by link) a signed link.
+
+The cookie is what a browser sends by itself, so it only reads: it is accepted on GET and
+HEAD, for what a read token may do, and never on a request that changes something."""
 
 from __future__ import annotations
 
@@ -14,19 +17,31 @@ TOKENS_KEY = web.AppKey("api_tokens", TokenStore)
 SETTINGS_KEY = web.AppKey("api_settings", Settings)
 COOKIE = "click_deploy_token"
 TOKEN = "api_token"  # request key: the caller's ApiToken, once checked
+READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="click-deploy"'}
 
 
-def presented_token(request: web.Request) -> str | None:
+def header_token(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer …` (401 for another scheme or none)."""
     header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise ApiError(
-                401, "use the header `Authorization: Bearer <token>`", headers=_CHALLENGE
-            )
-        return value.strip()
-    return request.cookies.get(COOKIE)
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(401, "use the header `Authorization: Bearer <token>`", headers=_CHALLENGE)
+    return value.strip()
+
+
+def cookie_token(request: web.Request) -> str | None:
+    """The page cookie's token, on reading requests only."""
+    if request.method not in READ_METHODS:
+        return None
+    return request.cookies.get(COOKIE) or None
+
+
+def presented_token(request: web.Request) -> str | None:
+    token = header_token(request)
+    return token if token is not None else cookie_token(request)
 
 
 async def authenticate(request: web.Request) -> ApiToken | None:
@@ -40,7 +55,13 @@ async def authenticate(request: web.Request) -> ApiToken | None:
 
 
 async def require(request: web.Request, scope: Scope) -> ApiToken:
-    """The caller's token if its scope reaches `scope`; else 401 or 403."""
+    """The caller's token if its scope reaches `scope`; else 401 or 403. A page cookie
+    counts for reads only (GET and HEAD, read scope)."""
+    if scope > Scope.READ and header_token(request) is None:
+        needs = "an API token in `Authorization: Bearer <token>` is needed"
+        if request.cookies.get(COOKIE):
+            needs += " (the page cookie only reads)"
+        raise ApiError(401, needs, headers=_CHALLENGE)
     found = await authenticate(request)
     if found is None:
         raise ApiError(

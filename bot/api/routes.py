@@ -68,10 +68,17 @@ async def create_service(request: web.Request) -> web.Response:
     return reply(s.ServiceOut.of(created), 201, {"Location": f"/api/v1/services/{created.id}"})
 
 
+def reveals_config(request: web.Request) -> bool:
+    """Build variables' values are for admin tokens; others see their names."""
+    token: ApiToken = request[TOKEN]
+    return token.scope >= Scope.ADMIN
+
+
 @operation("GET", "/services", "List services", Scope.READ, responses={200: s.ServiceList})
 async def list_services(request: web.Request) -> web.Response:
     services = await runtime_of(request).store.list_services()
-    return reply(s.ServiceList(items=[s.ServiceOut.of(one) for one in services]))
+    reveal = reveals_config(request)
+    return reply(s.ServiceList(items=[s.ServiceOut.of(one, reveal=reveal) for one in services]))
 
 
 @operation(
@@ -79,7 +86,8 @@ async def list_services(request: web.Request) -> web.Response:
     responses={200: s.ServiceOut}, errors=(404,),
 )  # fmt: skip
 async def get_service(request: web.Request) -> web.Response:
-    return reply(s.ServiceOut.of(await runtime_of(request).store.get_service(path_id(request))))
+    service = await runtime_of(request).store.get_service(path_id(request))
+    return reply(s.ServiceOut.of(service, reveal=reveals_config(request)))
 
 
 @operation(

@@ -98,6 +98,27 @@ class ErrorBody(Model):
     error: ErrorDetail
 
 
+# Build variables and build args may hold credentials: below admin only their names show.
+REDACTED = "<redacted>"
+SECRET_MAPS = ("env", "build_args")  # under config.build
+
+
+def names_only(config: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`config` with the values of `build.env` and `build.build_args` replaced by REDACTED,
+    and whether anything was."""
+    build = config.get("build")
+    if not isinstance(build, dict) or not any(key in build for key in SECRET_MAPS):
+        return config, False
+    shown = dict(build)
+    for key in SECRET_MAPS:
+        if key in shown:
+            values = shown[key]
+            shown[key] = (
+                {name: REDACTED for name in values} if isinstance(values, dict) else REDACTED
+            )
+    return {**config, "build": shown}, True
+
+
 class ServiceOut(Model):
     id: int
     name: str
@@ -105,13 +126,22 @@ class ServiceOut(Model):
     repository: str
     branch: str
     root_dir: str
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(
+        description=f"below an admin token, the values of `build.env` and `build.build_args` "
+        f"are {REDACTED!r} (their names show)"
+    )
+    redacted: bool = Field(default=False, description="true when values in `config` are withheld")
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, service: Service) -> ServiceOut:
-        return cls.model_validate(service, from_attributes=True)
+    def of(cls, service: Service, *, reveal: bool = True) -> ServiceOut:
+        """The service; with `reveal` false, `config` shows setting names, not values."""
+        out = cls.model_validate(service, from_attributes=True)
+        if reveal:
+            return out
+        config, redacted = names_only(service.config)
+        return out.model_copy(update={"config": config, "redacted": redacted})
 
 
 class ServiceList(Model):

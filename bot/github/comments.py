@@ -1,6 +1,7 @@
 """`/deploy` comments on pull requests: parse, authorize, react, then run the command.
 
-The shared work (ignore bots, parse, permission check, 👀 reaction) happens once here;
+The shared work (ignore bots, parse, permission check, 👀 reaction) happens once here, and
+the per-service rule (`may_deploy`) guards every command, status included;
 each command has its own small runner. Replies and reactions go out after the delivery
 is stored (`Plan.after`)."""
 
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import gidgethub
 import structlog
 
 from bot.commands.parser import Command, Ignore, Response, parse
+from bot.github.access import WRITE_OR_MORE, may_deploy, permission
 from bot.github.client import GitHubClient
 from bot.github.events import preview_environment
 from bot.github.models import Comment, Repo
@@ -24,8 +25,6 @@ from pipeline.service_config import refused_for_config
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
-
-WRITE_OR_MORE = frozenset({"admin", "maintain", "write"})
 
 
 def reply(gh: GitHubClient, repo: Repo, number: int, body: str) -> After:
@@ -48,42 +47,6 @@ def react(gh: GitHubClient, repo: Repo, comment_id: int, content: str) -> After:
         )
 
     return run
-
-
-async def permission(gh: GitHubClient, repo: Repo, login: str) -> str:
-    try:
-        answer = await gh.getitem(
-            "/repos/{owner}/{repo}/collaborators/{username}/permission",
-            {"owner": repo.owner, "repo": repo.name, "username": login},
-        )
-    except gidgethub.BadRequest as error:
-        if int(error.status_code) in (403, 404):
-            return "none"
-        raise
-    role = answer.get("role_name") if isinstance(answer, dict) else None
-    level = answer.get("permission") if isinstance(answer, dict) else None
-    return str(role if role in WRITE_OR_MORE else level or "none")
-
-
-async def on_allowlist(gh: GitHubClient, service: Service, login: str) -> bool:
-    """`config.allow`: logins, or teams as "@org/team"."""
-    entries = service.options.allow
-    if login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}:
-        return True
-    for entry in entries:
-        if not entry.startswith("@") or "/" not in entry:
-            continue
-        org, team = entry[1:].split("/", 1)
-        try:
-            membership = await gh.getitem(
-                "/orgs/{org}/teams/{team_slug}/memberships/{username}",
-                {"org": org, "team_slug": team, "username": login},
-            )
-        except gidgethub.BadRequest:
-            continue
-        if isinstance(membership, dict) and membership.get("state") == "active":
-            return True
-    return False
 
 
 async def on_issue_comment(payload: Any, context: Context) -> Plan:
@@ -126,25 +89,26 @@ async def on_issue_comment(payload: Any, context: Context) -> Plan:
             )
     if not services:
         return refuse(gh, comment, f"No service deploys {repo.full_name}.")
-    if result.name in ("deploy", "rollback"):
-        for service in services:
-            if service.options.problem is not None:
-                return refuse(gh, comment, refused_for_config(service.name))
-            if service.options.protected and not await on_allowlist(
-                gh, service, comment.author.login
-            ):
-                return refuse(
-                    gh,
-                    comment,
-                    f"Sorry @{comment.author.login}, `{service.name}` is protected and you "
-                    "are not on its allowlist. Nothing was queued.",
-                )
+    login = comment.author.login
+    permitted = [service for service in services if await may_deploy(gh, service, login)]
+    if result.name == "status":  # only what the commenter may deploy, with its links
+        return await run_status(context, gh, comment, permitted, len(services) - len(permitted))
+    forbidden = [service for service in services if service not in permitted]
+    if forbidden:
+        service = forbidden[0]
+        if service.options.problem is not None:
+            return refuse(gh, comment, refused_for_config(service.name))
+        undone = "Nothing was cancelled." if result.name == "cancel" else "Nothing was queued."
+        return refuse(
+            gh,
+            comment,
+            f"Sorry @{login}, `{service.name}` is protected and you "
+            f"are not on its allowlist. {undone}",
+        )
     if result.name == "deploy":
         return await run_deploy(context, gh, comment, result, services)
     if result.name == "cancel":
         return await run_cancel(context, gh, comment, services)
-    if result.name == "status":
-        return await run_status(context, gh, comment)
     return await run_rollback(context, gh, comment, services)
 
 
@@ -262,14 +226,21 @@ async def run_cancel(
     )
 
 
-async def run_status(context: Context, gh: GitHubClient, comment: Comment) -> Plan:
+async def run_status(
+    context: Context, gh: GitHubClient, comment: Comment, services: list[Service], hidden: int
+) -> Plan:
+    """The pull request's deployments of `services` (those the commenter may deploy)."""
     rows = await context.pool.fetch(
         q("forge_github_pr_deployments"), comment.repo.full_name, str(comment.issue_number)
     )
+    shown = {service.id for service in services}
     deployments = [Deployment.from_row(row) for row in rows]
+    deployments = [deployment for deployment in deployments if deployment.service_id in shown]
     text = (
         status_table(context.settings, deployments)
         if deployments
         else ("No deployments for this pull request yet.")
     )
+    if hidden:
+        text += f"\n\n{hidden} protected service(s) you are not on the allowlist of: not shown."
     return Plan("status", after=[reply(gh, comment.repo, comment.issue_number, text)])

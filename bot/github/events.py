@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from bot.github.access import may_deploy
 from bot.github.models import CheckRunRequest, PullRequestEvent, Push, installation_id
 from bot.github.plan import Context, Enqueue, Plan
 from bot.github.previews import delete_preview_images, retire_preview_deployments
@@ -131,6 +132,11 @@ async def on_check_run(payload: Any, context: Context) -> Plan:
         return Plan("ignored: the check run's deployment is gone")
     if service.provider != "github" or service.repository != request.repo.full_name:
         return Plan("ignored: the check run belongs to another repository")
+    # Re-running needs write access on GitHub; a protected service also its allowlist.
+    if (service.options.protected or service.options.problem is not None) and not (
+        request.sender and await may_deploy(await context.api(), service, request.sender)
+    ):
+        return Plan(f"refused: {service.name} is protected and the sender is not on its allowlist")
     previous = earlier.trigger.get("answer", {}).get("github", {})
     trigger = Trigger(
         source="github",

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from bot.github import credentials
 from bot.github.auth import AppAuth
-from bot.github.webhook import GITHUB_STATE, GitHubState, github_webhook
+from bot.github.webhook import GITHUB_STATE, GitHubState, github_webhook, refuse_early
 from bot.reporting.github import TARGET, GitHubReporter
 from bot.reporting.loop import run_reporter
+from bot.request_body import answer_expect
 from bot.runtime import Runtime
 
 
@@ -27,7 +28,9 @@ def app_auth(runtime: Runtime) -> AppAuth | None:
 def setup(app: web.Application, runtime: Runtime) -> None:
     credentials.register()  # installation tokens clone provider-github services
     # The route reads its own body (up to WEBHOOK_MAX_BYTES), not through client_max_size.
-    app.router.add_post("/webhooks/github", github_webhook)
+    app.router.add_post(
+        "/webhooks/github", github_webhook, expect_handler=answer_expect(refuse_early)
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))

@@ -2,7 +2,9 @@
 then dispatch by event. The delivery and the deployments it causes are stored in one
 transaction before the answer; a redelivery (same X-GitHub-Delivery) changes nothing.
 
-401 missing or bad signature, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON, 400 bad JSON
+401 missing or bad signature, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON (a missing
+signature, a wrong Content-Type or a Content-Length over the limit is answered before the
+body is read; it is read in chunks up to the limit, its HMAC made as they come), 400 bad JSON
 or a payload without what its event needs, 422 GitHub does not know what the payload names
 (a pull request, an installation), 502 GitHub could not be asked, 202 an event we do not
 handle, 200 otherwise.
@@ -14,7 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +26,14 @@ import structlog
 from aiohttp import web
 from gidgethub import sansio
 
+from bot import configured
 from bot.github.auth import AppAuth, GitHubAppError
 from bot.github.comments import on_issue_comment
 from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
 from bot.github.models import installation_id
 from bot.github.plan import Context, Plan
 from bot.payload import PayloadError, loads
+from bot.request_body import BodyRefused, check_before_reading, media_type, read_capped, unread
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 
@@ -67,25 +71,6 @@ def _answer(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"message": message, **extra}, status=status)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The body, or the answer refusing it: 413 when larger than `limit`, 400 when it
-    cannot be read (a Content-Encoding it is not in, say)."""
-    too_large = _answer(413, f"body larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        return too_large
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                return too_large
-            chunks.append(chunk)
-    except web.RequestPayloadError:
-        return _answer(400, "the body could not be read (its Content-Encoding?)")
-    return b"".join(chunks)
-
-
 def unknown_to_github(error: gidgethub.BadRequest) -> bool:
     """GitHub's 404 or 422: what we asked about (from the delivery) does not exist."""
     return int(error.status_code) in (404, 422)
@@ -96,10 +81,15 @@ def plain_id(value: str) -> bool:
     return len(value) <= ID_MAX and value.isascii() and value.isprintable()
 
 
-def signature_matches(signature: str, body: bytes, secret: str) -> bool:
+def new_mac(secret: str) -> hmac.HMAC:
+    """The HMAC-SHA256 GitHub signs a body with; fed chunk by chunk while it is read."""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
+def signature_matches(signature: str, mac: hmac.HMAC) -> bool:
     """`X-Hub-Signature-256` against the body's HMAC-SHA256, in constant time. Only
     "sha256=" counts (never SHA-1); any header text compares, as bytes, without raising."""
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    expected = "sha256=" + mac.hexdigest()
     return hmac.compare_digest(signature.encode("utf-8", "surrogateescape"), expected.encode())
 
 
@@ -115,17 +105,30 @@ def decode_body(content_type: str, body: bytes) -> Any:
     return loads(text)
 
 
-def parse_event(
-    headers: dict[str, str], body: bytes, secret: str | None
-) -> sansio.Event | web.Response:
-    """The pure part: verified event, or the response that refuses it."""
-    if secret is None:
+def verifying_secret(headers: Mapping[str, str], secret: str | None) -> str | web.Response:
+    """The secret to check the signature with, or a 401 when nothing could verify the
+    delivery: no secret here, no signature on it."""
+    if not secret:  # unset or empty: an HMAC with an empty key anyone can make
         return _answer(401, "webhook secret not configured (GITHUB_WEBHOOK_SECRET)")
     if "x-hub-signature-256" not in headers:
         return _answer(401, "signature missing (X-Hub-Signature-256)")
-    if not signature_matches(headers["x-hub-signature-256"], body, secret):
+    return secret
+
+
+def parse_event(
+    headers: dict[str, str], body: bytes, secret: str | None, mac: hmac.HMAC | None = None
+) -> sansio.Event | web.Response:
+    """The pure part: verified event, or the response that refuses it. `mac`: the body's
+    HMAC when it was computed while reading."""
+    key = verifying_secret(headers, secret)
+    if isinstance(key, web.Response):
+        return key
+    if mac is None:
+        mac = new_mac(key)
+        mac.update(body)
+    if not signature_matches(headers["x-hub-signature-256"], mac):
         return _answer(401, "signature does not match")
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(headers)
     if content_type not in JSON_TYPES:
         return _answer(415, "expected Content-Type application/json")
     event, delivery = headers.get("x-github-event"), headers.get("x-github-delivery")
@@ -142,15 +145,35 @@ def parse_event(
     return sansio.Event(data, event=event, delivery_id=delivery)
 
 
+def refuse_early(request: web.Request) -> str | web.Response:
+    """What the headers alone refuse (401 unsigned, 415, 413 by Content-Length); else the
+    secret to check the body's signature with."""
+    settings = request.app[GITHUB_STATE].runtime.settings
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    secret = verifying_secret(headers, configured.secret(settings.github_webhook_secret))
+    if isinstance(secret, web.Response):
+        return secret
+    try:
+        check_before_reading(request, settings.webhook_max_bytes, JSON_TYPES, JSON_TYPES[0])
+    except BodyRefused as error:
+        return _answer(error.status, error.message)
+    return secret
+
+
 async def github_webhook(request: web.Request) -> web.Response:
     state = request.app[GITHUB_STATE]
     settings = state.runtime.settings
-    body = await read_body(request, settings.webhook_max_bytes)
-    if isinstance(body, web.Response):
-        return body
     headers = {key.lower(): value for key, value in request.headers.items()}
-    secret = settings.github_webhook_secret
-    parsed = parse_event(headers, body, secret.get_secret_value() if secret else None)
+    # Refused on its headers before the body is read; then read with a cap, signed as read.
+    secret = refuse_early(request)
+    if isinstance(secret, web.Response):
+        return unread(secret)
+    mac = new_mac(secret)
+    try:
+        body = await read_capped(request, settings.webhook_max_bytes, mac.update)
+    except BodyRefused as error:
+        return unread(_answer(error.status, error.message))
+    parsed = parse_event(headers, body, secret, mac)
     if isinstance(parsed, web.Response):
         return parsed
     event = parsed

@@ -1,7 +1,8 @@
 """`/deploy` notes on merge requests: parse, authorize, then run the command.
 
 The shared work (ignore the bot's own and system notes, parse, the Developer-or-more check,
-the protected services' allowlist) happens once here; each command has a small runner.
+the protected services' allowlist, `may_deploy`, for every command, status too) happens
+once here; each command has a small runner.
 Replies go out as MR notes after the delivery is stored (`Plan.after`)."""
 
 from __future__ import annotations
@@ -91,25 +92,36 @@ async def on_note(payload: Any, context: GitLabContext) -> Plan:
             )
     if not services:
         return refuse(api, note, mr, f"No service deploys {note.project.path}.")
-    if result.name in ("deploy", "rollback"):
-        for service in services:
-            if service.options.problem is not None:
-                return refuse(api, note, mr, refused_for_config(service.name))
-            if service.options.protected and not await on_allowlist(api, service, note):
-                return refuse(
-                    api,
-                    note,
-                    mr,
-                    f"Sorry @{note.author.username}, `{service.name}` is protected and you "
-                    "are not on its allowlist. Nothing was queued.",
-                )
+    permitted = [service for service in services if await may_deploy(api, service, note)]
+    if result.name == "status":  # only what the author may deploy, with its links
+        return await run_status(context, api, note, mr, permitted, len(services) - len(permitted))
+    forbidden = [service for service in services if service not in permitted]
+    if forbidden:
+        service = forbidden[0]
+        if service.options.problem is not None:
+            return refuse(api, note, mr, refused_for_config(service.name))
+        undone = "Nothing was cancelled." if result.name == "cancel" else "Nothing was queued."
+        return refuse(
+            api,
+            note,
+            mr,
+            f"Sorry @{note.author.username}, `{service.name}` is protected and you "
+            f"are not on its allowlist. {undone}",
+        )
     if result.name == "deploy":
         return run_deploy(context, note, mr, result, services)
     if result.name == "cancel":
         return await run_cancel(context, api, note, mr, services)
-    if result.name == "status":
-        return await run_status(context, api, note, mr)
     return await run_rollback(context, api, note, mr, services)
+
+
+async def may_deploy(api: GitLabApi, service: Service, note: Note) -> bool:
+    """The per-service rule, for every command (deploy, rollback, cancel, status): a
+    protected service needs the author on its allowlist. (The Developer role is checked
+    before, for all of them.)"""
+    if service.options.problem is not None:  # a stored config that is not valid: refuse
+        return False
+    return not service.options.protected or await on_allowlist(api, service, note)
 
 
 def _trigger(context: GitLabContext, note: Note, mr: MergeRequest, **fields: Any) -> Trigger:
@@ -192,14 +204,26 @@ async def run_cancel(
     return Plan("cancelled", after=[reply(api, note, mr, "\n".join(lines))])
 
 
-async def run_status(context: GitLabContext, api: GitLabApi, note: Note, mr: MergeRequest) -> Plan:
+async def run_status(
+    context: GitLabContext,
+    api: GitLabApi,
+    note: Note,
+    mr: MergeRequest,
+    services: list[Service],
+    hidden: int,
+) -> Plan:
+    """The merge request's deployments of `services` (those the author may deploy)."""
     rows = await context.pool.fetch(
         q("forge_gitlab_mr_deployments"), note.project.path, str(mr.iid)
     )
+    shown = {service.id for service in services}
     deployments = [Deployment.from_row(row) for row in rows]
+    deployments = [deployment for deployment in deployments if deployment.service_id in shown]
     text = (
         status_table(context.settings, deployments)
         if deployments
         else "No deployments for this merge request yet."
     )
+    if hidden:
+        text += f"\n\n{hidden} protected service(s) you are not on the allowlist of: not shown."
     return Plan("status", after=[reply(api, note, mr, text)])

@@ -10,16 +10,19 @@ from aiohttp import web
 
 from bot.gitlab import credentials
 from bot.gitlab.api import GitLabApi
-from bot.gitlab.webhook import GITLAB_STATE, GitLabState, gitlab_webhook
+from bot.gitlab.webhook import GITLAB_STATE, GitLabState, gitlab_webhook, refuse_early
 from bot.reporting.gitlab import TARGET, GitLabReporter
 from bot.reporting.loop import run_reporter
+from bot.request_body import answer_expect
 from bot.runtime import Runtime
 
 
 def setup(app: web.Application, runtime: Runtime) -> None:
     credentials.register()  # GITLAB_TOKEN clones provider-gitlab services
     # The route reads its own body (up to WEBHOOK_MAX_BYTES), not through client_max_size.
-    app.router.add_post("/webhooks/gitlab", gitlab_webhook)
+    app.router.add_post(
+        "/webhooks/gitlab", gitlab_webhook, expect_handler=answer_expect(refuse_early)
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = runtime.settings

@@ -2,7 +2,9 @@
 dispatch by X-Gitlab-Event. The delivery and the deployments it causes are stored in one
 transaction before the answer; a redelivery (same X-Gitlab-Event-UUID) changes nothing.
 
-401 missing or wrong token, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON, 400 bad JSON or
+401 missing or wrong token, 413 body over WEBHOOK_MAX_BYTES, 415 not JSON (all three
+answered before the body is read when the headers tell; the body is read up to the limit
+only), 400 bad JSON or
 a payload without what its event needs, 202 an event we do not handle, 200 otherwise.
 """
 
@@ -11,20 +13,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from bot.github.webhook import ID_MAX, plain_id, read_body
+from bot import configured
+from bot.github.webhook import ID_MAX, plain_id
 from bot.gitlab.api import GitLabApi, GitLabError
 from bot.gitlab.context import SOURCE, GitLabContext, Plan
 from bot.gitlab.events import on_merge_request, on_push
 from bot.gitlab.models import PayloadError
 from bot.gitlab.notes import on_note
 from bot.payload import loads
+from bot.request_body import BodyRefused, check_before_reading, media_type, read_capped, unread
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 from pipeline.models import Deployment
@@ -62,11 +66,10 @@ def _answer(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"message": message, **extra}, status=status)
 
 
-def parse_event(
-    headers: dict[str, str], body: bytes, secret: str | None
-) -> GitLabEvent | web.Response:
-    """The pure part: verified event, or the response that refuses it."""
-    if secret is None:
+def refuse_token(headers: Mapping[str, str], secret: str | None) -> web.Response | None:
+    """401 unless X-Gitlab-Token is the secret (compared in constant time): all in the
+    headers, so it is checked before the body is read."""
+    if not secret:  # unset or empty: an empty token header would match
         return _answer(401, "webhook secret not configured (GITLAB_WEBHOOK_SECRET)")
     token = headers.get("x-gitlab-token")
     if token is None:
@@ -74,8 +77,17 @@ def parse_event(
     # Any header text compares (as bytes): a header that is not UTF-8 is just wrong.
     if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret.encode()):
         return _answer(401, "token does not match")
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    return None
+
+
+def parse_event(
+    headers: dict[str, str], body: bytes, secret: str | None
+) -> GitLabEvent | web.Response:
+    """The pure part: verified event, or the response that refuses it."""
+    refused = refuse_token(headers, secret)
+    if refused is not None:
+        return refused
+    if media_type(headers) != "application/json":
         return _answer(415, "expected Content-Type application/json")
     event = headers.get("x-gitlab-event")
     if not event:
@@ -93,16 +105,35 @@ def parse_event(
     return GitLabEvent(event, delivery, data)
 
 
+def refuse_early(request: web.Request) -> web.Response | None:
+    """What the headers alone refuse: 401 (the token), 415, 413 (by Content-Length)."""
+    settings = request.app[GITLAB_STATE].runtime.settings
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    refused = refuse_token(headers, configured.secret(settings.gitlab_webhook_secret))
+    if refused is not None:
+        return refused
+    try:
+        limit = settings.webhook_max_bytes
+        check_before_reading(request, limit, ("application/json",), "application/json")
+    except BodyRefused as error:
+        return _answer(error.status, error.message)
+    return None
+
+
 async def gitlab_webhook(request: web.Request) -> web.Response:
     state = request.app[GITLAB_STATE]
     runtime = state.runtime
     settings = runtime.settings
-    body = await read_body(request, settings.webhook_max_bytes)
-    if isinstance(body, web.Response):
-        return body
     headers = {key.lower(): value for key, value in request.headers.items()}
-    secret = settings.gitlab_webhook_secret
-    parsed = parse_event(headers, body, secret.get_secret_value() if secret else None)
+    secret = configured.secret(settings.gitlab_webhook_secret)
+    refused = refuse_early(request)  # the token, the type, the length: before reading
+    if refused is not None:
+        return unread(refused)
+    try:
+        body = await read_capped(request, settings.webhook_max_bytes)
+    except BodyRefused as error:
+        return unread(_answer(error.status, error.message))
+    parsed = parse_event(headers, body, secret)
     if isinstance(parsed, web.Response):
         return parsed
     event = parsed

@@ -2,7 +2,10 @@
 [...], "channels": [...]}` (Slack ids). Channels limit where, users and user groups limit
 who; an empty or missing list allows anyone in the workspace. A stored config that is not
 valid refuses everyone (never allows everyone). A refusal is a sentence for the person
-asking."""
+asking.
+
+The same rule guards everything that acts on a service or shows its deployments (and so
+their signed page links): deploy, rollback, cancel, redeploy, status, the images of list."""
 
 from __future__ import annotations
 
@@ -31,15 +34,25 @@ async def in_usergroups(client: AsyncWebClient, groups: Sequence[str], user: str
     return False
 
 
-async def refusal(client: AsyncWebClient, service: Service, user: str, channel: str) -> str | None:
-    """None when `user` may deploy `service` from `channel`; else why not."""
+NOTHING_QUEUED = "Nothing was queued."
+
+
+async def refusal(
+    client: AsyncWebClient,
+    service: Service,
+    user: str,
+    channel: str,
+    outcome: str = NOTHING_QUEUED,
+) -> str | None:
+    """None when `user` may deploy `service` from `channel`; else why not, ending with
+    `outcome` (what did not happen)."""
     if service.options.problem is not None:
         return refused_for_config(service.name)
     rules = service.options.slack
     users, groups, channels = rules.users, rules.usergroups, rules.channels
     if channels and channel not in channels:
         where = ", ".join(f"<#{item}>" for item in channels)
-        return f"`{service.name}` can only be deployed from {where}. Nothing was queued."
+        return f"`{service.name}` can only be deployed from {where}. {outcome}"
     if not users and not groups:
         return None
     if user in users or await in_usergroups(client, groups, user):
@@ -47,5 +60,5 @@ async def refusal(client: AsyncWebClient, service: Service, user: str, channel: 
     allowed = [f"<@{item}>" for item in users] + [f"<!subteam^{item}>" for item in groups]
     return (
         f"Sorry <@{user}>, you are not allowed to deploy `{service.name}` "
-        f"(only {', '.join(allowed)} may). Nothing was queued."
+        f"(only {', '.join(allowed)} may). {outcome}"
     )

@@ -5,7 +5,7 @@ tail), the confirmation prompt of a protected service, and the replies of `statu
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from bot.reporting.render import FINAL, ICON
@@ -262,12 +262,17 @@ def deployment_line(deployment: Deployment, log_url: str) -> str:
     return f"• <{log_url}|#{deployment.id}> {headline(deployment)}"
 
 
-def services_list(services: Sequence[tuple[Service, ServiceImage | None]]) -> str:
+def services_list(
+    services: Sequence[tuple[Service, ServiceImage | None]], visible: Collection[int]
+) -> str:
+    """The services; the current image of those in `visible` (the asker may deploy them)."""
     if not services:
         return "No services yet (`click-deploy service add`)."
     lines = ["*Services*"]
     for service, image in services:
         current = f"`{image.image}`" if image else "never deployed"
+        if service.id not in visible:
+            current = "not yours to deploy from here"
         lock = " :lock:" if service.options.protected else ""
         lines.append(f"• `{service.name}`{lock} ({service.repository}@{service.branch}): {current}")
     return "\n".join(lines)

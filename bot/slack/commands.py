@@ -94,13 +94,29 @@ async def find_service(context: SlackContext, asker: Asker, name: str) -> Servic
     return None
 
 
-async def allowed(context: SlackContext, asker: Asker, service: Service) -> bool:
-    why = await access.refusal(context.client, service, asker.user, asker.channel)
+async def allowed(
+    context: SlackContext, asker: Asker, service: Service, outcome: str = access.NOTHING_QUEUED
+) -> bool:
+    """Whether the asker may act on `service` or see its deployments (bot/slack/access.py);
+    when not, they are told why."""
+    why = await access.refusal(context.client, service, asker.user, asker.channel, outcome)
     if why is None:
         return True
     log.info("slack request refused", service=service.name, user=asker.user)
     await context.say(asker, why)
     return False
+
+
+async def permitted(context: SlackContext, asker: Asker, services: list[Service]) -> set[int]:
+    """The ids of those of `services` the asker may deploy (and so see), silently."""
+    found = set()
+    for service in services:
+        if await access.refusal(context.client, service, asker.user, asker.channel) is None:
+            found.add(service.id)
+    return found
+
+
+NOT_SHOWN = "Its deployments are not shown."
 
 
 def slack_trigger(asker: Asker, ref: str | None, reason: str) -> Trigger:
@@ -211,7 +227,7 @@ async def run_cancel(context: SlackContext, asker: Asker, deployment_id: int) ->
         await context.say(asker, f"There is no deployment #{deployment_id}.")
         return
     service = await store.get_service(deployment.service_id)
-    if not await allowed(context, asker, service):
+    if not await allowed(context, asker, service, "Nothing was cancelled."):
         return
     outcome = await context.runtime.queue.cancel(deployment_id)
     texts = {
@@ -224,37 +240,55 @@ async def run_cancel(context: SlackContext, asker: Asker, deployment_id: int) ->
 
 
 async def run_status(context: SlackContext, asker: Asker, command: Command) -> None:
+    """Deployments, with their signed page links: only of services the asker may deploy."""
     store = context.runtime.store
     settings = context.runtime.settings
     target = command.target
     deployments: list[Deployment] = []
+    hidden = 0
     number = deployment_id(target or "")
     if number is not None:
         try:
-            deployments = [await store.get_deployment(number)]
+            deployment = await store.get_deployment(number)
         except NotFound:
             await context.say(asker, f"There is no deployment #{target}.")
             return
-    elif target is not None:
-        service = await find_service(context, asker, target)
-        if service is None:
+        service = await store.get_service(deployment.service_id)
+        if not await allowed(context, asker, service, NOT_SHOWN):
             return
-        deployments = (await store.list_deployments(service.id, limit=5)).items
+        deployments = [deployment]
+    elif target is not None:
+        named = await find_service(context, asker, target)
+        if named is None or not await allowed(context, asker, named, NOT_SHOWN):
+            return
+        deployments = (await store.list_deployments(named.id, limit=5)).items
     else:
-        for service in await store.list_services():
-            deployments += (await store.list_deployments(service.id, limit=1)).items
-    if not deployments:
-        await context.say(asker, "No deployments yet.")
-        return
+        services = await store.list_services()
+        visible = await permitted(context, asker, services)
+        hidden = len(services) - len(visible)
+        for service in services:
+            if service.id in visible:
+                deployments += (await store.list_deployments(service.id, limit=1)).items
     lines = [
         blocks.deployment_line(deployment, deployment_page_url(settings, deployment.id))
         for deployment in deployments[:40]
     ]
+    if not lines:
+        lines = ["No deployments yet."]
+    if hidden:
+        lines.append(f"_{hidden} service(s) you may not deploy from here are not shown._")
     await context.say(asker, "\n".join(lines))
 
 
 async def run_list(context: SlackContext, asker: Asker) -> None:
+    """Every service; the current image only of those the asker may deploy."""
     store = context.runtime.store
-    services = await store.list_services()
-    rows = [(service, await store.current_image(service.id, "production")) for service in services]
-    await context.say(asker, blocks.services_list(rows[:100]))
+    services = (await store.list_services())[:100]
+    visible = await permitted(context, asker, services)
+    rows = [
+        (service, await store.current_image(service.id, "production"))
+        if service.id in visible
+        else (service, None)
+        for service in services
+    ]
+    await context.say(asker, blocks.services_list(rows, visible))

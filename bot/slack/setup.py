@@ -3,9 +3,10 @@ application at `/slack/commands`, `/slack/interactivity` and `/slack/events`, an
 outbox reporter that keeps each deployment's message up to date. Only when both
 SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are set.
 
-Each request's signature is checked first by a pure function (`signature.verify`: 401
-when wrong or stale) and again by bolt. Listeners acknowledge at once and do the work
-afterwards (bolt answers Slack as soon as `ack()` is called)."""
+Each request's signature is checked first by pure functions (bot/slack/signature.py: 401
+when missing, wrong or stale, the headers before the body is read) and again by bolt.
+Listeners acknowledge at once and do the work afterwards (bolt answers Slack as soon as
+`ack()` is called)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,27 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import configured
 from bot.reporting.loop import run_reporter
+from bot.request_body import (
+    BodyRefused,
+    answer_expect,
+    check_before_reading,
+    read_capped,
+    unread,
+)
 from bot.runtime import Runtime
 from bot.slack.actions import run_action
 from bot.slack.commands import Asker, SlackContext, run_command
 from bot.slack.reporter import TARGET, SlackReporter
-from bot.slack.signature import InvalidSignature, verify
+from bot.slack.signature import InvalidSignature, check_headers, check_mac, new_mac
 
 log = structlog.get_logger(__name__)
 
 PATHS = ("/slack/commands", "/slack/interactivity", "/slack/events")
+# Slash commands and clicks come as forms, events as JSON; none is near a megabyte.
+CONTENT_TYPES = ("application/x-www-form-urlencoded", "application/json")
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -82,16 +94,38 @@ def build_bolt(context: SlackContext, secret: str) -> AsyncApp:
     return bolt
 
 
-async def slack_endpoint(request: web.Request) -> web.Response:
+def refuse_early(request: web.Request) -> tuple[SlackState, str, str] | web.Response:
+    """What the headers alone refuse: 401 (no signature, a stale timestamp), 415, 413 (by
+    Content-Length); else the state, the timestamp and the signature to check."""
     state = request.app.get(SLACK_STATE)
     if state is None:
         return web.json_response({"error": "starting"}, status=503)
     try:
-        body = await request.read()
-    except web.RequestPayloadError:  # a Content-Encoding the body is not in, say
-        return web.json_response({"error": "bad request"}, status=400)
+        timestamp, signature = check_headers(request.headers, state.secret)
+    except InvalidSignature as error:
+        log.info("slack request refused", path=request.path, reason=str(error))
+        return web.json_response({"error": "invalid signature"}, status=401)
     try:
-        verify(request.headers, body, state.secret)
+        check_before_reading(request, MAX_BODY_BYTES, CONTENT_TYPES, " or ".join(CONTENT_TYPES))
+    except BodyRefused as error:
+        return web.json_response({"error": error.message}, status=error.status)
+    return state, timestamp, signature
+
+
+async def slack_endpoint(request: web.Request) -> web.Response:
+    # The signature's headers, the type and the length are checked before the body is
+    # read; the body is read up to MAX_BODY_BYTES, its HMAC made as it arrives.
+    checked = refuse_early(request)
+    if isinstance(checked, web.Response):
+        return unread(checked)
+    state, timestamp, signature = checked
+    mac = new_mac(state.secret, timestamp)
+    try:
+        body = await read_capped(request, MAX_BODY_BYTES, mac.update)
+    except BodyRefused as error:
+        return unread(web.json_response({"error": error.message}, status=error.status))
+    try:
+        check_mac(mac, signature)
     except InvalidSignature as error:
         log.info("slack request refused", path=request.path, reason=str(error))
         return web.json_response({"error": "invalid signature"}, status=401)
@@ -114,12 +148,12 @@ def api_url(url: str) -> str:
 
 def setup(app: web.Application, runtime: Runtime) -> None:
     settings = runtime.settings
-    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+    secret = configured.secret(settings.slack_signing_secret)
+    token = configured.secret(settings.slack_bot_token)
+    if secret is None or token is None:  # empty is unset: nothing could be verified
         return
-    secret = settings.slack_signing_secret.get_secret_value()
-    token = settings.slack_bot_token.get_secret_value()
     for path in PATHS:
-        app.router.add_post(path, slack_endpoint)
+        app.router.add_post(path, slack_endpoint, expect_handler=answer_expect(refuse_early))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))

@@ -66,9 +66,10 @@ async def _allowed(request: web.Request, kind: str, object_id: int) -> web.Respo
         if found is None:
             return _refusal(401, "Unknown or revoked token")
         response = web.HTTPSeeOther(request.path)
-        response.set_cookie(
-            COOKIE, given, httponly=True, samesite="Strict", secure=request.secure, path="/"
-        )
+        # Lax: a link followed from Slack or a forge opens the page; the cookie only reads
+        # (bot/api/auth.py), so a request another site makes with it changes nothing.
+        secure = request.secure or settings.public_url.lower().startswith("https:")
+        response.set_cookie(COOKIE, given, httponly=True, samesite="Lax", secure=secure, path="/")
         raise response
     try:
         token = presented_token(request)
@@ -211,7 +212,9 @@ async def service_page(request: web.Request) -> web.Response:
 
 
 def setup_pages(app: web.Application, runtime: Runtime) -> None:
-    """Needs setup_api (tokens, settings and the live log endpoint) before it."""
+    """Needs setup_api (tokens, settings and the live log endpoint) before it. A page key
+    that cannot sign stops the start (ConfigError)."""
+    signing.check(runtime.settings)
     app[RUNTIME] = runtime
     app.router.add_get(r"/deployments/{id:\d+}", deployment_page)
     app.router.add_get(r"/services/{id:\d+}", service_page)
