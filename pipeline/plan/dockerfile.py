@@ -172,6 +172,7 @@ def render(
     lines += _env(layout.build_env)
     if layout.build is not None:
         lines.append(_run(layout.build))
+    lines += [_run(step) for step in layout.after_build]
 
     if runtime is not None:
         lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]
