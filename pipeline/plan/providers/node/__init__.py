@@ -16,7 +16,6 @@ from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.providers.node.frameworks import StaticOutput, static_output
 from pipeline.plan.providers.node.hooks import bun_for_scripts, defer_lifecycle, prisma_generate
 from pipeline.plan.providers.node.manifest import (
-    MANIFESTS,
     Manifest,
     find_manifest,
     read_manifest,
@@ -347,10 +346,11 @@ class NodeProvider:
         if manager.prune() is None:
             return f"{manager.label} has no prune that keeps what the build generated"
         start = layout.start or ""
-        words = script_words(start)
         if start.startswith(f"{manager.command} run "):
             script = start.split(" run ", 1)[1].split()[0]
-            words += script_words(manifest.scripts().get(script, ""))
+            words = script_words(manifest.scripts().get(script, ""))
+        else:
+            words = script_words(start)
         if any(word in ("bun", "bunx", "pnpm", "yarn") for word in words):
             return "the start command calls a tool installed for the build only"
         for word in words:

@@ -88,10 +88,13 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
         source, text = config_text(app, "next.config")
         if source and re.search(r"\boutput\s*:\s*['\"]export['\"]", text):
             out = string_option(text, "distDir") or "out"
-            return StaticOutput("Next.js (static export)", out, source, ("next dev",))
+            # `next start` refuses to serve an export: the files are the site.
+            return StaticOutput("Next.js (static export)", out, source, ("next dev", "next start"))
         build = str((package.get("scripts") or {}).get("build", ""))
         if re.search(r"\bnext export\b", build):
-            return StaticOutput("Next.js (next export)", "out", "package.json", ("next dev",))
+            return StaticOutput(
+                "Next.js (next export)", "out", "package.json", ("next dev", "next start")
+            )
         return None
     if "nuxt" in deps:
         build = str((package.get("scripts") or {}).get("build", ""))

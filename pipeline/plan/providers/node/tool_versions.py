@@ -50,9 +50,8 @@ def _from_lockfile(app: App, name: ManagerName, lock: str | None) -> ToolVersion
             key = f"{major}.{minor}" if major == "5" else major
             found = PNPM_BY_LOCKFILE.get(key)
             if found:
-                return ToolVersion(
-                    found, f"{lock} lockfileVersion {match.group(0).split(':')[1].strip()}"
-                )
+                label = major + (f".{minor}" if minor else "")
+                return ToolVersion(found, f"{lock} lockfileVersion {label}")
     if name == "berry":
         match = re.search(r"^__metadata:\s*\n\s+version:\s*['\"]?(\d+)", head, re.MULTILINE)
         if match and match.group(1) in BERRY_BY_LOCKFILE:
