@@ -455,7 +455,7 @@ def test_astro_node_standalone_and_other_adapters(tmp_path: Path) -> None:
     assert built.start == "node dist/server/entry.mjs" and "HOST=0.0.0.0" in final_stage(built)
     vercel = {
         "package.json": {**package, "dependencies": {"astro": "5", "@astrojs/vercel": "8"}},
-        "astro.config.mjs": "import vercel from '@astrojs/vercel';\nexport default {output: 'server'}",
+        "astro.config.mjs": "import v from '@astrojs/vercel';\nexport default {output: 'server'}",
     }
     result = plan(tmp_path / "b", vercel)
     assert not result.ok and "astro.config.mjs: an Astro server needs" in (result.message or "")
