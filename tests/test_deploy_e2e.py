@@ -124,6 +124,7 @@ async def assert_build_dir_gone(settings: Settings) -> None:
 APPS = [
     "node-npm",
     "node-pnpm",
+    "node-yarn-pnp",
     "python-pip-flask",
     "python-fastapi-uv",
     "go-cmd",

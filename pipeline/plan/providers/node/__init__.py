@@ -345,7 +345,7 @@ class NodeProvider:
         """Why the dev dependencies must stay, or None when they can go."""
         if manager.prune() is None:
             return f"{manager.label} has no prune that keeps what the build generated"
-        start = layout.start or ""
+        start = ctx.start_override or layout.start or ""
         if start.startswith(f"{manager.command} run "):
             script = start.split(" run ", 1)[1].split()[0]
             words = script_words(manifest.scripts().get(script, ""))

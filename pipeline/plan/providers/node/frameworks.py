@@ -48,6 +48,20 @@ def string_option(text: str, key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def sveltekit_adapter(app: App, deps: dict[str, str]) -> tuple[str, str]:
+    """(adapter name, the file that says so): the adapter svelte.config (or, in newer
+    projects, vite.config) imports, else the one in the dependencies, else auto."""
+    for stem in ("svelte.config", "vite.config"):
+        source, text = config_text(app, stem)
+        match = re.search(r"['\"]@sveltejs/adapter-([\w-]+)['\"]", text)
+        if source and match:
+            return match.group(1), source
+    for name in ("node", "static", "auto"):
+        if f"@sveltejs/adapter-{name}" in deps:
+            return name, "package.json"
+    return "auto", "package.json"
+
+
 def _angular(app: App, deps: dict[str, str]) -> StaticOutput | None:
     if "@angular/ssr" in deps or "@nguniversal/express-engine" in deps:
         return None  # a server: see servers.angular_ssr
@@ -104,18 +118,14 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
             )
         return None
     if "@sveltejs/kit" in deps:
-        source, text = config_text(app, "svelte.config")
-        adapter = re.search(r"['\"]@sveltejs/adapter-([\w-]+)['\"]", text)
-        static = adapter.group(1) == "static" if adapter else "@sveltejs/adapter-static" in deps
-        if static:
-            pages = string_option(text, "pages") or "build"
-            return StaticOutput(
-                "SvelteKit (adapter-static)",
-                pages.removeprefix("./").rstrip("/"),
-                source or "package.json",
-                ("vite dev", "vite preview", "vite"),
-            )
-        return None
+        adapter, source = sveltekit_adapter(app, deps)
+        if adapter != "static":
+            return None
+        text = app.read_text(source) if source != "package.json" else ""
+        pages = (string_option(text, "pages") or "build").removeprefix("./").rstrip("/")
+        return StaticOutput(
+            "SvelteKit (adapter-static)", pages, source, ("vite dev", "vite preview", "vite")
+        )
     if "astro" in deps:
         source, text = config_text(app, "astro.config")
         server = re.search(r"\boutput\s*:\s*['\"](server|hybrid)['\"]", text) or any(

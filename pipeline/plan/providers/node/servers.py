@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pipeline.plan.app import App
 from pipeline.plan.context import PlanContext
-from pipeline.plan.providers.node.frameworks import config_text, string_option
+from pipeline.plan.providers.node.frameworks import config_text, string_option, sveltekit_adapter
 from pipeline.plan.providers.node.manifest import Manifest
 from pipeline.plan.providers.node.package_manager import PackageManager
 
@@ -95,24 +95,12 @@ def nuxt(manifest: Manifest, manager: PackageManager) -> ServerStart | None:
     )
 
 
-def sveltekit_adapter(app: App, manifest: Manifest) -> tuple[str, str]:
-    """(adapter name, the file that says so): from svelte.config's import, else the deps."""
-    source, text = config_text(app, "svelte.config")
-    match = re.search(r"['\"]@sveltejs/adapter-([\w-]+)['\"]", text)
-    if source and match:
-        return match.group(1), source
-    for name in ("node", "static", "auto"):
-        if manifest.has(f"@sveltejs/adapter-{name}"):
-            return name, manifest.file
-    return "auto", source or manifest.file
-
-
 def sveltekit(
     app: App, manifest: Manifest, manager: PackageManager, ctx: PlanContext
 ) -> ServerStart | None:
     if not manifest.has("@sveltejs/kit"):
         return None
-    adapter, source = sveltekit_adapter(app, manifest)
+    adapter, source = sveltekit_adapter(app, manifest.dependencies())
     if adapter == "static":
         return None
     env = {"HOST": ALL_INTERFACES}
@@ -122,8 +110,8 @@ def sveltekit(
             "platform only: use @sveltejs/adapter-node (a server) or adapter-static (files)"
         )
         return None
-    _, text = config_text(app, "svelte.config")
-    out = string_option(text, "out") or "build"
+    out = string_option(app.read_text(source) if source != manifest.file else "", "out")
+    out = (out or "build").removeprefix("./").rstrip("/")
     build_env: dict[str, str] = {}
     notes = []
     if adapter == "auto":
