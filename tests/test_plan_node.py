@@ -597,3 +597,40 @@ def test_start_needing_a_dev_dependency_keeps_them(tmp_path: Path) -> None:
     built = ok(plan(tmp_path, files))
     assert "prune" not in built.dockerfile and " AS runtime" not in built.dockerfile
     assert "the start command runs tsx, from devDependencies" in messages(built)
+
+
+@pytest.mark.parametrize(
+    ("lockfile", "prune"),
+    [
+        ({"pnpm-lock.yaml": "lockfileVersion: '6.0'\n"}, "pnpm prune --prod\n"),
+        ({"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"}, "pnpm prune --prod --ignore-scripts\n"),
+        ({"yarn.lock": "# yarn lockfile v1\n"}, "yarn install --production --prefer-offline\n"),
+        ({"package-lock.json": "{}"}, "npm prune --omit=dev --ignore-scripts\n"),
+    ],
+)
+def test_prune_command_per_manager(tmp_path: Path, lockfile: dict[str, str], prune: str) -> None:
+    files = {
+        "package.json": {
+            "scripts": {"start": "node s.js"},
+            "dependencies": {"a": "1"},
+            "devDependencies": {"b": "1"},
+        },
+        **lockfile,
+    }
+    assert prune in ok(plan(tmp_path, files)).dockerfile
+
+
+@pytest.mark.parametrize("manager", ["berry", "bun"])
+def test_no_prune_where_it_would_lose_files(tmp_path: Path, manager: str) -> None:
+    lockfile = {"berry": {"yarn.lock": BERRY_LOCK.format(v=8)}, "bun": {"bun.lock": "{}"}}
+    files = {
+        "package.json": {
+            "scripts": {"start": "node s.js"},
+            "dependencies": {"a": "1"},
+            "devDependencies": {"b": "1"},
+        },
+        **lockfile[manager],
+    }
+    built = ok(plan(tmp_path, files))
+    assert " AS runtime" not in built.dockerfile
+    assert "dev dependencies stay in the image" in messages(built)

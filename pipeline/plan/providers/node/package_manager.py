@@ -147,11 +147,14 @@ class PackageManager:
         if self.name == "npm":
             return Step("npm prune --omit=dev --ignore-scripts", (NPM_CACHE,))
         if self.name == "pnpm":
-            return Step("pnpm prune --prod --ignore-scripts", (PNPM_STORE,))
-        if self.name == "yarn" and self.lockfile is not None:
+            # --ignore-scripts came with pnpm 8.15.6
+            old = re.match(r"[678]\b", self.version or "") is not None
+            flags = "--prod" if old else "--prod --ignore-scripts"
+            return Step(f"pnpm prune {flags}", (PNPM_STORE,))
+        if self.name == "yarn":
+            # Yarn 1 has no prune: a production install removes the dev dependencies.
             return Step(
-                f"YARN_CACHE_FOLDER={YARN_CACHE} yarn install --production --frozen-lockfile "
-                "--ignore-scripts --prefer-offline",
+                f"YARN_CACHE_FOLDER={YARN_CACHE} yarn install --production --prefer-offline",
                 (YARN_CACHE,),
             )
         return None
