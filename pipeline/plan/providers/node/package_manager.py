@@ -14,7 +14,7 @@ that use them, never left in the image's environment (the app runs as another us
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.plan.app import App
@@ -66,7 +66,6 @@ class PackageManager:
     pnp: bool = False  # yarn berry Plug'n'Play: node needs `yarn node`
     yarn_path: str | None = None  # .yarnrc.yml yarnPath: that release runs every yarn command
     on_bun_image: bool = False  # bun apps run on oven/bun, where bun itself is there
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def label(self) -> str:
@@ -99,7 +98,7 @@ class PackageManager:
         if self.pnp:
             return f"yarn {command}"
         if self.name == "bun":
-            return f"bun --bun x {command}" if self.on_bun_image else f"bunx {command}"
+            return f"bunx {command}"
         return f"node_modules/.bin/{command}"
 
     def setup(self) -> Step | None:
