@@ -125,6 +125,7 @@ APPS = [
     "node-npm",
     "node-pnpm",
     "node-yarn-pnp",
+    "node-yarn4-pnp",
     "python-pip-flask",
     "python-fastapi-uv",
     "go-cmd",
