@@ -634,3 +634,20 @@ def test_no_prune_where_it_would_lose_files(tmp_path: Path, manager: str) -> Non
     built = ok(plan(tmp_path, files))
     assert " AS runtime" not in built.dockerfile
     assert "dev dependencies stay in the image" in messages(built)
+
+
+def test_a_configured_start_needing_a_dev_dependency_keeps_them(tmp_path: Path) -> None:
+    files = {
+        "package.json": {"dependencies": {"hono": "4"}, "devDependencies": {"tsx": "4"}},
+        "Procfile": "web: tsx server.ts\n",
+    }
+    built = ok(plan(tmp_path, files))
+    assert built.start == "tsx server.ts" and " AS runtime" not in built.dockerfile
+
+
+def test_bun_image_lets_node_scripts_run_on_bun(tmp_path: Path) -> None:
+    files = {"package.json": {"scripts": {"start": "bun run s.ts"}}, "bun.lock": "{}"}
+    setup = lines(ok(plan(tmp_path, files)))
+    assert (
+        'RUN command -v node >/dev/null || ln -s "$(command -v bun)" /usr/local/bin/node' in setup
+    )
