@@ -439,6 +439,7 @@ def test_next_start_with_a_fixed_port_listens_on_port(tmp_path: Path) -> None:
     scripts = {"build": "next build", "start": "next start -p 3000"}
     built = ok(plan(tmp_path, next_app("export default {}", scripts)))
     assert built.start == "node_modules/.bin/next start -p $PORT"
+    assert "RUN --mount=type=cache,target=/app/.next/cache npm run build" in built.dockerfile
     assert "npm prune --omit=dev" in built.dockerfile  # next is a dependency
 
 

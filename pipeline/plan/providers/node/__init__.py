@@ -222,6 +222,8 @@ class NodeProvider:
 
     def _framework_server(self, ctx: PlanContext, layout: Layout, server: ServerStart) -> None:
         layout.start = server.start
+        if layout.build is not None and server.build_caches:
+            layout.build = Step(layout.build.command, server.build_caches)
         layout.build_env.update(server.build_env)
         layout.runtime_env.update(server.env)
         layout.writable += server.writable

@@ -31,6 +31,7 @@ class ServerStart:
     # output. None: the app directory with its production dependencies.
     copies: list[tuple[str, str]] | None = None
     writable: list[str] = field(default_factory=list)
+    build_caches: tuple[str, ...] = ()  # the framework's build cache: a mount, not the image
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,6 +67,7 @@ def next_js(app: App, manifest: Manifest, manager: PackageManager) -> ServerStar
             build_env=build_env,
             copies=copies,
             writable=[f"{dist}/cache"],
+            build_caches=(f"/app/{dist}/cache",),
             notes=[f"{dist}/standalone holds the server and the dependencies it traces"],
         )
     script = manifest.scripts().get("start")
@@ -74,7 +76,12 @@ def next_js(app: App, manifest: Manifest, manager: PackageManager) -> ServerStar
     else:
         start = manager.bin("next start -p $PORT")
     return ServerStart(
-        "Next.js", source or manifest.file, start, build_env=build_env, writable=[".next/cache"]
+        "Next.js",
+        source or manifest.file,
+        start,
+        build_env=build_env,
+        writable=[".next/cache"],
+        build_caches=("/app/.next/cache",),
     )
 
 
