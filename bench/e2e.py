@@ -451,6 +451,7 @@ def bench_settings(database_url: str, workdir: Path) -> Settings:
         data_dir=workdir / "data",
         builder="docker",
         docker_host=DOCKER_HOST,
+        build_network="host",  # the engine here has no bridge network
         build_dir=workdir / "builds",
         registry_url=REGISTRY_URL,
         registry_project=PROJECT,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from pydantic import SecretStr
 
 from pipeline.buildkit.builder import (
     Builder,
@@ -80,6 +81,11 @@ async def clone_auth(service: Service, settings: Settings) -> GitAuth | None:
     return git_auth(settings)
 
 
+def cache_namespace(service: Service) -> str:
+    """The service's own cache mounts (by id: stable across renames, never reused)."""
+    return f"service-{service.id}"
+
+
 def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanResult:
     """Plan the service's folder of a checkout, with the service's build settings
     (`config["build"]`, validated: a bad key is a failed plan naming it)."""
@@ -89,7 +95,7 @@ def plan_service(checkout: Path, service: Service, images: BaseImages) -> PlanRe
         )
     except ConfigError as error:
         return PlanResult.failure(str(error))
-    return plan_app(checkout, config, images)
+    return plan_app(checkout, config, images, cache_namespace=cache_namespace(service))
 
 
 def image_tag(environment: str, commit: str) -> str:
@@ -242,6 +248,8 @@ class DeployPipeline:
                         dockerignore=plan.dockerignore,
                         target=plan.target,
                         build_args=dict(plan.build_args),
+                        secrets={name: SecretStr(value) for name, value in plan.secrets.items()},
+                        checkout_dir=build_dir,
                         credentials=self._credentials(),
                         cache_ref=cache_ref_for(image) if self.settings.build_cache else None,
                         insecure_registry=self.settings.registry_url.startswith("http://"),

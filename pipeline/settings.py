@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    # --- build isolation -----------------------------------------------------------------
+    # The network a build's RUN steps get. "default": the engine's default network (a
+    # buildkitd's own sandbox network), so a repository's RUN cannot reach services that
+    # listen on the build host's loopback; "host": the build host's network (only where
+    # the engine has no other, e.g. dockerd --bridge=none; buildkitd must allow the
+    # network.host entitlement); "none": no network at all.
+    build_network: Literal["default", "host", "none"] = "default"
+
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
         if self.worker_heartbeat_seconds >= self.worker_lease_seconds:

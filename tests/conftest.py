@@ -112,6 +112,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         retry_max_attempts=3,
         retry_backoff_seconds=0.2,
         retry_backoff_max_seconds=2.0,
+        build_network="host",  # the test engine has no bridge network (dockerd --bridge=none)
     )
 
 

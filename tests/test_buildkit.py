@@ -73,6 +73,7 @@ RAWJSON_FIXTURES = FIXTURES / "buildctl-rawjson"
 FAKE_BUILDCTL = REPO / "tests" / "support" / "fake_buildctl.py"
 
 DOCKER_HOST = os.environ.get("CD_TEST_DOCKER_HOST", "unix:///run/cd-docker.sock")
+BUILD_NETWORK = "host"  # the test engine has no bridge network (dockerd --bridge=none)
 MIRROR = "localhost:5000"
 BASE_IMAGE = f"{MIRROR}/library/debian:bookworm"
 TARGET = "localhost:5001"
@@ -559,17 +560,22 @@ def fake_buildctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "buildctl"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_BUILDCTL}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_BUILDCTL_FIXTURES", str(RAWJSON_FIXTURES))
     record = tmp_path / "record.json"
-    monkeypatch.setenv("FAKE_BUILDCTL_RECORD", str(record))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     def use(scenario: str) -> Path:
-        monkeypatch.setenv("FAKE_BUILDCTL_SCENARIO", scenario)
+        # buildctl gets a minimal environment, so the stub's settings are in its wrapper
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"export FAKE_BUILDCTL_FIXTURES='{RAWJSON_FIXTURES}'\n"
+            f"export FAKE_BUILDCTL_RECORD='{record}'\n"
+            f"export FAKE_BUILDCTL_SCENARIO='{scenario}'\n"
+            f'exec "{sys.executable}" "{FAKE_BUILDCTL}" "$@"\n'
+        )
+        wrapper.chmod(0o755)
         return record
 
+    use("success-fresh")
     return use
 
 
@@ -675,12 +681,12 @@ async def test_buildctl_success(tmp_path: Path, fake_buildctl: Callable[[str], P
 
 
 async def test_buildctl_cached(tmp_path: Path, fake_buildctl: Callable[[str], Path]) -> None:
-    fake_buildctl("success-cached")
+    record = fake_buildctl("success-cached")
     events: list[BuildEvent] = []
     request = stub_request(tmp_path, credentials=None)
     await buildctl_builder().build(request, events.append)
     assert names(events, StepCached) == [RUN_ECHO, RUN_LOOP, COPY_APP]
-    seen = read_json(os.environ["FAKE_BUILDCTL_RECORD"])
+    seen = read_json(record)
     assert seen["docker_config"] is None
     assert not any(arg.startswith("--export-cache") for arg in seen["argv"])
 
@@ -813,7 +819,7 @@ async def _registry_get(url: str, auth: aiohttp.BasicAuth | None = None) -> tupl
 
 @pytest.fixture(scope="module")
 def engine() -> EngineBuilder:
-    builder = EngineBuilder(DOCKER_HOST)
+    builder = EngineBuilder(DOCKER_HOST, network=BUILD_NETWORK)
     try:
         asyncio.run(builder.ping())
     except BuilderUnavailable as error:
@@ -999,7 +1005,7 @@ async def test_engine_timeout(engine: EngineBuilder, base_image: str, tmp_path: 
         dockerfile=f"FROM {base_image}\nRUN echo {token} && sleep 60\n",
         image=unique_image("engine-timeout"),
     )
-    builder = EngineBuilder(DOCKER_HOST, timeout=3)
+    builder = EngineBuilder(DOCKER_HOST, timeout=3, network=BUILD_NETWORK)
     with pytest.raises(BuildTimedOut):
         await builder.build(request, lambda e: None)
     deadline = time.monotonic() + 5
@@ -1179,23 +1185,19 @@ async def test_recorded_engine_success_and_request_shape(
 
     (build_path, query, headers, body), (push_path, push_query, push_headers, _) = engine.requests
     assert build_path == "/v1.41/build"
-    assert query == {
+    assert query == {  # no networkmode: the engine's default network
         "version": "2",
         "t": "localhost:5001/cd-test/web:abc",
-        "networkmode": "host",
         "dockerfile": DOCKERFILE_NAME,
         "rm": "1",
         "target": "runtime",
         "buildargs": '{"A": "1"}',
     }
     assert headers["Content-Type"] == "application/x-tar"
-    assert decode_header(headers["X-Registry-Config"]) == {
-        "localhost:5001": {
-            "username": "ci",
-            "password": "pw-123",
-            "serveraddress": "localhost:5001",
-        }
-    }
+    # the build gets no registry credentials at all (its BuildKit never reads them): the
+    # push password goes with the push alone
+    assert "X-Registry-Config" not in headers
+    assert "pw-123" not in json.dumps(headers)
     members = read_tar(body)
     assert members[DOCKERFILE_NAME + "#data"] == request.dockerfile.encode()
     assert members["app.txt#data"] == b"app\n"

@@ -348,9 +348,16 @@ def test_with_click_deploy_toml_example() -> None:
     plan = planned(plan_example("with-click-deploy-toml"))
     assert plan.start == "node dist/server.js"
     assert plan.build == "node build.js"
-    assert plan.build_args == {"GREETING": "hello from with-click-deploy-toml"}
-    assert "ARG GREETING" in plan.dockerfile
-    assert "hello from" not in plan.dockerfile  # build env is passed, never baked in
+    # the build env is a BuildKit secret: passed to the steps that build, never an ARG
+    assert plan.secrets == {"GREETING": "hello from with-click-deploy-toml"}
+    assert plan.build_args == {}
+    assert "ARG GREETING" not in plan.dockerfile
+    build_line = next(line for line in plan.dockerfile.splitlines() if "node build.js" in line)
+    assert "--mount=type=secret,id=GREETING,required=true " in build_line
+    assert 'export GREETING="$(cat /run/secrets/GREETING)"; node build.js' in build_line
+    assert "hello from" not in plan.dockerfile  # never baked in
+    assert plan.to_dict()["secrets"] == ["GREETING"]  # names only
+    assert "hello from" not in json.dumps(plan.to_dict())
     assert "procps" in plan.dockerfile
     overridden = plan_example("with-click-deploy-toml", BuildConfig(start="node other.js"))
     assert planned(overridden).start == "node other.js"
@@ -698,7 +705,9 @@ def test_app_refuses_paths_outside_the_root(tmp_path: Path) -> None:
     assert not app.has_file("../outside/secret.txt")
     assert not app.has_file("/etc/passwd")
     assert app.glob("linked/*") == []
-    with pytest.raises(InvalidFile, match="outside the app"):
+    with pytest.raises(
+        InvalidFile, match=r"^`linked/secret\.txt` is a link out of the repository; refused$"
+    ):
         app.read_text("linked/secret.txt")
     result = plan_app(root, BuildConfig(), BaseImages())
     assert not result.ok and "no known runtime" in (result.message or "")

@@ -262,11 +262,10 @@ async def test_help_list_status_and_typos_answer_ephemerally(
     await eventually(lambda: len(fake.ephemeral_texts()) == 5)
     assert f"#{deployment.id}" in fake.ephemeral_texts()[-1]
     assert "is queued" in fake.ephemeral_texts()[-1]
-    await slash("status web")
-    await slash("status")
-    await slash("status 999")
-    await slash("cancel nine")
-    await eventually(lambda: len(fake.ephemeral_texts()) == 9)
+    # One at a time: answers to commands sent together may arrive in any order.
+    for count, command in enumerate(("status web", "status", "status 999", "cancel nine"), 6):
+        await slash(command)
+        await eventually(lambda count=count: len(fake.ephemeral_texts()) == count)
     assert "There is no deployment #999." in fake.ephemeral_texts()[7]
     assert "is not a deployment id" in fake.ephemeral_texts()[8]
     await slash("web " + "x" * 300)

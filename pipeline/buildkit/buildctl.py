@@ -3,7 +3,9 @@
 `buildctl build --progress=rawjson` writes one JSON SolveStatus a line to stderr and,
 when it fails, its plain-text error after them; the pushed image's digest is in the
 `--metadata-file`. Registry credentials reach buildctl through a temporary DOCKER_CONFIG
-that is deleted afterwards. The Dockerfile text goes into a temporary directory served as
+that is deleted afterwards, and BuildKit secrets as `--secret id=…,src=FILE` from 0600 files
+beside it (never a value on the command line); buildctl gets a minimal environment, not
+the bot's. The Dockerfile text goes into a temporary directory served as
 the `dockerfile` local, with `Dockerfile.dockerignore` beside it when the request brings
 its own ignore rules (BuildKit's Dockerfile-specific ignore file), so nothing is written
 into the context. Cancelling sends SIGTERM (buildctl then cancels the solve on the
@@ -30,6 +32,7 @@ from pathlib import Path
 from pipeline.buildkit.builder import BuildRequest, BuiltImage, ImageReference, OpenSteps
 from pipeline.buildkit.common import (
     failure_from_build,
+    hidden_values,
     is_auth_error,
     is_unreachable_error,
     registry_error,
@@ -38,6 +41,7 @@ from pipeline.buildkit.errors import BuilderUnavailable, BuildTimedOut
 from pipeline.buildkit.events import BuildEvent, ProgressTracker
 from pipeline.buildkit.rawjson import RawJsonDecodeError, decode_rawjson_line
 from pipeline.errors import ConfigError, DeploymentFailure
+from pipeline.subprocess_env import minimal_env
 
 STDERR_LINE_LIMIT = 16 * 1024 * 1024
 TRAILING_TEXT_LINES = 200
@@ -76,6 +80,14 @@ class _Workspace:
     dockerfile_dir: Path
     metadata_file: Path
     docker_config: Path | None
+    secret_files: dict[str, Path]  # secret id → a 0600 file holding its value
+
+
+def _private_file(path: Path, data: bytes) -> None:
+    """Write a file only this user can read (it is created so, never widened later)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
 
 
 def _prepare(root: Path, request: BuildRequest) -> _Workspace:
@@ -92,11 +104,16 @@ def _prepare(root: Path, request: BuildRequest) -> _Workspace:
         secret = f"{credentials.username}:{credentials.password.get_secret_value()}"
         auth = base64.b64encode(secret.encode()).decode()
         config = {"auths": {request.credentials_registry: {"auth": auth}}}
-        path = docker_config / "config.json"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(config, file)
-    return _Workspace(root, dockerfile_dir, root / "metadata.json", docker_config)
+        _private_file(docker_config / "config.json", json.dumps(config).encode())
+    secret_files: dict[str, Path] = {}
+    if request.secrets:
+        secrets_dir = root / "secrets"
+        secrets_dir.mkdir(mode=0o700)
+        for number, (name, value) in enumerate(sorted(request.secrets.items())):
+            path = secrets_dir / str(number)  # the id is the option's, not the file name's
+            _private_file(path, value.get_secret_value().encode())
+            secret_files[name] = path
+    return _Workspace(root, dockerfile_dir, root / "metadata.json", docker_config, secret_files)
 
 
 class BuildctlBuilder:
@@ -112,8 +129,10 @@ class BuildctlBuilder:
         buildctl: str = "buildctl",
         timeout: float | None = None,
         kill_grace_seconds: float = 5.0,
+        network: str = "default",
     ) -> None:
         self.address = address
+        self.network = network  # BUILD_NETWORK: "default" is buildkitd's sandbox network
         self._tls = [
             (flag, path)
             for flag, path in (
@@ -148,8 +167,14 @@ class BuildctlBuilder:
         ]
         if request.target:
             argv += ["--opt", f"target={request.target}"]
+        if self.network == "host":
+            argv += ["--opt", "force-network-mode=host", "--allow", "network.host"]
+        elif self.network == "none":
+            argv += ["--opt", "force-network-mode=none"]
         for key, value in request.build_args.items():
             argv += ["--opt", f"build-arg:{key}={value}"]
+        for name, path in workspace.secret_files.items():
+            argv += ["--secret", f"id={name},src={path}"]  # the value stays in the file
         if request.cache_ref:
             argv += [
                 "--export-cache",
@@ -169,7 +194,7 @@ class BuildctlBuilder:
             raise DeploymentFailure(f"build context {request.context_dir} is not a directory")
         root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="click-deploy-buildctl-"))
         deadline = asyncio.timeout(self._timeout)
-        steps = OpenSteps(on_event)
+        steps = OpenSteps(on_event, hidden_values(request))
         try:
             workspace = await asyncio.to_thread(_prepare, root, request)
             async with deadline:
@@ -198,9 +223,12 @@ class BuildctlBuilder:
         workspace: _Workspace,
         on_event: OpenSteps,
     ) -> BuiltImage:
-        env = dict(os.environ)
+        # Not the bot's environment (REGISTRY_PASSWORD, webhook secrets, the App key…):
+        # only what buildctl needs, and the credentials of this build's registry.
+        extra = {}
         if workspace.docker_config is not None:
-            env["DOCKER_CONFIG"] = str(workspace.docker_config)
+            extra["DOCKER_CONFIG"] = str(workspace.docker_config)
+        env = minimal_env(extra)
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command(request, workspace),

@@ -9,8 +9,8 @@ shares out by service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -20,6 +20,8 @@ from pydantic import SecretStr
 from pipeline.buildkit.errors import BuildFailed
 from pipeline.buildkit.events import (
     BuildEvent,
+    BuildLog,
+    BuildWarning,
     FailedStep,
     StepCached,
     StepDone,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 DEFAULT_REGISTRY = "docker.io"
 METADATA_PREFIX = "[internal] load metadata for "
+REDACT_MIN_LENGTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +54,27 @@ class BuildRequest:
     image: str  # the full reference to tag and push: localhost:5001/click-deploy/web:abc123
     dockerignore: str | None = None  # applied instead of the context's own .dockerignore
     target: str | None = None
+    # Build args are not secret: they are on buildctl's command line, and a Dockerfile
+    # that uses one in a RUN writes it into the image's history.
     build_args: Mapping[str, str] = field(default_factory=dict)
+    # BuildKit secrets (id → value): `RUN --mount=type=secret,id=ID` reads them from
+    # /run/secrets/ID. They never reach argv, the image, its history or the build cache.
+    secrets: Mapping[str, SecretStr] = field(default_factory=dict)
     credentials: RegistryCredentials | None = None
     cache_ref: str | None = None  # a registry cache (buildkitd): …/web:buildcache
     insecure_registry: bool = False  # the registry speaks plain HTTP (not needed for localhost)
+    # The checkout the context is part of: files read from the context (.dockerignore)
+    # must not lead out of it. None: the context directory itself.
+    checkout_dir: Path | None = None
     # What picks the daemon when there are several (the service): the same key always goes
     # to the same daemon, whose cache it then finds. None: the image's repository.
     affinity_key: str | None = None
+
+    def secret_values(self) -> list[str]:
+        """The secrets' values, for redacting them from anything shown (not the shortest:
+        hiding every "1" or "dev" in a build's output would hide the output)."""
+        values = (value.get_secret_value() for value in self.secrets.values())
+        return [value for value in values if len(value) >= REDACT_MIN_LENGTH]
 
     @property
     def registry(self) -> str:
@@ -150,18 +167,34 @@ def build_failure(failed: FailedStep | None, overall: str, detail: str = "") -> 
     )
 
 
+def redact_event(event: BuildEvent, hidden: Sequence[str]) -> BuildEvent:
+    """`event` with every `hidden` value in its text replaced by ***."""
+    if not any(hidden):
+        return event
+    if isinstance(event, BuildLog):
+        return replace(event, line=redact(event.line, *hidden))
+    if isinstance(event, StepFailed):
+        return replace(event, error=redact(event.error, *hidden))
+    if isinstance(event, BuildWarning):
+        return replace(event, message=redact(event.message, *hidden))
+    return event
+
+
 class OpenSteps:
     """Forwards a build's events and remembers the steps that started and have not ended,
     so a build that breaks off (the daemon went away, a timeout, a cancel) can close them
-    as failed instead of leaving them running for ever."""
+    as failed instead of leaving them running for ever. A RUN that prints a secret shows
+    *** instead: `hidden` values never leave through the events."""
 
-    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+    def __init__(self, on_event: Callable[[BuildEvent], None], hidden: Sequence[str] = ()) -> None:
         self._on_event = on_event
+        self._hidden = [value for value in hidden if value]
         self._open: dict[str, str] = {}
         self.seen = False  # any event at all: the daemon took the build
 
     def __call__(self, event: BuildEvent) -> None:
         self.seen = True
+        event = redact_event(event, self._hidden)
         if isinstance(event, StepStarted):
             self._open[event.step_id] = event.name
         elif isinstance(event, StepDone | StepCached | StepFailed):
@@ -172,7 +205,7 @@ class OpenSteps:
         """Report every step still open as failed with `reason`."""
         open_steps, self._open = self._open, {}
         for step_id, name in open_steps.items():
-            self._on_event(StepFailed(step_id, name, reason))
+            self._on_event(StepFailed(step_id, name, redact(reason, *self._hidden)))
 
 
 def _check_address(variable: str, value: str, schemes: tuple[str, ...], example: str) -> None:
@@ -226,7 +259,10 @@ def make_builder(settings: Settings, *, buildctl: str = "buildctl") -> Builder:
     if settings.builder == "docker":
         from pipeline.buildkit.engine import EngineBuilder
 
-        builders = {address: EngineBuilder(address, timeout=timeout) for address in addresses}
+        builders = {
+            address: EngineBuilder(address, timeout=timeout, network=settings.build_network)
+            for address in addresses
+        }
         kind = "docker engine"
     else:
         from pipeline.buildkit.buildctl import BuildctlBuilder, find_buildctl
@@ -252,6 +288,7 @@ def make_builder(settings: Settings, *, buildctl: str = "buildctl") -> Builder:
                 tls_key=settings.buildkit_tls_key,
                 buildctl=executable,
                 timeout=timeout,
+                network=settings.build_network,
             )
             for address in addresses
         }

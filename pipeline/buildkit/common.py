@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from pipeline.buildkit.builder import METADATA_PREFIX, BuildRequest, build_failure, redact
 from pipeline.buildkit.errors import RegistryAuthFailed, RegistryUnavailable
@@ -28,6 +29,12 @@ _NO_ANSWER = re.compile(
 )
 
 
+def hidden_values(request: BuildRequest) -> list[str]:
+    """What must never appear in a message: the registry password, the build's secrets."""
+    password = request.credentials.password.get_secret_value() if request.credentials else ""
+    return [password, *request.secret_values()]
+
+
 def is_auth_error(message: str) -> bool:
     return bool(_AUTH.search(message))
 
@@ -41,8 +48,7 @@ def registry_error(
 ) -> ClickDeployError:
     """A registry's refusal → RegistryAuthFailed (the user fixes credentials) or
     RegistryUnavailable (retried). The password never appears in the message."""
-    password = request.credentials.password.get_secret_value() if request.credentials else None
-    message = redact(message.strip(), password)
+    message = redact(message.strip(), *hidden_values(request))
     if is_auth_error(message):
         if request.credentials is None or request.credentials_registry != registry:
             hint = "no credentials are configured for it (REGISTRY_USERNAME, REGISTRY_PASSWORD)"
@@ -80,5 +86,11 @@ def failure_from_build(
     exporting = failed is not None and failed.name.startswith(("exporting", "pushing"))
     if exporting and (is_unreachable_error(blamed) or is_auth_error(blamed)):
         return registry_error(f"accept {request.image}", request.registry, blamed, request)
-    password = request.credentials.password.get_secret_value() if request.credentials else None
-    return build_failure(failed, redact(overall, password), redact(detail, password))
+    hidden = hidden_values(request)
+    if failed is not None:
+        failed = replace(
+            failed,
+            error=redact(failed.error, *hidden),
+            log_tail=tuple(redact(line, *hidden) for line in failed.log_tail),
+        )
+    return build_failure(failed, redact(overall, *hidden), redact(detail, *hidden))

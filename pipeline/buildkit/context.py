@@ -22,7 +22,11 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.checkout_files import CheckoutFileError, CheckoutFileMissing, read_checkout_text
+
 DOCKERFILE_DIR = ".click-deploy"
+DOCKERIGNORE = ".dockerignore"
+DOCKERIGNORE_MAX_BYTES = 1024 * 1024
 DOCKERFILE_NAME = f"{DOCKERFILE_DIR}/Dockerfile"
 CHUNK_SIZE = 256 * 1024
 _BLOCK = tarfile.BLOCKSIZE
@@ -289,16 +293,41 @@ def _generated(name: str, data: bytes, mode: int = 0o644, directory: bool = Fals
     return _header(info) + data + _padding(len(data))
 
 
+def read_dockerignore(context_dir: Path, checkout_dir: Path | None = None) -> str:
+    """The context's own .dockerignore ("" when it has none), through the one checkout
+    reader: a link leading out of the checkout, a FIFO or a huge file is refused."""
+    path = context_dir / DOCKERIGNORE
+    if not path.is_symlink() and not path.exists():
+        return ""
+    root = (checkout_dir or context_dir).resolve()
+    try:
+        inside = context_dir.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise ContextError(f"build context {context_dir} is outside {root}") from None
+    relative = DOCKERIGNORE if inside == "." else f"{inside}/{DOCKERIGNORE}"
+    try:
+        return read_checkout_text(
+            root, relative, display=DOCKERIGNORE, max_bytes=DOCKERIGNORE_MAX_BYTES
+        )
+    except CheckoutFileMissing:
+        return ""  # a broken link inside the checkout: no ignore file, as Docker reads it
+    except CheckoutFileError as error:
+        raise ContextError(str(error)) from None
+
+
 def tar_chunks(
-    context_dir: Path, dockerfile: str, dockerignore: str | None
+    context_dir: Path,
+    dockerfile: str,
+    dockerignore: str | None,
+    checkout_dir: Path | None = None,
 ) -> Generator[bytes, None, None]:
     """The context as tar bytes, in chunks: the generated Dockerfile first, then every
-    entry .dockerignore (`dockerignore` if given, else the context's own) keeps."""
+    entry .dockerignore (`dockerignore` if given, else the context's own) keeps. Links are
+    sent as links, never followed; FIFOs, sockets and devices are left out."""
     if not context_dir.is_dir():
         raise ContextError(f"build context {context_dir} is not a directory")
     if dockerignore is None:
-        ignore_file = context_dir / ".dockerignore"
-        dockerignore = ignore_file.read_text("utf-8", "replace") if ignore_file.is_file() else ""
+        dockerignore = read_dockerignore(context_dir, checkout_dir)
     matcher = PatternMatcher.from_dockerignore(dockerignore)
     yield _generated(DOCKERFILE_DIR, b"", 0o755, directory=True)
     yield _generated(DOCKERFILE_NAME, dockerfile.encode())
@@ -314,10 +343,13 @@ def tar_chunks(
 
 
 async def stream_tar(
-    context_dir: Path, dockerfile: str, dockerignore: str | None
+    context_dir: Path,
+    dockerfile: str,
+    dockerignore: str | None,
+    checkout_dir: Path | None = None,
 ) -> AsyncIterator[bytes]:
     """`tar_chunks` with its file reads in a thread, for an HTTP request body."""
-    chunks = tar_chunks(context_dir, dockerfile, dockerignore)
+    chunks = tar_chunks(context_dir, dockerfile, dockerignore, checkout_dir)
     try:
         while True:
             chunk = await asyncio.to_thread(next, chunks, None)

@@ -35,7 +35,7 @@ from pipeline.buildkit.builder import (
     ImageReference,
     OpenSteps,
 )
-from pipeline.buildkit.common import failure_from_build, registry_error
+from pipeline.buildkit.common import failure_from_build, hidden_values, registry_error
 from pipeline.buildkit.context import (
     DOCKERFILE_NAME,
     ContextError,
@@ -52,6 +52,7 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
+from pipeline.buildkit.session import secrets_session
 from pipeline.buildkit.trace import TRACE_ID, TraceDecodeError, decode_trace
 from pipeline.errors import DeploymentFailure
 
@@ -82,23 +83,6 @@ def _auth_header(request: BuildRequest, registry: str) -> str:
             "username": credentials.username,
             "password": credentials.password.get_secret_value(),
             "serveraddress": registry,
-        }
-    )
-
-
-def _registry_config(request: BuildRequest) -> str | None:
-    """X-Registry-Config: base64url JSON {registry: {username, password, serveraddress}}."""
-    credentials = request.credentials
-    registry = request.credentials_registry
-    if credentials is None or registry is None:
-        return None
-    return _encode_header(
-        {
-            registry: {
-                "username": credentials.username,
-                "password": credentials.password.get_secret_value(),
-                "serveraddress": registry,
-            }
         }
     )
 
@@ -155,8 +139,10 @@ class EngineBuilder:
         *,
         timeout: float | None = None,
         connect_timeout: float = 10.0,
+        network: str = "default",
     ) -> None:
         self.docker_host = docker_host
+        self.network = network  # BUILD_NETWORK: "default" leaves the engine's choice
         parts = urlsplit(docker_host)
         if parts.scheme == "unix":
             self._socket: str | None = parts.path
@@ -169,7 +155,7 @@ class EngineBuilder:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _client(self) -> aiohttp.ClientSession:
         connector: aiohttp.BaseConnector
         if self._socket is not None:
             connector = aiohttp.UnixConnector(path=self._socket, force_close=True)
@@ -180,6 +166,32 @@ class EngineBuilder:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
         )
+
+    async def _open_stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection to the engine, for the build session."""
+        async with asyncio.timeout(self._connect_timeout):
+            if self._socket is not None:
+                return await asyncio.open_unix_connection(self._socket)
+            parts = urlsplit(self._base)
+            return await asyncio.open_connection(parts.hostname, parts.port or 80)
+
+    @contextlib.asynccontextmanager
+    async def _session(self, request: BuildRequest) -> AsyncIterator[str | None]:
+        """A BuildKit session serving the request's secrets, if it has any."""
+        if not request.secrets:
+            yield None
+            return
+        secrets = {
+            name: value.get_secret_value().encode() for name, value in request.secrets.items()
+        }
+        try:
+            async with secrets_session(self._open_stream, secrets) as session_id:
+                yield session_id
+        except (OSError, TimeoutError) as error:
+            raise BuilderUnavailable(
+                f"cannot open a build session on the Docker engine at "
+                f"DOCKER_HOST={self.docker_host}: {error}"
+            ) from None
 
     @contextlib.contextmanager
     def _engine_errors(self) -> Iterator[None]:
@@ -210,7 +222,7 @@ class EngineBuilder:
         """The engine's API version; BuilderUnavailable when it cannot be reached."""
         with self._engine_errors():
             async with (
-                self._session() as session,
+                self._client() as session,
                 session.get("/version", timeout=aiohttp.ClientTimeout(total=10)) as response,
             ):
                 body = await response.json(content_type=None)
@@ -218,15 +230,16 @@ class EngineBuilder:
 
     async def build(self, request: BuildRequest, on_event: OnEvent) -> BuiltImage:
         _check_request(request)
-        steps = OpenSteps(on_event)
+        steps = OpenSteps(on_event, hidden_values(request))
         deadline = asyncio.timeout(self._timeout)
         try:
             try:
                 async with deadline:
                     with self._engine_errors():
-                        async with self._session() as session:
+                        async with self._client() as session:
                             await self._pull_bases(session, request, steps)
-                            await self._build(session, request, steps)
+                            async with self._session(request) as session_id:
+                                await self._build(session, request, steps, session_id)
                             digest = await self._push(session, request, steps)
             except TimeoutError:
                 if not deadline.expired():
@@ -289,23 +302,31 @@ class EngineBuilder:
             on_event(StepDone(step_id, name, time.monotonic() - started))
 
     async def _build(
-        self, session: aiohttp.ClientSession, request: BuildRequest, on_event: OnEvent
+        self,
+        session: aiohttp.ClientSession,
+        request: BuildRequest,
+        on_event: OnEvent,
+        session_id: str | None,
     ) -> str:
         params = {
             "version": "2",
             "t": request.image,
-            "networkmode": "host",  # the machines have no bridge network
             "dockerfile": DOCKERFILE_NAME,
             "rm": "1",
         }
+        if self.network != "default":
+            params["networkmode"] = self.network
+        if session_id is not None:
+            params["session"] = session_id
         if request.target:
             params["target"] = request.target
         if request.build_args:
             params["buildargs"] = json.dumps(dict(request.build_args))
+        # No X-Registry-Config: the engine's BuildKit asks a session for registry
+        # credentials, never that header, so it would only hand the push password to every
+        # build. Base images behind the credentials were pulled before (_pull_bases); the
+        # push sends X-Registry-Auth for its own registry alone.
         headers = {"Content-Type": "application/x-tar"}
-        registry_config = _registry_config(request)
-        if registry_config:
-            headers["X-Registry-Config"] = registry_config
         body = _ContextBody(request)
         tracker = ProgressTracker()
         image_id: str | None = None
@@ -411,7 +432,10 @@ class _ContextBody:
         request = self._request
         try:
             async for chunk in stream_tar(
-                request.context_dir, request.dockerfile, request.dockerignore
+                request.context_dir,
+                request.dockerfile,
+                request.dockerignore,
+                request.checkout_dir,
             ):
                 yield chunk
         except (ContextError, DockerignoreError, OSError) as error:

@@ -2,8 +2,10 @@
 
 Paths are relative, POSIX-style (`"cmd/api/main.go"`). Nothing outside the root is
 visible: absolute paths and `..` are refused, and a symlink that points outside the root
-reads as absent. Reading a file that is missing or broken raises `InvalidFile`, whose
-message names the file; the planner turns it into a failed plan, never a traceback.
+reads as absent. Reading goes through `pipeline.checkout_files` (the one reader of
+checkout files): a file that is missing, broken, a link out, not a regular file or too
+large raises `InvalidFile`, whose message names the file; the planner turns it into a
+failed plan, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-MAX_READ_BYTES = 8 * 1024 * 1024
+from pipeline.checkout_files import MAX_READ_BYTES, CheckoutFileError, read_checkout_text
+
+__all__ = ["MAX_READ_BYTES", "App", "InvalidFile"]
 
 
 class InvalidFile(ValueError):
@@ -56,6 +60,14 @@ class App:
         path = self._path(relative)
         return path is not None and path.is_file()
 
+    def present(self, relative: str) -> bool:
+        """Something is at `relative`, even a link leading out of the root (which
+        `read_text` then refuses, saying so) or a broken one."""
+        pure = PurePosixPath(relative)
+        if pure.is_absolute() or ".." in pure.parts:
+            return False
+        return self.root.joinpath(*pure.parts).is_symlink() or self.has_file(relative)
+
     def has_dir(self, relative: str) -> bool:
         path = self._path(relative)
         return path is not None and path.is_dir()
@@ -88,25 +100,18 @@ class App:
     # --- reading -------------------------------------------------------------------------
 
     def read_text(self, relative: str) -> str:
-        path = self._path(relative)
-        if path is None:
-            raise InvalidFile(
-                f"{self.display(relative)}: refused: it points outside the app directory"
-            )
-        if not path.is_file():
-            raise InvalidFile(f"{self.display(relative)}: not found")
+        """The file's text, through the one checkout reader: a link out of the app
+        directory, a FIFO or device, or a file over MAX_READ_BYTES is refused."""
         try:
-            if path.stat().st_size > MAX_READ_BYTES:
-                raise InvalidFile(
-                    f"{self.display(relative)}: too large to read ({path.stat().st_size} bytes)"
-                )
-            return path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidFile(f"{self.display(relative)}: not UTF-8 text") from None
-        except OSError as error:
-            raise InvalidFile(
-                f"{self.display(relative)}: cannot be read ({error.strerror})"
-            ) from None
+            return read_checkout_text(
+                self.root,
+                relative,
+                display=self.display(relative),
+                max_bytes=MAX_READ_BYTES,
+                where="the app directory" if self.label != "." else "the repository",
+            )
+        except CheckoutFileError as error:
+            raise InvalidFile(str(error)) from None
 
     def read_optional(self, relative: str) -> str | None:
         """The file's text, or None when there is no such file."""

@@ -91,7 +91,7 @@ class BuildConfig(_Strict):
     build: str | None = None
     start: str | None = None
     apt_packages: tuple[str, ...] = ()
-    env: EnvMap = Field(default_factory=dict)  # build-time variables (ARG + build args)
+    env: EnvMap = Field(default_factory=dict)  # build-time variables, as BuildKit secrets
     dockerfile: str | None = None  # relative to the app directory
     context: str | None = None  # relative to the app directory; "." by default
     target: str | None = None

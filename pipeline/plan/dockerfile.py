@@ -2,7 +2,9 @@
 
 Conventions every generated Dockerfile follows, whatever the runtime:
 - no `# syntax=` line (it would pull docker/dockerfile from Docker Hub); the built-in
-  frontend supports `RUN --mount=type=cache`;
+  frontend (Docker 20.10's too) supports `RUN --mount=type=cache` and `type=secret`, but
+  not a secret's `env=` option (Dockerfile 1.10), so a step reads its secrets itself;
+- cache mounts carry an id per service; build values are secrets, never ARGs;
 - dependency manifests are copied before the source, so a source-only change reuses the
   install layer;
 - the app runs as uid 10001, created by appending to /etc/passwd (no useradd needed);
@@ -61,9 +63,33 @@ def _env(values: dict[str, str]) -> list[str]:
     return ["ENV " + " \\\n    ".join(pairs)]
 
 
-def _run(step: Step) -> str:
-    mounts = "".join(f"--mount=type=cache,target={cache} " for cache in step.caches)
-    return f"RUN {mounts}{step.command}"
+SECRETS_DIR = "/run/secrets"
+_CACHE_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def cache_id(namespace: str | None, target: str) -> str | None:
+    """The id of a cache mount: the directory, under the service's namespace (BuildKit
+    shares a cache id across every build on a daemon, so one service's build could plant
+    files in another's cache). None without a namespace: the directory alone."""
+    if namespace is None:
+        return None
+    if not _CACHE_NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"cache namespace {namespace!r}: use a-z, 0-9, '.', '_' and '-'")
+    return f"{namespace}{target}"
+
+
+def _run(step: Step, *, secrets: Sequence[str] = (), cache_namespace: str | None = None) -> str:
+    """One RUN with its cache mounts and, for `secrets`, a secret mount each whose value
+    the command sees as an environment variable of that name: the value is read from the
+    tmpfs BuildKit mounts, so it is in no layer, no ARG and no line of the image's history
+    (those only show the names)."""
+    mounts = ""
+    for cache in step.caches:
+        identity = cache_id(cache_namespace, cache)
+        mounts += f"--mount=type=cache,{f'id={identity},' if identity else ''}target={cache} "
+    mounts += "".join(f"--mount=type=secret,id={name},required=true " for name in secrets)
+    exports = "".join(f'export {name}="$(cat {SECRETS_DIR}/{name})"; ' for name in secrets)
+    return f"RUN {mounts}{exports}{step.command}"
 
 
 def _copy(sources: Sequence[str], destination: str, *, from_stage: str | None = None) -> str:
@@ -135,12 +161,15 @@ def render(
     layout: Layout,
     *,
     header: str,
-    arg_names: Sequence[str] = (),
+    secret_names: Sequence[str] = (),
     extra_apt: Sequence[str] = (),
+    cache_namespace: str | None = None,
 ) -> str:
-    """Dockerfile text for `layout`. `arg_names` become ARGs of the build stage (the
-    build env, passed as build args, never baked into the image); `extra_apt` packages go
-    to the stage that runs the app when it is a Debian image, else to the build stage."""
+    """Dockerfile text for `layout`. `secret_names` (the build env) reach the install,
+    build and after-source steps as BuildKit secrets, exported as variables of that name
+    for the step alone: never ARGs, so never in the image's history. `extra_apt` packages
+    go to the stage that runs the app when it is a Debian image, else to the build stage.
+    `cache_namespace` (one per service) prefixes the id of every cache mount."""
     runtime = layout.runtime
     apt_in_runtime = bool(extra_apt) and runtime is not None and runtime.apt
     build_apt = list(layout.apt_packages)
@@ -155,24 +184,27 @@ def render(
         lines.append(apt_install(build_apt))
     if runtime is None:
         lines.append(create_user())
-    lines += [_run(step) for step in layout.setup]
-    # After the tools, before the install: a private registry's token can reach it, and
-    # changing a value reinstalls but never re-runs the steps above.
-    lines += [f"ARG {name}" for name in arg_names]
+    lines += [_run(step, cache_namespace=cache_namespace) for step in layout.setup]
+
+    def run(step: Step) -> str:
+        # From the install on, the build env is there (a private registry's token reaches
+        # the install); the tools above never see it.
+        return _run(step, secrets=secret_names, cache_namespace=cache_namespace)
+
     if layout.manifests and layout.install is not None and not layout.copy_source_first:
         lines += _copy_manifests(layout.manifests)
         if layout.install is not None:
-            lines.append(_run(layout.install))
+            lines.append(run(layout.install))
         lines.append("COPY . .")
     else:
         lines.append("COPY . .")
         if layout.install is not None:
-            lines.append(_run(layout.install))
-    lines += [_run(step) for step in layout.after_source]
+            lines.append(run(layout.install))
+    lines += [run(step) for step in layout.after_source]
     lines += _env(layout.build_env)
     if layout.build is not None:
-        lines.append(_run(layout.build))
-    lines += [_run(step) for step in layout.after_build]
+        lines.append(run(layout.build))
+    lines += [run(step) for step in layout.after_build]
 
     if runtime is not None:
         lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]

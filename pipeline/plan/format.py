@@ -21,6 +21,8 @@ def format_plan(result: PlanResult) -> str:
         lines.append(f"target:     {plan.target}")
     if plan.build_args:
         lines.append(f"build args: {', '.join(sorted(plan.build_args))}")
+    if plan.secrets:
+        lines.append(f"secrets:    {', '.join(sorted(plan.secrets))}")
     for label, command in (("install", plan.install), ("build", plan.build), ("start", plan.start)):
         if command:
             lines.append(f"{label + ':':<11} {command}")

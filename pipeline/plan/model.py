@@ -38,7 +38,11 @@ class BuildPlan:
     dockerfile: str
     dockerfile_path: str | None = None  # the repo's own Dockerfile; None when generated
     target: str | None = None
+    # Docker build args of the repo's own Dockerfile (its ARGs): not secret, a RUN that
+    # uses one writes it into the image's history.
     build_args: Mapping[str, str] = field(default_factory=dict)
+    # The build env, as BuildKit secrets (name → value): shown by name only.
+    secrets: Mapping[str, str] = field(default_factory=dict)
     dockerignore: str | None = None  # write it to the context when the repo has none
     install: str | None = None
     build: str | None = None
@@ -49,6 +53,7 @@ class BuildPlan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "build_args", _frozen_mapping(self.build_args))
+        object.__setattr__(self, "secrets", _frozen_mapping(self.secrets))
         object.__setattr__(self, "evidence", tuple(self.evidence))
         object.__setattr__(self, "messages", tuple(Message(*item) for item in self.messages))
 
@@ -64,6 +69,7 @@ class BuildPlan:
             "dockerfile_path": self.dockerfile_path,
             "target": self.target,
             "build_args": dict(sorted(self.build_args.items())),
+            "secrets": sorted(self.secrets),  # names: the values are never shown
             "install": self.install,
             "build": self.build,
             "start": self.start,

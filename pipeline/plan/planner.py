@@ -43,12 +43,15 @@ _FROM = re.compile(
 _SYNTAX = re.compile(r"^#\s*syntax\s*=\s*(\S+)", re.IGNORECASE)
 
 
-def plan_app(root: Path, config: BuildConfig, images: BaseImages) -> PlanResult:
+def plan_app(
+    root: Path, config: BuildConfig, images: BaseImages, *, cache_namespace: str | None = None
+) -> PlanResult:
     """Plan the build of the service in `config.root_dir` of the checkout at `root`.
     Never raises for anything in the repository: a missing or broken file is a failed
-    result with a message for a person."""
+    result with a message for a person. `cache_namespace` (one per service) scopes the
+    cache mounts of a generated Dockerfile."""
     try:
-        return _plan(root, config, images)
+        return _plan(root, config, images, cache_namespace)
     except InvalidFile as error:
         return PlanResult.failure(str(error))
 
@@ -57,7 +60,9 @@ def _where(label: str) -> str:
     return "./" if label == "." else f"{label}/"
 
 
-def _plan(root: Path, config: BuildConfig, images: BaseImages) -> PlanResult:
+def _plan(
+    root: Path, config: BuildConfig, images: BaseImages, cache_namespace: str | None
+) -> PlanResult:
     repo = App(root)
     if not repo.root.is_dir():
         return PlanResult.failure(f"the checkout {root} is not a directory")
@@ -70,7 +75,7 @@ def _plan(root: Path, config: BuildConfig, images: BaseImages) -> PlanResult:
 
     evidence: list[str] = []
     repo_config: RepoConfig | None = None
-    if app.has_file(REPO_CONFIG_FILE):
+    if app.present(REPO_CONFIG_FILE):
         data = app.read_toml(REPO_CONFIG_FILE)
         try:
             repo_config = parse_repo_config(data, source=app.display(REPO_CONFIG_FILE))
@@ -85,7 +90,7 @@ def _plan(root: Path, config: BuildConfig, images: BaseImages) -> PlanResult:
         if merged.provider is None:
             return _own_dockerfile(repo, app, merged, DOCKERFILE, evidence, configured=False)
         evidence.append(f"{DOCKERFILE}: not used, the {merged.provider} provider is forced")
-    return _generate(app, merged, images, evidence)
+    return _generate(app, merged, images, evidence, cache_namespace)
 
 
 # --- the repo's own Dockerfile -------------------------------------------------------------
@@ -176,7 +181,8 @@ def _own_dockerfile(
         dockerfile=text,
         dockerfile_path=dockerfile_path,
         target=config.target,
-        build_args={**config.env, **config.build_args},
+        build_args=dict(config.build_args),
+        secrets=dict(config.env),
         dockerignore=None,
         evidence=tuple(evidence),
         messages=tuple(messages),
@@ -231,7 +237,13 @@ def _apply_overrides(
         ctx.info(f"{PROCFILE}: only web: is used; {names} not run (give them their own service)")
 
 
-def _generate(app: App, config: BuildConfig, images: BaseImages, evidence: list[str]) -> PlanResult:
+def _generate(
+    app: App,
+    config: BuildConfig,
+    images: BaseImages,
+    evidence: list[str],
+    cache_namespace: str | None,
+) -> PlanResult:
     provider = _choose(app, config)
     if provider is None:
         return PlanResult.failure(_nothing_found(app))
@@ -266,8 +278,9 @@ def _generate(app: App, config: BuildConfig, images: BaseImages, evidence: list[
     if unused:
         ctx.warning(f"{' and '.join(unused)} ignored: they apply to the repo's own Dockerfile")
     context_dir = app.label
-    has_ignore = app.has_file(DOCKERIGNORE)
+    has_ignore = app.present(DOCKERIGNORE)
     if has_ignore:
+        app.read_text(DOCKERIGNORE)  # the builder reads it: a link out is refused here
         ctx.decided(DOCKERIGNORE, "the repo's own is used")
     runtime = ctx.runtime or provider.name
     header = (
@@ -275,8 +288,14 @@ def _generate(app: App, config: BuildConfig, images: BaseImages, evidence: list[
         + (f" {ctx.version}" if ctx.version else "")
         + "). Commit a Dockerfile to take over."
     )
-    arg_names = sorted({*config.env, *config.build_args})
-    text = render(layout, header=header, arg_names=arg_names, extra_apt=config.apt_packages)
+    secrets = {**config.env, **config.build_args}
+    text = render(
+        layout,
+        header=header,
+        secret_names=sorted(secrets),
+        extra_apt=config.apt_packages,
+        cache_namespace=cache_namespace,
+    )
     plan = BuildPlan(
         runtime=runtime,
         version=ctx.version,
@@ -284,7 +303,7 @@ def _generate(app: App, config: BuildConfig, images: BaseImages, evidence: list[
         dockerfile=text,
         dockerfile_path=None,
         target=None,
-        build_args={**config.env, **config.build_args},
+        secrets=secrets,
         dockerignore=None if has_ignore else DEFAULT_DOCKERIGNORE,
         install=layout.install.command if layout.install else None,
         build=layout.build.command if layout.build else None,

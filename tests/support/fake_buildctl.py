@@ -5,8 +5,9 @@ The tests put a `buildctl` wrapper running this file on PATH. Environment:
   FAKE_BUILDCTL_SCENARIO  success-fresh | success-cached | failure-run-exit3 |
                           failure-missing-base | hang | hang-ignore-term | unreachable |
                           push-unauthorized
-  FAKE_BUILDCTL_RECORD    a file to write what it was given (argv, the DOCKER_CONFIG
-                          config.json, the Dockerfile, Dockerfile.dockerignore) as JSON
+  FAKE_BUILDCTL_RECORD    a file to write what it was given (argv, its environment, the
+                          DOCKER_CONFIG config.json, the --secret files, the Dockerfile,
+                          Dockerfile.dockerignore) as JSON
 Only the standard library: it runs under any python3.
 """
 
@@ -38,13 +39,25 @@ def _record(argv: list[str]) -> None:
             "content": json.loads(config_file.read_text()),
             "mode": oct(config_file.stat().st_mode & 0o777),
         }
+    secrets = {}
+    for item in _option(argv, "--secret"):
+        fields = dict(part.split("=", 1) for part in item.split(","))
+        source = Path(fields["src"])
+        secrets[fields["id"]] = {
+            "content": source.read_text(),
+            "mode": oct(source.stat().st_mode & 0o777),
+            "path": str(source),
+        }
     locals_ = dict(item.split("=", 1) for item in _option(argv, "--local"))
     dockerfile_dir = Path(locals_.get("dockerfile", "."))
     ignore = dockerfile_dir / "Dockerfile.dockerignore"
-    Path(path).write_text(
+    partial = Path(f"{path}.partial")  # renamed when whole: a reader never sees half of it
+    partial.write_text(
         json.dumps(
             {
                 "argv": argv,
+                "environ": dict(os.environ),
+                "secrets": secrets,
                 "pid": os.getpid(),
                 "docker_config_dir": config_dir,
                 "docker_config": config,
@@ -54,6 +67,7 @@ def _record(argv: list[str]) -> None:
             }
         )
     )
+    partial.rename(path)
 
 
 def _replay(name: str, *, stop_after: str | None = None) -> None:
