@@ -652,3 +652,21 @@ def test_bun_image_lets_node_scripts_run_on_bun(tmp_path: Path) -> None:
     assert (
         'RUN command -v node >/dev/null || ln -s "$(command -v bun)" /usr/local/bin/node' in setup
     )
+
+
+def test_prisma_schema_from_package_json_and_a_missing_one(tmp_path: Path) -> None:
+    package = {
+        "scripts": {"start": "node s.js"},
+        "dependencies": {"@prisma/client": "6"},
+        "devDependencies": {"prisma": "6"},
+    }
+    files = {
+        "package.json": {**package, "prisma": {"schema": "db/app.prisma"}},
+        "db/app.prisma": "",
+    }
+    built = ok(plan(tmp_path / "a", files))
+    assert "RUN node_modules/.bin/prisma generate" in lines(built)
+    assert "db/app.prisma: prisma generate runs after the source is copied" in evidence(built)
+    missing = ok(plan(tmp_path / "b", {"package.json": package}))
+    assert "prisma generate" not in missing.dockerfile
+    assert "no schema was found (prisma/schema.prisma" in messages(missing)
