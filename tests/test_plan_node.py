@@ -670,3 +670,11 @@ def test_prisma_schema_from_package_json_and_a_missing_one(tmp_path: Path) -> No
     missing = ok(plan(tmp_path / "b", {"package.json": package}))
     assert "prisma generate" not in missing.dockerfile
     assert "no schema was found (prisma/schema.prisma" in messages(missing)
+
+
+def test_main_made_by_the_build(tmp_path: Path) -> None:
+    files = {"package.json": {"main": "dist/index.js", "scripts": {"build": "tsc"}}}
+    built = ok(plan(tmp_path / "a", files))
+    assert built.start == "node dist/index.js"
+    result = plan(tmp_path / "b", {"package.json": {"main": "dist/index.js"}})
+    assert not result.ok and "no start command" in (result.message or "")

@@ -253,8 +253,10 @@ class NodeProvider:
                 continue
             path = entry.removeprefix("./")
             if not app.has_file(path):
-                ctx.warning(f"{manifest.file} {field} {entry} does not exist; ignored")
-                continue
+                if "build" not in manifest.scripts():
+                    ctx.warning(f"{manifest.file} {field} {entry} does not exist; ignored")
+                    continue
+                ctx.info(f"{manifest.file} {field} {entry} is expected from the build script")
             start = self._run_file(ctx, manifest, manager, path)
             if start is not None:
                 layout.start = start
