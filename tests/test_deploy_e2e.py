@@ -128,6 +128,7 @@ APPS = [
     "node-yarn4-pnp",
     "python-pip-flask",
     "python-fastapi-uv",
+    "python-system-packages",  # compiled in the build stage, libraries in the image
     "go-cmd",
     "php-plain",
     "ruby-plain",

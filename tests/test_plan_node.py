@@ -678,3 +678,11 @@ def test_main_made_by_the_build(tmp_path: Path) -> None:
     assert built.start == "node dist/index.js"
     result = plan(tmp_path / "b", {"package.json": {"main": "dist/index.js"}})
     assert not result.ok and "no start command" in (result.message or "")
+
+
+def test_mise_toml_pins_pnpm(tmp_path: Path) -> None:
+    files = {**SERVER, "pnpm-lock.yaml": "lockfileVersion: '9.0'\n",
+             "mise.toml": '[tools]\nnode = "22"\npnpm = "latest"\n'}  # fmt: skip
+    built = ok(plan(tmp_path, files))
+    assert "npm install -g --force pnpm@latest" in built.dockerfile
+    assert "mise.toml" in evidence(built)

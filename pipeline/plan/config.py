@@ -7,7 +7,9 @@ The service config is flat (`BuildConfig`); the repo file has sections:
     install = "pip install -r requirements/prod.txt"
     build = "python manage.py collectstatic --noinput"
     start = "gunicorn mysite.wsgi --bind 0.0.0.0:$PORT"
-    apt_packages = ["libpq5"]
+    apt_packages = ["libpq5"]        # the app needs them at run time
+    apt_build_packages = ["libpq-dev"]  # only the build needs them (compilers, headers)
+    kind = "worker"                 # no port, no HTTP check ("web" by default)
     env = { DJANGO_SETTINGS_MODULE = "mysite.settings" }   # build-time only
     [docker]
     dockerfile = "deploy/Dockerfile"   # relative to the app directory
@@ -31,8 +33,9 @@ from pipeline.errors import ConfigError
 
 REPO_CONFIG_FILE = "click-deploy.toml"
 
-ProviderName = Literal["node", "python", "go", "php", "ruby", "static"]
-PROVIDER_NAMES: tuple[str, ...] = ("node", "python", "go", "php", "ruby", "static")
+ProviderName = Literal["node", "python", "go", "php", "ruby", "static", "shell"]
+PROVIDER_NAMES: tuple[str, ...] = ("node", "python", "go", "php", "ruby", "static", "shell")
+Kind = Literal["web", "worker"]
 
 _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A Debian package name, optionally pinned (`libpq5=15.*`): nothing a shell would expand.
@@ -90,7 +93,9 @@ class BuildConfig(_Strict):
     install: str | None = None
     build: str | None = None
     start: str | None = None
-    apt_packages: tuple[str, ...] = ()
+    apt_packages: tuple[str, ...] = ()  # at run time (and in the build stage of one-stage images)
+    apt_build_packages: tuple[str, ...] = ()  # the build stage only
+    kind: Kind | None = None  # web (a port, an HTTP check) or worker; None: detect
     env: EnvMap = Field(default_factory=dict)  # build-time variables, as BuildKit secrets
     dockerfile: str | None = None  # relative to the app directory
     context: str | None = None  # relative to the app directory; "." by default
@@ -100,7 +105,7 @@ class BuildConfig(_Strict):
     _relative = field_validator("dockerfile", "context")(_check_relative)
     _commands = field_validator("install", "build", "start")(_check_command)
     _names = field_validator("env", "build_args")(_check_names)
-    _apt = field_validator("apt_packages")(_check_apt)
+    _apt = field_validator("apt_packages", "apt_build_packages")(_check_apt)
 
     @field_validator("root_dir")
     @classmethod
@@ -116,11 +121,13 @@ class RepoBuildSection(_Strict):
     build: str | None = None
     start: str | None = None
     apt_packages: tuple[str, ...] = ()
+    apt_build_packages: tuple[str, ...] = ()
+    kind: Kind | None = None
     env: EnvMap = Field(default_factory=dict)
 
     _commands = field_validator("install", "build", "start")(_check_command)
     _names = field_validator("env")(_check_names)
-    _apt = field_validator("apt_packages")(_check_apt)
+    _apt = field_validator("apt_packages", "apt_build_packages")(_check_apt)
 
 
 class RepoDockerSection(_Strict):
@@ -210,6 +217,7 @@ def merge_configs(service: BuildConfig, repo: RepoConfig | None) -> BuildConfig:
         "install": repo.build.install,
         "build": repo.build.build,
         "start": repo.build.start,
+        "kind": repo.build.kind,
         "dockerfile": repo.docker.dockerfile,
         "context": repo.docker.context,
         "target": repo.docker.target,
@@ -221,6 +229,9 @@ def merge_configs(service: BuildConfig, repo: RepoConfig | None) -> BuildConfig:
     merged["env"] = {**repo.build.env, **service.env}
     merged["build_args"] = {**repo.docker.args, **service.build_args}
     merged["apt_packages"] = tuple(dict.fromkeys((*repo.build.apt_packages, *service.apt_packages)))
+    merged["apt_build_packages"] = tuple(
+        dict.fromkeys((*repo.build.apt_build_packages, *service.apt_build_packages))
+    )
     return BuildConfig.model_validate(merged)
 
 

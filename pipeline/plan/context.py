@@ -34,6 +34,7 @@ class RuntimeStage:
     workdir: str = "/app"
     run: list[str] = field(default_factory=list)  # shell commands run as root, after copies
     apt: bool = True  # a Debian image: extra apt packages can be installed here
+    apt_packages: list[str] = field(default_factory=list)  # what the app loads at run time
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Layout:
     writable: list[str] = field(default_factory=list)  # dirs the app user may write
     apt_packages: list[str] = field(default_factory=list)  # in the build stage
     apt: bool = True  # the build stage is a Debian image
+    worker: bool = False  # no port, no HTTP check: a bot, a queue consumer, a script
 
 
 class PlanContext:
@@ -81,6 +83,7 @@ class PlanContext:
         self.evidence: list[str] = []
         self.messages: list[Message] = []
         self.failure: str | None = None
+        self.worker_override: bool | None = None  # config or Procfile decided web/worker
 
     def image(self, kind: ImageKind, version: str | None = None) -> str:
         return self.images.image(kind, version)

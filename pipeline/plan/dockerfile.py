@@ -164,17 +164,23 @@ def render(
     secret_names: Sequence[str] = (),
     extra_apt: Sequence[str] = (),
     cache_namespace: str | None = None,
+    extra_build_apt: Sequence[str] = (),
 ) -> str:
     """Dockerfile text for `layout`. `secret_names` (the build env) reach the install,
     build and after-source steps as BuildKit secrets, exported as variables of that name
     for the step alone: never ARGs, so never in the image's history. `extra_apt` packages
-    go to the stage that runs the app when it is a Debian image, else to the build stage.
-    `cache_namespace` (one per service) prefixes the id of every cache mount."""
+    go to the stage that runs the app when it is a Debian image, else to the build stage;
+    `extra_build_apt` packages to the build stage only. `cache_namespace` (one per service)
+    prefixes the id of every cache mount."""
     runtime = layout.runtime
-    apt_in_runtime = bool(extra_apt) and runtime is not None and runtime.apt
+    apt_in_runtime = runtime is not None and runtime.apt
     build_apt = list(layout.apt_packages)
-    if extra_apt and not apt_in_runtime and layout.apt:
+    runtime_apt = list(runtime.apt_packages) if runtime is not None and runtime.apt else []
+    if extra_apt and apt_in_runtime:
+        runtime_apt += [item for item in extra_apt if item not in runtime_apt]
+    elif extra_apt and layout.apt:
         build_apt += [item for item in extra_apt if item not in build_apt]
+    build_apt += [item for item in extra_build_apt if item not in build_apt]
 
     lines = [f"# {header}", ""]
     lines.append(f"FROM {layout.image}" + (f" AS {layout.stage}" if runtime else ""))
@@ -208,8 +214,8 @@ def render(
 
     if runtime is not None:
         lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]
-        if apt_in_runtime:
-            lines.append(apt_install(list(extra_apt)))
+        if runtime_apt:
+            lines.append(apt_install(runtime_apt))
         lines.append(create_user())
         for source, destination in runtime.copies:
             lines.append(_copy([source], destination, from_stage=layout.stage))
@@ -223,7 +229,8 @@ def render(
     if layout.writable:
         lines.append(writable_dirs(layout.writable))
     lines.append(f"USER {APP_UID}:{APP_UID}")
-    lines.append(f"EXPOSE {DEFAULT_PORT}")
+    if not layout.worker:
+        lines.append(f"EXPOSE {DEFAULT_PORT}")
     if layout.start is not None:
         lines.append(cmd(layout.start))
     return "\n".join(lines) + "\n"

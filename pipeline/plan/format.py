@@ -19,6 +19,8 @@ def format_plan(result: PlanResult) -> str:
         lines.append("dockerfile: generated")
     if plan.target:
         lines.append(f"target:     {plan.target}")
+    if plan.kind == "worker":
+        lines.append("kind:       worker (no port, no HTTP check)")
     if plan.build_args:
         lines.append(f"build args: {', '.join(sorted(plan.build_args))}")
     if plan.secrets:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 Level = Literal["info", "warning", "suggestion"]
+Kind = Literal["web", "worker"]  # a worker has no port and no HTTP check
 
 PORT_ENV = "PORT"
 DEFAULT_PORT = 8080
@@ -48,6 +49,7 @@ class BuildPlan:
     build: str | None = None
     start: str | None = None
     port_env: str = PORT_ENV
+    kind: Kind = "web"
     evidence: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
 
@@ -61,7 +63,16 @@ class BuildPlan:
     def generated(self) -> bool:
         return self.dockerfile_path is None
 
+    @property
+    def port(self) -> int | None:
+        """The port the app listens on ($PORT), or None for a worker: nothing to route to
+        and nothing to check over HTTP."""
+        return None if self.kind == "worker" else DEFAULT_PORT
+
     def to_dict(self) -> dict[str, Any]:
+        """`kind` and `port` are only present for a worker (`"kind": "worker", "port":
+        null`): a plan without them is a web service on $PORT."""
+        worker: dict[str, Any] = {"kind": "worker", "port": None} if self.kind == "worker" else {}
         return {
             "runtime": self.runtime,
             "version": self.version,
@@ -74,6 +85,7 @@ class BuildPlan:
             "build": self.build,
             "start": self.start,
             "port_env": self.port_env,
+            **worker,
             "evidence": list(self.evidence),
             "messages": [message.to_dict() for message in self.messages],
             "dockerignore": self.dockerignore,

@@ -35,7 +35,7 @@ from pipeline.plan.providers.base import Provider
 DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
 # The order files are listed in when nothing matched: the most common first.
-DISPLAY_ORDER = ("node", "python", "go", "php", "ruby", "static")
+DISPLAY_ORDER = ("node", "python", "go", "php", "ruby", "static", "shell")
 
 _FROM = re.compile(
     r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE
@@ -159,6 +159,8 @@ def _own_dockerfile(
     ]
     if config.apt_packages:
         ignored.append("apt_packages")
+    if config.apt_build_packages:
+        ignored.append("apt_build_packages")
     if ignored:
         messages.append(
             Message(
@@ -225,16 +227,58 @@ def _apply_overrides(
     if config.build is not None:
         caches = layout.build.caches if layout.build else ()
         layout.build = Step(config.build, caches)
+    only_worker = procfile is not None and not procfile.web and "worker" in procfile.processes
     if config.start is not None:
         layout.start = config.start
+        if "PORT" in config.start:
+            layout.worker = False  # the configured command listens on $PORT
         if procfile is not None and procfile.web:
             ctx.info(f"{PROCFILE} web: is overridden by the configured start command")
     elif procfile is not None and procfile.web:
         layout.start = procfile.web
+        layout.worker = False
         ctx.decided(PROCFILE, f"web: {procfile.web}")
-    if procfile is not None and procfile.others:
+    elif procfile is not None and only_worker:
+        layout.start = procfile.processes["worker"]
+        layout.worker = True
+        ctx.decided(PROCFILE, f"no web:, a worker: {layout.start} (no port, no HTTP check)")
+    if procfile is not None and procfile.others and not only_worker:
         names = ", ".join(f"{name}:" for name in procfile.others)
         ctx.info(f"{PROCFILE}: only web: is used; {names} not run (give them their own service)")
+    if config.kind is not None:
+        layout.worker = config.kind == "worker"
+        ctx.decided("build config", f"kind = {config.kind!r}")
+    elif layout.worker and not only_worker:
+        ctx.info(
+            "planned as a worker: no port and no HTTP check; if it serves HTTP on $PORT, set "
+            f'kind = "web" under [build] in {REPO_CONFIG_FILE}'
+        )
+
+
+# apt_packages that only a build needs: kept in the build stage too, as before there was a
+# runtime stage, so a configuration written for one stage still builds.
+_BUILD_ONLY = re.compile(
+    r"^(?:gcc|g\+\+|make|build-essential|pkg-config|cargo|rustc|git|.*-dev)(?:=.*)?$"
+)
+
+
+def _split_apt(
+    ctx: PlanContext, layout: Layout, config: BuildConfig
+) -> tuple[list[str], list[str]]:
+    """(run-time packages, build-stage-only packages) from the configuration."""
+    run = list(config.apt_packages)
+    build = list(config.apt_build_packages)
+    two_stages = layout.runtime is not None and layout.runtime.apt and layout.apt
+    if two_stages:
+        for_build = [item for item in run if _BUILD_ONLY.match(item)]
+        if for_build:
+            build += [item for item in for_build if item not in build]
+            ctx.info(
+                f"apt_packages {', '.join(for_build)} look like build tools: they go to the "
+                "build stage as well; list them under apt_build_packages to keep them out "
+                "of the image"
+            )
+    return run, build
 
 
 def _generate(
@@ -289,11 +333,13 @@ def _generate(
         + "). Commit a Dockerfile to take over."
     )
     secrets = {**config.env, **config.build_args}
+    run_apt, build_apt = _split_apt(ctx, layout, config)
     text = render(
         layout,
         header=header,
         secret_names=sorted(secrets),
-        extra_apt=config.apt_packages,
+        extra_apt=run_apt,
+        extra_build_apt=build_apt,
         cache_namespace=cache_namespace,
     )
     plan = BuildPlan(
@@ -308,6 +354,7 @@ def _generate(
         install=layout.install.command if layout.install else None,
         build=layout.build.command if layout.build else None,
         start=layout.start,
+        kind="worker" if layout.worker else "web",
         evidence=tuple(ctx.evidence),
         messages=tuple(ctx.messages),
     )

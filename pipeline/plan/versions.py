@@ -1,9 +1,13 @@
 """Runtime versions from version files and constraints, reduced to an image tag's precision.
 
 Exact files (`.nvmrc`, `.python-version`, `.ruby-version`, the go line of go.mod) name the
-version to use. A constraint (`engines.node: ">=18"`, composer's `"php": "^8.2"`) gives its
-lowest allowed version, so the image is the one the constraint was written against; where
-it only names a major (`^8`, `>=3`), the default is used if it shares that major.
+version to use; then mise's `mise.toml` (`[tools] python = "3.11"`), then `.tool-versions`.
+A constraint (`engines.node: ">=18"`, composer's `"php": "^8.2"`) gives its lowest allowed
+version, so the image is the one the constraint was written against; where it only names a
+major (`^8`, `>=3`), the default is used if it shares that major. A version older than any
+official image becomes the oldest one, with a warning (`nearest_available`).
+
+`declared_tool_version(app, "pnpm")` reads the same files for a tool's version.
 """
 
 from __future__ import annotations
@@ -11,11 +15,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.plan.app import App, InvalidFile
 
 _NUMBER = r"v?(\d+(?:\.(?:\d+|[xX*]))*)"
 _COMPARATOR = re.compile(r"(>=|<=|==|~=|!=|===|>|<|=|\^|~)?\s*" + _NUMBER)
+
+TOOL_VERSIONS = ".tool-versions"
+# mise's config files, in the order mise prefers them within one directory.
+MISE_FILES = ("mise.toml", ".mise.toml", ".config/mise.toml", ".mise/config.toml")
+# The names a tool goes by in mise.toml and .tool-versions.
+TOOL_ALIASES = {
+    "node": ("node", "nodejs"),
+    "go": ("go", "golang"),
+    "python": ("python",),
+}
 
 NODE_LTS = {
     "argon": 4, "boron": 6, "carbon": 8, "dubnium": 10, "erbium": 12,
@@ -108,7 +123,7 @@ def first_line(text: str) -> str:
 
 def tool_versions(app: App, names: tuple[str, ...]) -> str | None:
     """The version `.tool-versions` (asdf, mise) gives the first of `names`."""
-    text = app.read_optional(".tool-versions")
+    text = app.read_optional(TOOL_VERSIONS)
     if text is None:
         return None
     for line in text.splitlines():
@@ -116,6 +131,81 @@ def tool_versions(app: App, names: tuple[str, ...]) -> str | None:
         if len(fields) >= 2 and fields[0] in names:
             return fields[1]
     return None
+
+
+def _mise_value(value: Any) -> str | None:
+    """`"3.11"`, `["3.11", "3.12"]` (the first is the default) or `{ version = "3.11" }`."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("version")
+    if isinstance(value, str | int | float) and str(value).strip():
+        return str(value).strip()
+    return None
+
+
+def mise_tools(app: App, names: tuple[str, ...]) -> tuple[str, str] | None:
+    """(file, version) for the first of `names` under `[tools]` in mise's config files.
+    A tool may be written with its backend (`"npm:pnpm"`, `"core:python"`)."""
+    for file in MISE_FILES:
+        if not app.has_file(file):
+            continue
+        tools = app.read_toml(file).get("tools")
+        if not isinstance(tools, dict):
+            continue
+        by_name = {str(key).split(":", 1)[-1]: value for key, value in tools.items()}
+        for name in names:
+            if name in by_name and (raw := _mise_value(by_name[name])) is not None:
+                return file, raw
+    return None
+
+
+def declared_tool_version(app: App, tool: str) -> Version | None:
+    """The version of a tool (`pnpm`, `yarn`, `bun`, `uv`, `poetry`…) that mise's
+    `mise.toml` or `.tool-versions` declares, as written ("9", "0.5.2", "latest"), or None.
+    mise.toml wins over .tool-versions, as mise reads them."""
+    names = TOOL_ALIASES.get(tool, (tool,))
+    found = mise_tools(app, names)
+    if found is not None:
+        file, raw = found
+        return Version(raw.removeprefix("v"), file, raw)
+    raw_tool = tool_versions(app, names)
+    if raw_tool is not None:
+        return Version(raw_tool.removeprefix("v"), TOOL_VERSIONS, raw_tool)
+    return None
+
+
+@dataclass(frozen=True)
+class Available:
+    """The oldest version with an official image, and the setting that supplies another."""
+
+    oldest: tuple[int, ...]
+    image: str  # for messages: "python:*-slim-bookworm"
+    setting: str
+
+
+# Official images of the Debian release generated Dockerfiles use (bookworm) start here.
+AVAILABLE: dict[str, Available] = {
+    "python": Available((3, 8), "python:<version>-slim-bookworm", "BASE_IMAGE_PYTHON"),
+}
+
+
+def nearest_available(runtime: str, version: Version) -> tuple[Version, str | None]:
+    """`version`, or the oldest one with an image when `version` is older than that, with
+    a warning that says what was picked, why, and what would decide otherwise."""
+    known = AVAILABLE.get(runtime)
+    numbers = _numbers(version.value)
+    if known is None or not numbers or numbers >= known.oldest[: len(numbers)]:
+        return version, None
+    oldest = ".".join(str(number) for number in known.oldest)
+    where = f" ({version.source})" if version.source else ""
+    warning = (
+        f"{runtime} {version.value}{where} is not available here: there is no "
+        f"{known.image} image older than {oldest}, so {oldest} is used. Raise the pin in "
+        f"{version.source or 'the version file'}, or set {known.setting} to an image with "
+        f"{runtime} {version.value}"
+    )
+    return Version(oldest, version.source, version.raw), warning
 
 
 def resolve(
@@ -129,7 +219,8 @@ def resolve(
     constraints: tuple[tuple[str, str | None], ...] = (),
     normalize: Callable[[str], str] | None = None,
 ) -> tuple[Version, list[str]]:
-    """Find the version: exact files in order, then `.tool-versions`, then constraints
+    """Find the version: exact files in order, then mise.toml, then `.tool-versions`
+    (`tool_names` are the names both use), then constraints
     (source label, constraint text). Returns the version and notes for people (a file
     that names no usable version)."""
     notes: list[str] = []
@@ -143,6 +234,13 @@ def resolve(
             return Version(value, name, raw), notes
         notes.append(f"{name} says {raw!r}, which names no {runtime} version; ignored")
     if tool_names:
+        mise = mise_tools(app, tool_names)
+        if mise is not None:
+            file, raw_mise = mise
+            value = from_exact(normalize(raw_mise) if normalize else raw_mise, default, parts)
+            if value is not None:
+                return Version(value, file, raw_mise), notes
+            notes.append(f"{file} says {runtime} = {raw_mise!r}, which names no version; ignored")
         try:
             raw_tool = tool_versions(app, tool_names)
         except InvalidFile:
@@ -150,7 +248,7 @@ def resolve(
         if raw_tool is not None:
             value = from_exact(raw_tool, default, parts)
             if value is not None:
-                return Version(value, ".tool-versions", raw_tool), notes
+                return Version(value, TOOL_VERSIONS, raw_tool), notes
     for label, constraint in constraints:
         if not constraint:
             continue

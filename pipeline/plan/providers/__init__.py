@@ -1,7 +1,8 @@
 """The providers, in detection order: the first whose `detect` matches plans the build.
 
 PHP, Go and Ruby come before Python and Node because their apps often carry a
-package.json for assets; static comes last, since any app may ship an index.html.
+package.json for assets; static comes after them, since any app may ship an index.html;
+shell (a lone start.sh) last, since every other kind of app may carry one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pipeline.plan.providers.node import NodeProvider
 from pipeline.plan.providers.php import PhpProvider
 from pipeline.plan.providers.python import PythonProvider
 from pipeline.plan.providers.ruby import RubyProvider
+from pipeline.plan.providers.shell import ShellProvider
 from pipeline.plan.providers.static import StaticProvider
 
 PROVIDERS: tuple[Provider, ...] = (
@@ -21,6 +23,7 @@ PROVIDERS: tuple[Provider, ...] = (
     PythonProvider(),
     NodeProvider(),
     StaticProvider(),
+    ShellProvider(),
 )
 
 

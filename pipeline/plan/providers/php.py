@@ -1,5 +1,7 @@
-"""PHP: the built-in server (`php -S 0.0.0.0:$PORT -t <docroot>`); Composer runs in a
-`composer` stage when composer.json requires packages or has an autoloader."""
+"""PHP: the built-in server (`php -S 0.0.0.0:$PORT -t <docroot>`, which answers unknown
+paths with the docroot's index.php, as Symfony's front controller needs), Laravel's
+`php artisan serve`; Composer runs in a `composer` stage when composer.json requires
+packages or has an autoloader."""
 
 from __future__ import annotations
 
@@ -93,6 +95,19 @@ class PhpProvider:
         if not app.has_file("index.php" if docroot == "." else f"{docroot}/index.php"):
             ctx.warning(f"no index.php in {docroot}/: / will answer 404")
         start = f"php -S 0.0.0.0:$PORT -t {docroot}"
+        writable: list[str] = []
+        runtime_env: dict[str, str] = {}
+        if app.has_file("artisan") and docroot == "public":
+            start = "php artisan serve --host 0.0.0.0 --port $PORT"
+            writable = ["storage", "bootstrap/cache"]
+            ctx.decided("artisan", f"Laravel → {start}")
+        elif app.has_file("config/bundles.php") or app.has_file("symfony.lock"):
+            writable = ["var"]
+            runtime_env = {"APP_ENV": "prod"}
+            ctx.decided(
+                "config/bundles.php" if app.has_file("config/bundles.php") else "symfony.lock",
+                f"Symfony → {start} (APP_ENV=prod)",
+            )
 
         packages = [name for name in require if not _is_platform(name)]
         autoload = bool(composer.get("autoload"))
@@ -101,7 +116,9 @@ class PhpProvider:
         if not packages and not autoload and not locked:
             if composer:
                 ctx.decided("composer.json", "no packages to install: no composer stage")
-            ctx.layout = Layout(image=image, start=start)
+            ctx.layout = Layout(
+                image=image, start=start, writable=writable, runtime_env=runtime_env
+            )
             return
 
         manifests = ["composer.json"] + (["composer.lock"] if locked else [])
@@ -134,5 +151,7 @@ class PhpProvider:
                 Step("composer dump-autoload --optimize --no-dev --ignore-platform-reqs")
             ],
             runtime=RuntimeStage(image=image, copies=[("/app", "/app")]),
+            runtime_env=runtime_env,
+            writable=writable,
             start=start,
         )

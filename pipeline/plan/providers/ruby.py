@@ -21,6 +21,21 @@ NATIVE_GEMS = {
 }  # fmt: skip
 _GEM = re.compile(r"""^\s*gem\s+['"]([\w.-]+)['"]""", re.MULTILINE)
 _LOCKED_GEM = re.compile(r"^    ([\w.-]+) \(", re.MULTILINE)
+_PLATFORMS = re.compile(r"^PLATFORMS\n((?:  \S.*\n?)+)", re.MULTILINE)
+
+
+def lock_platforms(lock: str) -> list[str]:
+    """The PLATFORMS section of a Gemfile.lock."""
+    match = _PLATFORMS.search(lock)
+    return match.group(1).split() if match else []
+
+
+def runs_on_linux(platforms: list[str]) -> bool:
+    """A lock bundler can install on x86_64 Linux as it is: the generic `ruby` platform
+    or a Linux one. No PLATFORMS section (a very old lock) is left to bundler."""
+    return not platforms or any(p == "ruby" or "linux" in p for p in platforms)
+
+
 _RUBY_LINE = re.compile(r"""^\s*ruby\s+['"]([^'"]+)['"]""", re.MULTILINE)
 
 
@@ -75,7 +90,20 @@ class RubyProvider:
             bundle = "bundle exec "
             layout.manifests = ["Gemfile"] + (["Gemfile.lock"] if lock else [])
             frozen = "BUNDLE_FROZEN=true " if lock else ""
-            layout.install = Step(f"{frozen}bundle install --jobs 4", (BUNDLE_CACHE,))
+            platforms = lock_platforms(lock) if lock else []
+            add_platform = ""
+            if lock and not runs_on_linux(platforms):
+                add_platform = "bundle lock --add-platform x86_64-linux && "
+                ctx.decided(
+                    "Gemfile.lock",
+                    f"PLATFORMS {', '.join(platforms)} has no Linux platform: "
+                    "bundle lock --add-platform x86_64-linux first",
+                )
+                ctx.suggestion(
+                    "run `bundle lock --add-platform x86_64-linux` and commit Gemfile.lock, "
+                    "so the build installs exactly what is locked"
+                )
+            layout.install = Step(f"{add_platform}{frozen}bundle install --jobs 4", (BUNDLE_CACHE,))
             ctx.decided("Gemfile.lock" if lock else "Gemfile", "bundler installs the gems")
             if not lock:
                 ctx.suggestion("commit Gemfile.lock for repeatable builds")
@@ -121,4 +149,11 @@ class RubyProvider:
                 sinatra = " -o 0.0.0.0 -p $PORT" if "sinatra" in everything else ""
                 layout.start = f"{bundle}ruby {main}{sinatra}"
                 ctx.decided(main, f"main file → {layout.start}")
+                servers = {"puma", "webrick", "thin", "falcon"}
+                if sinatra and lock and not (locked & servers and "rackup" in locked):
+                    ctx.warning(
+                        "Gemfile.lock has no rackup and web server gem: Sinatra 4 does not "
+                        f'start {main} without them; add gem "rackup" and gem "puma" '
+                        "to the Gemfile"
+                    )
         ctx.layout = layout

@@ -30,6 +30,7 @@ from pipeline.plan.providers.node.package_manager import (
 )
 from pipeline.plan.providers.node.servers import ServerStart, server_start
 from pipeline.plan.providers.node.workspaces import workspace_manifests, workspace_patterns
+from pipeline.plan.system_packages import add_system_packages, node_matches
 from pipeline.plan.versions import Version, node_alias, resolve
 
 DEFAULT_NODE = "22"
@@ -110,6 +111,8 @@ class NodeProvider:
             image = ctx.image("node", node.value)
         layout = self._layout(app, ctx, manifest, manager, image)
         self._start(app, ctx, layout, manifest, manager)
+        # After the start: run packages go to the runtime stage when there is one.
+        add_system_packages(ctx, layout, node_matches(manifest.data), manifest.file)
         if not ctx.failed:
             ctx.layout = layout
 

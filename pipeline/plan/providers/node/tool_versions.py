@@ -1,8 +1,9 @@
 """The version of the package manager itself: the one the lockfile was written with.
 
 In order: `packageManager` (exact), `engines.<tool>` (the lockfile's version when it fits
-the range, else the range's lowest major), `.tool-versions` / mise, the lockfile's format
-(a Yarn 3 lockfile installed by Yarn 4 "would have been modified"), then a default.
+the range, else the range's lowest major), mise (`mise.toml`, `.tool-versions`), the
+lockfile's format (a Yarn 3 lockfile installed by Yarn 4 "would have been modified"), then
+a default.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pipeline.plan.app import App, InvalidFile
 from pipeline.plan.context import PlanContext
 from pipeline.plan.providers.node.manifest import Manifest
 from pipeline.plan.providers.node.semver import lowest_major, major_satisfies
-from pipeline.plan.versions import tool_versions
+from pipeline.plan.versions import declared_tool_version
 
 if TYPE_CHECKING:
     from pipeline.plan.providers.node.package_manager import ManagerName
@@ -61,12 +62,15 @@ def _from_lockfile(app: App, name: ManagerName, lock: str | None) -> ToolVersion
     return None
 
 
-def _tool_pin(app: App, name: ManagerName) -> str | None:
-    """The version `.tool-versions` (asdf, mise) pins for the tool."""
+def _tool_pin(app: App, name: ManagerName) -> ToolVersion | None:
+    """The version mise's `mise.toml` or `.tool-versions` pins for the tool."""
     try:
-        return tool_versions(app, (_engines_key(name),))
+        found = declared_tool_version(app, _engines_key(name))
     except InvalidFile:
         return None
+    if found is None or not found.value:
+        return None
+    return ToolVersion(found.value, found.source)
 
 
 def _npm(manifest: Manifest, declared: str | None, node_major: str) -> ToolVersion:
@@ -116,8 +120,8 @@ def manager_version(
             f"{manifest.file} engines.{_engines_key(name)} {spec!r} names no version; ignored"
         )
     pinned = _tool_pin(app, name)
-    if pinned:
-        return ToolVersion(pinned, ".tool-versions")
+    if pinned is not None:
+        return pinned
     if from_lock is not None:
         return ToolVersion(from_lock.version, from_lock.source)
     return ToolVersion(DEFAULTS[name], None)

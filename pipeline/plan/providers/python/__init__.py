@@ -1,19 +1,18 @@
-"""Python: pip, uv, poetry or pipenv into /opt/venv; Django, FastAPI, Flask or a main file."""
+"""Python: pip, uv, poetry, pdm or pipenv into /opt/venv in a build stage; the venv and the
+app are copied into a clean runtime stage. Django, FastAPI, FastHTML, Flask, Streamlit, a
+console script, a main file, or a worker."""
 
 from __future__ import annotations
 
 from pipeline.plan.app import App
-from pipeline.plan.context import Layout, PlanContext, Step
-from pipeline.plan.providers.python.frameworks import find_start
-from pipeline.plan.providers.python.package_manager import VENV, detect_install
-from pipeline.plan.versions import resolve
+from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
+from pipeline.plan.providers.python.frameworks import find_start, script_start
+from pipeline.plan.providers.python.package_manager import PIP_CACHE, VENV, detect_install
+from pipeline.plan.system_packages import add_git, add_system_packages, python_matches
+from pipeline.plan.versions import Version, lower_bound, nearest_available, resolve, to_precision
 
 DEFAULT_PYTHON = "3.12"
-# Packages whose build needs system libraries the slim image lacks.
-NATIVE_BUILD_DEPS = {
-    "psycopg2": ["gcc", "libc6-dev", "libpq-dev"],
-    "mysqlclient": ["gcc", "libc6-dev", "pkg-config", "default-libmysqlclient-dev"],
-}
+PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _and_then(first: Step | None, second: Step) -> Step:
@@ -23,21 +22,62 @@ def _and_then(first: Step | None, second: Step) -> Step:
     return Step(f"{first.command} && {second.command}", caches)
 
 
+def _project(app: App) -> tuple[dict[str, str], str | None]:
+    """`[project.scripts]` and the project's name, from pyproject.toml."""
+    if not app.has_file("pyproject.toml"):
+        return {}, None
+    project = app.read_toml("pyproject.toml").get("project")
+    if not isinstance(project, dict):
+        return {}, None
+    scripts = project.get("scripts")
+    name = project.get("name")
+    found = {str(k): str(v) for k, v in scripts.items()} if isinstance(scripts, dict) else {}
+    return found, str(name) if isinstance(name, str) else None
+
+
+def _requires_python(app: App, default: Version) -> Version:
+    """The default, unless pyproject.toml's `requires-python` excludes it: then the lowest
+    version it allows ("3.13" for `>=3.13`)."""
+    if not app.has_file("pyproject.toml"):
+        return default
+    project = app.read_toml("pyproject.toml").get("project")
+    spec = project.get("requires-python") if isinstance(project, dict) else None
+    if not isinstance(spec, str):
+        return default
+    bound = lower_bound(spec)
+    current = tuple(int(part) for part in default.value.split("."))
+    if bound is None or bound[:2] <= current:
+        return default
+    return Version(to_precision(bound, default.value, 2), "pyproject.toml requires-python", spec)
+
+
+def _installs_project(layout: Layout) -> bool:
+    """Whether a step installs the app's own project (uv sync does, unless told not to)."""
+    steps = [*layout.after_source, *([layout.install] if layout.install else [])]
+    return any(
+        "pip install --no-deps ." in step.command
+        or step.command.startswith("pip install .")
+        or (step.command.startswith("uv sync") and "--no-install-project" not in step.command)
+        for step in steps
+    )
+
+
 class PythonProvider:
     name = "python"
     looks_for = (
-        "requirements.txt", "pyproject.toml", "uv.lock", "poetry.lock", "Pipfile", "setup.py",
-        "main.py", "app.py",
+        "requirements.txt", "pyproject.toml", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile",
+        "setup.py", "main.py", "app.py", "bot.py",
     )  # fmt: skip
     start_help = (
-        'add a main.py or app.py, a Procfile with a web: line, or start = "…" under '
-        "[build] in click-deploy.toml"
+        "add a main.py or app.py, a [project.scripts] entry in pyproject.toml, a Procfile "
+        'with a web: line, or start = "…" under [build] in click-deploy.toml'
     )
 
     def detect(self, app: App) -> bool:
-        return app.has_any(*self.looks_for)
+        return app.has_any(*self.looks_for, "worker.py")
 
-    def plan(self, app: App, ctx: PlanContext) -> None:
+    def _version(self, app: App, ctx: PlanContext) -> Version:
+        """The version files, then requires-python, then the oldest image when older."""
         pipfile_version = None
         if app.has_file("Pipfile"):
             requires = app.read_toml("Pipfile").get("requires")
@@ -55,27 +95,46 @@ class PythonProvider:
         )
         for note in notes:
             ctx.warning(note)
+        if version.source is None:
+            version = _requires_python(app, version)
+        asked = version
+        if not ctx.images.is_overridden("python"):
+            version, unavailable = nearest_available("python", version)
+            if unavailable:
+                ctx.warning(unavailable)
         said = version.evidence("python")
-        if said:
+        if version is not asked:
+            ctx.decided(
+                asked.source or "",
+                f"python {asked.value} asked for; {version.value} used, the oldest image",
+            )
+        elif said:
             ctx.decided(version.source or "", said.split(": ", 1)[1])
         else:
             ctx.info(
-                "no python version given (.python-version, runtime.txt, .tool-versions): "
-                f"using {version.value}"
+                "no python version given (.python-version, runtime.txt, mise.toml, "
+                f".tool-versions, Pipfile requires, requires-python): using {version.value}"
             )
+        return version
+
+    def plan(self, app: App, ctx: PlanContext) -> None:
+        version = self._version(app, ctx)
         ctx.runtime = "python"
         ctx.version = version.value
 
         install = detect_install(app, ctx)
+        image = ctx.image("python", version.value)
+        venv_env = {"VIRTUAL_ENV": VENV, "PATH": f"{VENV}/bin:$PATH"}
+        # The build stage has the tools (uv, poetry, compilers); the app runs in a clean
+        # image of the same Python that receives only the venv and the app.
         layout = Layout(
-            image=ctx.image("python", version.value),
+            image=image,
+            stage="build",
             env={
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONUNBUFFERED": "1",
+                **PYTHON_ENV,
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                 "PIP_ROOT_USER_ACTION": "ignore",
-                "VIRTUAL_ENV": VENV,
-                "PATH": f"{VENV}/bin:$PATH",
+                **venv_env,
                 **install.env,
             },
             setup=list(install.setup),
@@ -83,18 +142,47 @@ class PythonProvider:
             copy_source_first=install.copy_source_first,
             install=install.install,
             after_source=list(install.after_source),
+            runtime=RuntimeStage(image=image, copies=[(VENV, VENV), ("/app", "/app")]),
+            runtime_env={**PYTHON_ENV, **venv_env},
         )
-        for package, packages in NATIVE_BUILD_DEPS.items():
-            if package in install.dependencies:
-                layout.apt_packages += [p for p in packages if p not in layout.apt_packages]
-                ctx.decided(
-                    install.manifests[0] if install.manifests else "dependencies",
-                    f"{package} is compiled: apt installs {', '.join(packages)}",
-                )
+        source = install.manifests[0] if install.manifests else "dependencies"
+        matches = python_matches(
+            install.dependencies,
+            no_binary=install.no_binary,
+            pins=install.pins,
+            python=version.value,
+        )
+        add_system_packages(ctx, layout, matches, source)
+        if install.from_git:
+            add_git(ctx, layout, install.from_git)
 
         start = find_start(app, install.dependencies)
+        scripts, project = _project(app)
+        if start is None or start.framework.startswith(("a main file", "a worker")):
+            script, undecided = script_start(app, scripts, project, install.dependencies)
+            if script is not None:
+                start = script
+                if "build-system" not in app.read_toml("pyproject.toml"):
+                    ctx.warning(
+                        "pyproject.toml declares [project.scripts] but no [build-system], so "
+                        "the project is not installed and the script may be missing: add one "
+                        '(uv init --package writes it) or set start = "…"'
+                    )
+                elif not _installs_project(layout):
+                    layout.after_source.append(Step("pip install --no-deps .", (PIP_CACHE,)))
+                    ctx.decided("pyproject.toml", "the console script's project is installed")
+            elif undecided is not None and start is None and ctx.start_override is None:
+                ctx.fail(undecided)
+                return
         if start is not None:
             layout.start = start.command
+            layout.worker = start.worker
+            if start.writable:
+                layout.writable += start.writable
+                ctx.decided(
+                    start.source,
+                    f"{start.framework} writes to {', '.join(start.writable)} at run time",
+                )
             ctx.decided(start.source, f"{start.framework} → {start.command}")
             if ctx.start_override is None:
                 for needed in start.needs:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.plan.app import App
 from pipeline.plan.context import PlanContext, Step
+from pipeline.plan.versions import declared_tool_version
 
 VENV = "/opt/venv"
 PIP_CACHE = "/root/.cache/pip"
@@ -21,6 +22,7 @@ UV_CACHE = "/root/.cache/uv"
 POETRY_CACHE = "/root/.cache/pypoetry"
 MAKE_VENV = Step(f"python3 -m venv {VENV}")
 
+_VCS = re.compile(r"(?:^|@\s*)(?:git|hg|svn|bzr)\+")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
 
 
@@ -58,6 +60,9 @@ class Install:
     after_source: list[Step] = field(default_factory=list)
     copy_source_first: bool = False
     dependencies: dict[str, set[str]] = field(default_factory=dict)  # name → extras
+    from_git: str | None = None  # the file that fetches a dependency from git
+    no_binary: set[str] = field(default_factory=set)  # compiled, not wheels (":all:")
+    pins: dict[str, str] = field(default_factory=dict)  # name → version pinned with ==
 
     def add_package(self, package: str) -> Step:
         """A step installing one more package into the app's venv."""
@@ -74,6 +79,9 @@ class Requirements:
     files: list[str] = field(default_factory=list)  # the file and every -r/-c it includes
     names: dict[str, set[str]] = field(default_factory=dict)
     local: list[str] = field(default_factory=list)  # lines that need the source (-e ., ./pkg)
+    from_git: bool = False
+    no_binary: set[str] = field(default_factory=set)
+    pins: dict[str, str] = field(default_factory=dict)
 
 
 def read_requirements(app: App, file: str, found: Requirements | None = None) -> Requirements:
@@ -92,17 +100,31 @@ def read_requirements(app: App, file: str, found: Requirements | None = None) ->
             if app.has_file(target):
                 read_requirements(app, target, found)
             continue
+        if _VCS.search(line):
+            found.from_git = True
+        no_binary = re.match(r"^--no-binary[\s=]+(\S+)", line)
+        if no_binary:
+            found.no_binary.update(normalize(n) for n in no_binary.group(1).split(","))
+            continue
         if line.startswith(("-e", "--editable")):
             found.local.append(line)
             continue
         if line.startswith("-"):
             continue  # --index-url and friends
+        if _VCS.match(line):
+            egg = re.search(r"#egg=([\w.-]+)", line)
+            if egg:
+                found.names.setdefault(normalize(egg.group(1)), set())
+            continue
         if line.startswith((".", "/", "file:")) or re.match(r"^[\w.-]+\s*@\s*file:", line):
             found.local.append(line)
             continue
         parsed = requirement_name(line)
         if parsed:
             found.names.setdefault(parsed[0], set()).update(parsed[1])
+            pin = re.search(r"==\s*(\d+(?:\.\d+)*)\s*(?:[;,#]|$)", line)
+            if pin:
+                found.pins[parsed[0]] = pin.group(1)
     return found
 
 
@@ -147,12 +169,35 @@ def _pipfile_specs(packages: dict[str, Any]) -> list[str]:
 # --- choosing -------------------------------------------------------------------------------
 
 
-def _uv(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
+def pinned(package: str, declared: str) -> str:
+    """A pip requirement for `package` at a version mise gives: "0.5" → `uv==0.5.*`,
+    "0.5.4" → `uv==0.5.4`, "latest" → `uv`."""
+    numbers = re.fullmatch(r"v?(\d+(?:\.\d+)*)", declared.strip())
+    if numbers is None:
+        return package
+    value = numbers.group(1)
+    return f"{package}=={value}" if value.count(".") >= 2 else f"{package}=={value}.*"
+
+
+def _uv_package(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> str:
+    """uv at the version the project asks for: `[tool.uv] required-version`, else mise."""
     required = ((pyproject.get("tool") or {}).get("uv") or {}).get("required-version")
-    package = f"uv{required}" if isinstance(required, str) and required.strip() else "uv"
-    if package != "uv":
+    if isinstance(required, str) and required.strip():
+        spec = required.strip()
+        package = f"uv{spec}" if spec[0] in "<>=!~" else f"uv=={spec}"
         ctx.decided("pyproject.toml", f"tool.uv.required-version → {package}")
-    ctx.decided("uv.lock", "uv installs the locked dependencies")
+        return package
+    declared = declared_tool_version(app, "uv")
+    if declared is not None:
+        package = pinned("uv", declared.value)
+        ctx.decided(declared.source or "", f"uv {declared.raw} → {package}")
+        return package
+    return "uv"
+
+
+def _uv(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
+    package = _uv_package(app, pyproject, ctx)
+    ctx.decided("uv.lock", "uv installs the locked dependencies, without dev ones")
     return Install(
         manager="uv",
         manifests=["pyproject.toml", "uv.lock"]
@@ -166,7 +211,30 @@ def _uv(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
         install=Step("uv sync --frozen --no-dev --no-install-project", (UV_CACHE,)),
         after_source=[Step("uv sync --frozen --no-dev --inexact", (UV_CACHE,))],
         dependencies=_pyproject_dependencies(pyproject),
+        from_git="uv.lock" if "git+" in app.read_text("uv.lock") else None,
     )
+
+
+def _pdm(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
+    """pdm exports the lock without dev dependencies; pip installs the export."""
+    ctx.decided("pdm.lock", "pdm exports the locked production dependencies; pip installs them")
+    declared = declared_tool_version(app, "pdm")
+    tool = pinned("pdm", declared.value) if declared is not None else "pdm"
+    result = Install(
+        manager="pdm",
+        manifests=["pyproject.toml", "pdm.lock"],
+        setup=[MAKE_VENV, _tool_setup("pdm", tool)],
+        install=Step(
+            "pdm export --prod --without-hashes --output /tmp/requirements.txt "
+            "&& pip install -r /tmp/requirements.txt",
+            (PIP_CACHE,),
+        ),
+        dependencies=_pyproject_dependencies(pyproject),
+        from_git="pdm.lock" if "git = " in app.read_text("pdm.lock") else None,
+    )
+    if "build-system" in pyproject:
+        result.after_source.append(Step("pip install --no-deps .", (PIP_CACHE,)))
+    return result
 
 
 def _poetry(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
@@ -209,6 +277,7 @@ def _poetry(app: App, pyproject: dict[str, Any], ctx: PlanContext) -> Install:
             (PIP_CACHE,),
         ),
         dependencies=dependencies,
+        from_git="poetry.lock" if 'type = "git"' in app.read_text("poetry.lock") else None,
     )
 
 
@@ -254,6 +323,9 @@ def _pip_requirements(app: App, ctx: PlanContext) -> Install:
         setup=[MAKE_VENV],
         install=Step("pip install -r requirements.txt", (PIP_CACHE,)),
         dependencies=found.names,
+        from_git="requirements.txt" if found.from_git else None,
+        no_binary=found.no_binary,
+        pins=found.pins,
     )
     if found.local:
         result.copy_source_first = True
@@ -281,6 +353,7 @@ def _pyproject(pyproject: dict[str, Any], ctx: PlanContext) -> Install:
         )
     specs = [str(spec) for spec in project.get("dependencies") or []]
     ctx.decided("pyproject.toml", f"pip installs [project] dependencies ({len(specs)})")
+    git = any(_VCS.search(spec) for spec in specs)
     install = Step(f"pip install {' '.join(shlex.quote(s) for s in specs)}", (PIP_CACHE,))
     result = Install(
         manager="pip",
@@ -288,6 +361,7 @@ def _pyproject(pyproject: dict[str, Any], ctx: PlanContext) -> Install:
         setup=[MAKE_VENV],
         install=install if specs else None,
         dependencies=_pyproject_dependencies(pyproject),
+        from_git="pyproject.toml" if git else None,
     )
     if packaged:
         result.after_source.append(Step("pip install --no-deps .", (PIP_CACHE,)))
@@ -300,6 +374,8 @@ def detect_install(app: App, ctx: PlanContext) -> Install:
         return _uv(app, pyproject, ctx)
     if app.has_file("poetry.lock"):
         return _poetry(app, pyproject, ctx)
+    if app.has_file("pdm.lock"):
+        return _pdm(app, pyproject, ctx)
     if app.has_file("Pipfile"):
         return _pipenv(app, ctx)
     if app.has_file("requirements.txt"):

@@ -1,0 +1,4 @@
+#!/bin/sh
+set -e
+echo "serving on $PORT"
+exec busybox httpd -f -p "$PORT"
