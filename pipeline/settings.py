@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # one image outright; "{version}" in it is filled with the detected version.
     base_image_mirror: str | None = None
     base_image_node: str | None = None
+    base_image_bun: str | None = None
     base_image_python: str | None = None
     base_image_golang: str | None = None
     base_image_php: str | None = None

@@ -124,6 +124,8 @@ async def assert_build_dir_gone(settings: Settings) -> None:
 APPS = [
     "node-npm",
     "node-pnpm",
+    "node-yarn-pnp",
+    "node-yarn4-pnp",
     "python-pip-flask",
     "python-fastapi-uv",
     "python-system-packages",  # compiled in the build stage, libraries in the image

@@ -150,7 +150,7 @@ def test_generated_dockerfile_conventions(name: str) -> None:
     assert "USER 10001:10001" in final_stage
     for line in lines:
         if line.startswith("FROM "):
-            assert line.split()[1].startswith(f"{MIRROR}/library/"), line
+            assert line.split()[1].startswith((f"{MIRROR}/library/", f"{MIRROR}/oven/")), line
 
 
 @pytest.mark.parametrize("name", generated_examples())
@@ -531,7 +531,7 @@ def test_no_start_command_says_how_to_add_one(tmp_path: Path) -> None:
          "@yarnpkg/cli-dist@4"),
         ({"pnpm-lock.yaml": "lockfileVersion: '6.0'\n"}, "pnpm install --frozen-lockfile",
          "pnpm@8"),
-        ({"bun.lockb": "\0"}, "bun install --frozen-lockfile", "bun@1"),
+        ({"bun.lockb": "\0"}, "bun install --frozen-lockfile", None),
     ],
 )  # fmt: skip
 def test_node_package_managers(
@@ -539,7 +539,7 @@ def test_node_package_managers(
 ) -> None:
     files = {"package.json": '{"scripts": {"start": "node s.js"}}', **files}
     plan = planned(plan_files(tmp_path, files))
-    assert plan.install == install
+    assert install in (plan.install or "")
     if setup is not None:
         assert f"npm install -g --force {setup}" in plan.dockerfile
     assert "corepack" not in plan.dockerfile

@@ -50,6 +50,7 @@ class Layout:
     after_source: list[Step] = field(default_factory=list)  # after COPY . ., before build
     build_env: dict[str, str] = field(default_factory=dict)
     build: Step | None = None
+    after_build: list[Step] = field(default_factory=list)  # e.g. removing dev dependencies
     runtime: RuntimeStage | None = None
     runtime_env: dict[str, str] = field(default_factory=dict)
     start: str | None = None

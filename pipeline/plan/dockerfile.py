@@ -210,6 +210,7 @@ def render(
     lines += _env(layout.build_env)
     if layout.build is not None:
         lines.append(run(layout.build))
+    lines += [run(step) for step in layout.after_build]
 
     if runtime is not None:
         lines += ["", f"FROM {runtime.image} AS runtime", f"WORKDIR {runtime.workdir}"]

@@ -2,7 +2,8 @@
 
 `BASE_IMAGE_MIRROR=harbor.example.com/dockerhub` turns `node:18-bookworm-slim` (that is,
 `docker.io/library/node:18-bookworm-slim`) into
-`harbor.example.com/dockerhub/library/node:18-bookworm-slim`. `BASE_IMAGE_<KIND>` replaces
+`harbor.example.com/dockerhub/library/node:18-bookworm-slim`, and `oven/bun:1-slim` into
+`harbor.example.com/dockerhub/oven/bun:1-slim`. `BASE_IMAGE_<KIND>` replaces
 one image outright; `{version}` in it is filled with the detected version.
 """
 
@@ -15,15 +16,18 @@ from typing import Literal
 
 from pipeline.settings import Settings
 
-ImageKind = Literal["node", "python", "golang", "php", "composer", "ruby", "caddy", "runtime"]
+ImageKind = Literal[
+    "node", "bun", "python", "golang", "php", "composer", "ruby", "caddy", "runtime"
+]  # fmt: skip
 
 IMAGE_KINDS: tuple[ImageKind, ...] = (
-    "node", "python", "golang", "php", "composer", "ruby", "caddy", "runtime",
+    "node", "bun", "python", "golang", "php", "composer", "ruby", "caddy", "runtime",
 )  # fmt: skip
 
 # Official repository, tag template, and the version used when a kind has none of its own.
 _OFFICIAL: dict[ImageKind, tuple[str, str, str | None]] = {
     "node": ("library/node", "{version}-bookworm-slim", None),
+    "bun": ("oven/bun", "{version}-slim", "1"),  # not a library image: oven/bun keeps its owner
     "python": ("library/python", "{version}-slim-bookworm", None),
     "golang": ("library/golang", "{version}-bookworm", None),
     "php": ("library/php", "{version}-cli-bookworm", None),

@@ -35,7 +35,7 @@ def dependencies(package: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _config_text(app: App, stem: str) -> tuple[str | None, str]:
+def config_text(app: App, stem: str) -> tuple[str | None, str]:
     for extension in ("ts", "mts", "js", "mjs", "cjs"):
         name = f"{stem}.{extension}"
         if app.has_file(name):
@@ -43,12 +43,28 @@ def _config_text(app: App, stem: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def _string_option(text: str, key: str) -> str | None:
+def string_option(text: str, key: str) -> str | None:
     match = re.search(rf"\b{key}\s*:\s*['\"`]([^'\"`]+)['\"`]", text)
     return match.group(1) if match else None
 
 
-def _angular(app: App) -> StaticOutput | None:
+def sveltekit_adapter(app: App, deps: dict[str, str]) -> tuple[str, str]:
+    """(adapter name, the file that says so): the adapter svelte.config (or, in newer
+    projects, vite.config) imports, else the one in the dependencies, else auto."""
+    for stem in ("svelte.config", "vite.config"):
+        source, text = config_text(app, stem)
+        match = re.search(r"['\"]@sveltejs/adapter-([\w-]+)['\"]", text)
+        if source and match:
+            return match.group(1), source
+    for name in ("node", "static", "auto"):
+        if f"@sveltejs/adapter-{name}" in deps:
+            return name, "package.json"
+    return "auto", "package.json"
+
+
+def _angular(app: App, deps: dict[str, str]) -> StaticOutput | None:
+    if "@angular/ssr" in deps or "@nguniversal/express-engine" in deps:
+        return None  # a server: see servers.angular_ssr
     if not app.has_file("angular.json"):
         return None
     data = app.read_json_object("angular.json")
@@ -81,12 +97,18 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
     one (or is configured to run its own server)."""
     deps = dependencies(package)
     if "@angular/core" in deps:
-        return _angular(app)
+        return _angular(app, deps)
     if "next" in deps:
-        source, text = _config_text(app, "next.config")
+        source, text = config_text(app, "next.config")
         if source and re.search(r"\boutput\s*:\s*['\"]export['\"]", text):
-            out = _string_option(text, "distDir") or "out"
-            return StaticOutput("Next.js (static export)", out, source, ("next dev",))
+            out = string_option(text, "distDir") or "out"
+            # `next start` refuses to serve an export: the files are the site.
+            return StaticOutput("Next.js (static export)", out, source, ("next dev", "next start"))
+        build = str((package.get("scripts") or {}).get("build", ""))
+        if re.search(r"\bnext export\b", build):
+            return StaticOutput(
+                "Next.js (next export)", "out", "package.json", ("next dev", "next start")
+            )
         return None
     if "nuxt" in deps:
         build = str((package.get("scripts") or {}).get("build", ""))
@@ -96,16 +118,16 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
             )
         return None
     if "@sveltejs/kit" in deps:
-        if "@sveltejs/adapter-static" in deps:
-            return StaticOutput(
-                "SvelteKit (adapter-static)",
-                "build",
-                "package.json",
-                ("vite dev", "vite preview", "vite"),
-            )
-        return None
+        adapter, source = sveltekit_adapter(app, deps)
+        if adapter != "static":
+            return None
+        text = app.read_text(source) if source != "package.json" else ""
+        pages = (string_option(text, "pages") or "build").removeprefix("./").rstrip("/")
+        return StaticOutput(
+            "SvelteKit (adapter-static)", pages, source, ("vite dev", "vite preview", "vite")
+        )
     if "astro" in deps:
-        source, text = _config_text(app, "astro.config")
+        source, text = config_text(app, "astro.config")
         server = re.search(r"\boutput\s*:\s*['\"](server|hybrid)['\"]", text) or any(
             name.startswith("@astrojs/")
             and name
@@ -114,7 +136,7 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
         )
         if server:
             return None
-        out = _string_option(text, "outDir") or "dist"
+        out = string_option(text, "outDir") or "dist"
         return StaticOutput(
             "Astro",
             out.removeprefix("./"),
@@ -127,10 +149,20 @@ def static_output(app: App, package: dict[str, Any]) -> StaticOutput | None:
         return StaticOutput("Vue CLI", "dist", "package.json", ("vue-cli-service serve",))
     if "gatsby" in deps:
         return StaticOutput("Gatsby", "public", "package.json", ("gatsby develop", "gatsby serve"))
+    if "@react-router/dev" in deps:
+        source, text = config_text(app, "react-router.config")
+        if source and re.search(r"\bssr\s*:\s*false\b", text):
+            return StaticOutput(
+                "React Router (ssr: false)",
+                "build/client",
+                source,
+                ("react-router dev", "vite preview"),
+            )
+        return None
     server_frameworks = ("@remix-run/dev", "@react-router/dev", "@solidjs/start", "vike")
     if "vite" in deps and not any(name in deps for name in server_frameworks):
-        source, text = _config_text(app, "vite.config")
-        out = _string_option(text, "outDir") or "dist"
+        source, text = config_text(app, "vite.config")
+        out = string_option(text, "outDir") or "dist"
         return StaticOutput(
             "Vite",
             out.removeprefix("./"),

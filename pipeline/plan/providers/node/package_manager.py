@@ -1,23 +1,34 @@
-"""Which package manager installs a Node app: `packageManager` first, then lockfiles.
+"""Which package manager installs a Node app, how, and what it leaves in the image.
 
-Tools are installed with `npm install -g` (pinned to the `packageManager` version when it
-names one), never corepack: both the official images and the Debian-packaged ones have
-npm, and only npm.
+`packageManager` first, then lockfiles. Tools are installed with `npm install -g` (pinned
+to the version found), never corepack: both the official images and the Debian-packaged
+ones have npm, and only npm.
+
+What a cache mount may hold: only what can be thrown away. npm's, pnpm's, yarn 1's and
+bun's download caches are copied into node_modules, so they are mounts. Yarn berry's
+Plug'n'Play runs from its cache (the zip archives), so with PnP the cache is the project's
+own `.yarn/cache`, in the image. Settings pointing into /root are given to the commands
+that use them, never left in the image's environment (the app runs as another user).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pipeline.plan.app import App
 from pipeline.plan.context import PlanContext, Step
+from pipeline.plan.providers.node.manifest import Manifest
+from pipeline.plan.providers.node.tool_versions import ToolVersion, manager_version
 
 ManagerName = Literal["npm", "pnpm", "yarn", "berry", "bun"]
 
 NPM_CACHE = "/root/.npm"
 YARN_CACHE = "/root/.cache/yarn"
+BERRY_GLOBAL_CACHE = "/root/.yarn/berry/cache"
+PNPM_STORE = "/root/.local/share/pnpm/store"
+BUN_CACHE = "/root/.bun/install/cache"
 LOCKFILES: tuple[tuple[str, ManagerName], ...] = (
     ("bun.lock", "bun"),
     ("bun.lockb", "bun"),
@@ -29,83 +40,135 @@ LOCKFILES: tuple[tuple[str, ManagerName], ...] = (
 # Files the install reads, copied with package.json before the source.
 CONFIG_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", "pnpm-workspace.yaml", "bunfig.toml")
 CONFIG_DIRS = (".yarn/releases", ".yarn/plugins", ".yarn/patches", "patches")
-
-DEFAULT_VERSIONS: dict[ManagerName, str] = {
-    "pnpm": "9",
-    "yarn": "1.22.22",
-    "berry": "4",
-    "bun": "1",
+TOOL_PACKAGES: dict[ManagerName, str] = {
+    "npm": "npm",
+    "pnpm": "pnpm",
+    "yarn": "yarn",
+    "berry": "@yarnpkg/cli-dist",
+    "bun": "bun",
 }
-_PNPM_BY_LOCKFILE = {"9": "9", "6": "8", "5": "7"}
+
+
+def _warn_and(fallback: str, failed: str, lockfile: str) -> str:
+    """`failed || { warning; fallback; }`: the warning lands in the build log."""
+    warning = (
+        f"click-deploy: {lockfile} does not match package.json: '{fallback}' instead "
+        "(commit an updated lockfile)"
+    )
+    return f'{failed} || {{ echo "{warning}" >&2; {fallback}; }}'
 
 
 @dataclass(frozen=True)
 class PackageManager:
     name: ManagerName
-    version: str | None  # pinned tool version, None for npm
+    version: str | None  # the tool version to install; None: the image's own (npm)
     lockfile: str | None
     pnp: bool = False  # yarn berry Plug'n'Play: node needs `yarn node`
+    yarn_path: str | None = None  # .yarnrc.yml yarnPath: that release runs every yarn command
+    on_bun_image: bool = False  # bun apps run on oven/bun, where bun itself is there
 
     @property
     def label(self) -> str:
-        if self.name == "berry":
-            return f"yarn {self.version}" if self.version else "yarn (berry)"
-        return f"{self.name} {self.version}" if self.version else self.name
+        tool = "yarn" if self.name == "berry" else self.name
+        if self.version:
+            return f"{tool} {self.version}"
+        return "yarn (berry)" if self.name == "berry" else tool
 
     @property
     def command(self) -> str:
         return "yarn" if self.name in ("yarn", "berry") else self.name
 
     @property
-    def env(self) -> dict[str, str]:
-        return {"YARN_CACHE_FOLDER": YARN_CACHE} if self.name == "yarn" else {}
+    def uses_node_modules(self) -> bool:
+        return not self.pnp
 
     def run(self, script: str) -> str:
         return f"{self.command} run {script}"
 
     def node(self, file: str) -> str:
-        """Run a JavaScript file with this manager's runtime."""
+        """Run a JavaScript (or, with bun, TypeScript) file with this manager's runtime."""
         if self.name == "bun":
             return f"bun {file}"
         if self.pnp:
             return f"yarn node {file}"
         return f"node {file}"
 
+    def bin(self, command: str) -> str:
+        """Run an installed package's binary (`next start -p $PORT`)."""
+        if self.pnp:
+            return f"yarn {command}"
+        if self.name == "bun":
+            return f"bunx {command}"
+        return f"node_modules/.bin/{command}"
+
     def setup(self) -> Step | None:
         """Install the tool itself (`--force`: the official image ships a yarn 1 binary)."""
-        package = {
-            "npm": None,
-            "pnpm": "pnpm",
-            "yarn": "yarn",
-            "berry": "@yarnpkg/cli-dist",
-            "bun": "bun",
-        }[self.name]
-        if package is None:
+        if self.on_bun_image or (self.name == "npm" and self.version is None):
             return None
-        version = self.version or DEFAULT_VERSIONS[self.name]
-        return Step(f"npm install -g --force {package}@{version}", (NPM_CACHE,))
+        version = self.version or "latest"
+        return Step(f"npm install -g --force {TOOL_PACKAGES[self.name]}@{version}", (NPM_CACHE,))
 
     def install(self) -> Step:
-        locked = self.lockfile is not None
+        lock = self.lockfile
         if self.name == "npm":
-            return Step("npm ci" if locked else "npm install", (NPM_CACHE,))
+            if lock is None:
+                return Step("npm install", (NPM_CACHE,))
+            return Step(_warn_and("npm install", "npm ci", lock), (NPM_CACHE,))
         if self.name == "pnpm":
-            frozen = " --frozen-lockfile" if locked else ""
-            return Step(f"pnpm install{frozen}", ("/root/.local/share/pnpm/store",))
+            if lock is None:
+                return Step("pnpm install", (PNPM_STORE,))
+            command = _warn_and(
+                "pnpm install --no-frozen-lockfile", "pnpm install --frozen-lockfile", lock
+            )
+            return Step(command, (PNPM_STORE,))
         if self.name == "yarn":
-            frozen = " --frozen-lockfile" if locked else ""
-            return Step(f"yarn install{frozen}", (YARN_CACHE,))
+            env = f"YARN_CACHE_FOLDER={YARN_CACHE} "
+            if lock is None:
+                return Step(f"{env}yarn install", (YARN_CACHE,))
+            command = _warn_and(f"{env}yarn install", f"{env}yarn install --frozen-lockfile", lock)
+            return Step(command, (YARN_CACHE,))
         if self.name == "berry":
-            immutable = " --immutable" if locked else ""
-            return Step(f"yarn install{immutable}", ("/root/.yarn/berry/cache",))
-        frozen = " --frozen-lockfile" if locked else ""
-        return Step(f"bun install{frozen}", ("/root/.bun/install/cache",))
+            # PnP runs from the archives: they go to .yarn/cache, in the image.
+            env = "YARN_ENABLE_GLOBAL_CACHE=false " if self.pnp else ""
+            caches = () if self.pnp else (BERRY_GLOBAL_CACHE,)
+            if lock is None:
+                return Step(f"{env}yarn install", caches)
+            command = _warn_and(
+                f"{env}yarn install --no-immutable", f"{env}yarn install --immutable", lock
+            )
+            return Step(command, caches)
+        if lock is None:
+            return Step("bun install", (BUN_CACHE,))
+        return Step(_warn_and("bun install", "bun install --frozen-lockfile", lock), (BUN_CACHE,))
+
+    def prune(self) -> Step | None:
+        """Remove the dev dependencies after the build, or None where that is not safe."""
+        if self.name == "npm":
+            return Step("npm prune --omit=dev --ignore-scripts", (NPM_CACHE,))
+        if self.name == "pnpm":
+            # --ignore-scripts came with pnpm 8.15.6
+            old = re.match(r"[678]\b", self.version or "") is not None
+            flags = "--prod" if old else "--prod --ignore-scripts"
+            return Step(f"pnpm prune {flags}", (PNPM_STORE,))
+        if self.name == "yarn":
+            # Yarn 1 has no prune: a production install removes the dev dependencies.
+            return Step(
+                f"YARN_CACHE_FOLDER={YARN_CACHE} yarn install --production --prefer-offline",
+                (YARN_CACHE,),
+            )
+        return None
 
 
 def _parse_package_manager(value: str) -> tuple[str, str | None]:
     name, _, rest = value.partition("@")
     version = rest.split("+", 1)[0].strip() or None
     return name.strip(), version
+
+
+def yarnrc_setting(app: App, key: str) -> str | None:
+    text = app.read_optional(".yarnrc.yml") or ""
+    match = re.search(rf"^{key}:\s*['\"]?([^'\"#\n]+?)['\"]?\s*(#.*)?$", text, re.MULTILINE)
+    return match.group(1).strip() if match else None
 
 
 def _is_berry(app: App) -> bool:
@@ -116,53 +179,95 @@ def _is_berry(app: App) -> bool:
 
 
 def _pnp(app: App) -> bool:
-    text = app.read_optional(".yarnrc.yml") or ""
-    match = re.search(r"^nodeLinker:\s*['\"]?([\w-]+)", text, re.MULTILINE)
-    return match is None or match.group(1) == "pnp"
+    linker = yarnrc_setting(app, "nodeLinker")
+    return linker is None or linker == "pnp"
 
 
-def _pnpm_version_from_lockfile(app: App) -> str | None:
-    head = (app.read_optional("pnpm-lock.yaml") or "")[:500]
-    match = re.search(r"^lockfileVersion:\s*['\"]?(\d+)", head, re.MULTILINE)
-    return _PNPM_BY_LOCKFILE.get(match.group(1)) if match else None
+def _declared(manifest: Manifest, ctx: PlanContext) -> tuple[ManagerName, str, str | None] | None:
+    declared = manifest.string("packageManager")
+    if declared is None:
+        return None
+    tool, version = _parse_package_manager(declared)
+    if tool == "yarn":
+        major = re.match(r"\d+", version or "")
+        berry = major is not None and int(major.group(0)) >= 2
+        return ("berry" if berry else "yarn"), declared, version
+    if tool in ("npm", "pnpm", "bun"):
+        return tool, declared, version  # type: ignore[return-value]
+    ctx.warning(f"{manifest.file}: packageManager {declared!r} is not one I know; ignored")
+    return None
 
 
-def detect_package_manager(app: App, package: dict[str, Any], ctx: PlanContext) -> PackageManager:
+def detect_package_manager(
+    app: App, manifest: Manifest, ctx: PlanContext, *, node_major: str
+) -> PackageManager:
     lockfile = next(((name, manager) for name, manager in LOCKFILES if app.has_file(name)), None)
-    declared = package.get("packageManager")
-    if isinstance(declared, str) and declared.strip():
-        tool, version = _parse_package_manager(declared)
-        name: ManagerName | None = None
-        if tool == "yarn":
-            major = re.match(r"\d+", version or "")
-            name = "berry" if (major and int(major.group(0)) >= 2) or _is_berry(app) else "yarn"
-        elif tool in ("npm", "pnpm", "bun"):
-            name = tool  # type: ignore[assignment]
-        if name is not None:
-            lock = lockfile[0] if lockfile else None
-            if lockfile and lockfile[1] != ("yarn" if name == "berry" else name):
-                ctx.warning(
-                    f"package.json says packageManager {declared} but {lockfile[0]} is a "
-                    f"{lockfile[1]} lockfile; installing with {tool} without a lockfile"
-                )
-                lock = None
-            pinned = None if name == "npm" else version
-            manager = PackageManager(name, pinned, lock, pnp=name == "berry" and _pnp(app))
-            ctx.decided("package.json", f"packageManager {declared} → {manager.label}")
-            if name == "npm" and version:
-                ctx.info(f"packageManager npm@{version}: the image's own npm is used")
-            return manager
-        ctx.warning(f"package.json: packageManager {declared!r} is not one I know; ignored")
-    if lockfile is None:
-        ctx.info("no lockfile: dependencies are resolved at build time (npm install)")
-        ctx.suggestion("commit a lockfile (package-lock.json) for repeatable builds")
-        return PackageManager("npm", None, None)
-    file, name = lockfile
-    if name == "yarn" and _is_berry(app):
-        manager = PackageManager("berry", None, file, pnp=_pnp(app))
-    elif name == "pnpm":
-        manager = PackageManager("pnpm", _pnpm_version_from_lockfile(app), file)
+    declared = _declared(manifest, ctx)
+    name: ManagerName
+    lock: str | None
+    if declared is not None:
+        name, text, _ = declared
+        if name == "yarn" and _is_berry(app) and not re.match(r"yarn@1\b", text):
+            name = "berry"
+        lock = lockfile[0] if lockfile else None
+        lock_family = lockfile[1] if lockfile else None
+        if lockfile and lock_family != ("yarn" if name == "berry" else name):
+            ctx.warning(
+                f"{manifest.file} says packageManager {text} but {lockfile[0]} is a "
+                f"{lock_family} lockfile; installing with {name if name != 'berry' else 'yarn'}"
+                " without a lockfile"
+            )
+            lock = None
+    elif lockfile is not None:
+        lock, name = lockfile
+        if name == "yarn" and _is_berry(app):
+            name = "berry"
     else:
-        manager = PackageManager(name, None, file)
-    ctx.decided(file, f"{manager.label} installs the dependencies")
+        lock, name = None, "npm"
+        ctx.info("no lockfile: dependencies are resolved at build time")
+        ctx.suggestion("commit a lockfile (package-lock.json) for repeatable builds")
+    if manifest.pnpm_only and name != "pnpm":
+        ctx.decided(manifest.file, "only pnpm reads this manifest: pnpm installs")
+        name, lock = "pnpm", lock if lock == "pnpm-lock.yaml" else None
+    return _with_version(app, manifest, ctx, name, lock, node_major)
+
+
+def _with_version(
+    app: App,
+    manifest: Manifest,
+    ctx: PlanContext,
+    name: ManagerName,
+    lock: str | None,
+    node_major: str,
+) -> PackageManager:
+    yarn_path = yarnrc_setting(app, "yarnPath") if name in ("yarn", "berry") else None
+    if yarn_path is not None:
+        if not app.has_file(yarn_path.removeprefix("./")):
+            ctx.fail(
+                f"{app.display('.yarnrc.yml')}: yarnPath {yarn_path} does not exist in the "
+                "repository: commit that file (yarn set version writes it) or remove yarnPath"
+            )
+        ctx.decided(".yarnrc.yml", f"yarnPath {yarn_path}: that yarn release runs the install")
+        if name == "yarn":
+            name = "berry"
+    found: ToolVersion = manager_version(app, manifest, name, lock, ctx, node_major)
+    pnp = name == "berry" and _pnp(app)
+    manager = PackageManager(
+        name,
+        found.version,
+        lock,
+        pnp=pnp,
+        yarn_path=yarn_path.removeprefix("./") if yarn_path else None,
+    )
+    where = f" ({found.source})" if found.source else ""
+    if lock is not None:
+        ctx.decided(lock, f"{manager.label}{where} installs the dependencies")
+    else:
+        ctx.decided(manifest.file, f"{manager.label}{where} installs the dependencies")
+    if pnp:
+        ctx.decided(
+            ".yarnrc.yml",
+            "Plug'n'Play (no nodeLinker: node-modules): the package archives go to "
+            ".yarn/cache in the image, not to a build cache",
+        )
     return manager
