@@ -156,6 +156,7 @@ class Outcome:
     warm_seconds: float | None = None
     install_cached: bool | None = None  # None: the plan has no install step
     image_mb: float | None = None
+    log_tail: str = ""  # the end of the failed deployment's log (in --json output)
 
 
 def one_line(text: str | None, limit: int = 160) -> str:
@@ -192,12 +193,13 @@ class Session:
                 raise BenchError(f"deployment {made.id} still {done.status} after the timeout")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def failure(self, done: Deployment) -> str:
-        """The deployment's error, or the last log line when it has none."""
+    async def failure(self, done: Deployment, outcome: Outcome) -> str:
+        """The deployment's error (or its last log line); the log's end into OUTCOME."""
+        lines = [item.line for item in (await self.store.read_logs(done.id, limit=10000)).items]
+        outcome.log_tail = "\n".join(lines[-25:])
         if done.error:
             return one_line(done.error)
-        lines = (await self.store.read_logs(done.id, limit=10000)).items
-        return one_line(lines[-1].line if lines else f"deployment {done.status}")
+        return one_line(lines[-1] if lines else f"deployment {done.status}")
 
     async def check_app(self, app: App) -> Outcome:
         """Build, run, check, rebuild after a source-only change, measure."""
@@ -210,14 +212,14 @@ class Session:
         install = await asyncio.to_thread(self._plan, app, service, outcome)
         done, outcome.cold_seconds = await self.deploy(service.id, commit)
         if done.status != Status.SUCCEEDED or done.image is None:
-            outcome.reason = f"build: {await self.failure(done)}"
+            outcome.reason = f"build: {await self.failure(done, outcome)}"
             return outcome
         outcome.image_mb = await self._image_mb(done.image)
         problem = await self._run_and_check(app, done.image)
         change = await asyncio.to_thread(self.daemon.touch, repo, CHANGE_FILE, "#")
         again, outcome.warm_seconds = await self.deploy(service.id, change)
         if again.status != Status.SUCCEEDED:
-            outcome.reason = f"rebuild: {await self.failure(again)}"
+            outcome.reason = f"rebuild: {await self.failure(again, outcome)}"
             return outcome
         if install is not None:
             steps = [s for s in await self.store.list_steps(again.id) if s.kind == "build"]
@@ -357,7 +359,7 @@ async def session(database_url: str, workdir: Path, slots: int = 1) -> AsyncIter
 
 
 async def run(
-    apps: Sequence[App], database_url: str, jobs: int
+    apps: Sequence[App], database_url: str, jobs: int, verbose: bool = False
 ) -> tuple[dict[str, object], list[Outcome]]:
     with tempfile.TemporaryDirectory(prefix="cd-corpus-") as temporary:
         workdir = Path(temporary)
@@ -373,6 +375,8 @@ async def run(
                     except BenchError as error:
                         outcome = Outcome(app.name, app.check.family, reason=one_line(str(error)))
                     progress(f"{app.name}: {'pass' if outcome.passed else 'FAIL'} {outcome.reason}")
+                    if verbose and outcome.log_tail:
+                        progress(f"{app.name}: the log ends with\n{outcome.log_tail}")
                     return outcome
 
             outcomes = await asyncio.gather(*(one(app) for app in apps))
@@ -483,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         apps = [app for app in apps if app.name in wanted]
     started = time.perf_counter()
     try:
-        env, outcomes = asyncio.run(run(apps, args.database_url, args.jobs))
+        env, outcomes = asyncio.run(run(apps, args.database_url, args.jobs, bool(args.only)))
     except BenchError as error:
         print(f"corpus: {one_line(str(error), 400)}", file=sys.stderr)
         return 1
