@@ -11,8 +11,9 @@ through the engine, push to the target registry 127.0.0.1:5001, verify).
 For each app (its `check.json` says how to check it, tests/apps/README.md):
 
 1. cold build: the app's files in one commit, deployed; seconds from the enqueue to the
-   final state. Base images and BuildKit's cache may hold layers from earlier runs on the
-   same machine, as on a worker that has built before.
+   final state. The dependency manifests are made unique first (a comment, or an unused
+   field in package.json), so the install runs however often the machine built the app;
+   base images and package-manager cache mounts are as the machine has them.
 2. run: `docker run --network host` of the pushed image with PORT set to a free port; every
    `http` check's path must answer 200 with each `expect` text in the body (a worker's
    `logs` texts must appear in its output instead).
