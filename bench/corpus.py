@@ -93,6 +93,7 @@ DEPLOY_TIMEOUT_SECONDS = 900.0
 START_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.25
 CHANGE_FILE = "corpus-change.txt"
+_NOT_YET = (0, 502, 503, 504)  # nothing answers yet, or a proxy in front of the app waits
 # Install commands, for a plan that names none (its `install` is the first choice).
 _INSTALL = re.compile(
     r"\b(npm (ci|install)|yarn( install)?\b|pnpm (i|install)|bun install|pip install|uv sync"
@@ -313,11 +314,15 @@ class Session:
                 if not missing:
                     return None
                 return f"GET {check.path}: 200 without {missing[0]!r}"
-            if status != 0 and time.monotonic() > deadline:
+            # A server that answers is up: only a gateway still waiting for the app behind
+            # it may answer otherwise later.
+            if status not in _NOT_YET:
                 return f"GET {check.path}: HTTP {status}"
             if not await self._running(name) or time.monotonic() > deadline:
-                logs = await self._logs(name)
-                return f"run: nothing answered on PORT: {one_line(logs[-300:])}"
+                logs = one_line((await self._logs(name))[-300:])
+                if status:
+                    return f"GET {check.path}: HTTP {status} until the timeout: {logs}"
+                return f"run: nothing answered on PORT: {logs}"
             await asyncio.sleep(POLL_SECONDS)
 
 
