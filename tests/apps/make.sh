@@ -81,8 +81,37 @@ next() { # NAME [OUTPUT]
             exit 1
         }
     fi
+    if [ "${2:-}" = export ]; then
+        # A static export cannot prerender partially (the build stops with "PPR cannot be
+        # enabled in export mode"): the template's cacheComponents/partialPrefetching go.
+        sed -i '/cacheComponents: true,/d; /partialPrefetching: true,/d' "$WORK/$1/next.config.ts"
+    fi
+    # The template's fonts come from Google Fonts at build time, unreachable where only the
+    # package registries are: the same Geist fonts from Vercel's npm package `geist`
+    # (next/font/local), as its README shows.
+    geist_from_npm "$WORK/$1"
     lock_npm "$1"
     keep "$1"
+}
+geist_from_npm() { # APP_DIR
+    (cd "$1" && npm pkg set dependencies.geist=^1.9.2)
+    cat >"$1/app/fonts.ts" <<'EOF_FONTS'
+import { GeistMono } from "geist/font/mono";
+import { GeistSans } from "geist/font/sans";
+
+export const geistSans = GeistSans;
+export const geistMono = GeistMono;
+EOF_FONTS
+    python3 - "$1/app/layout.tsx" <<'EOF_PY'
+import re, sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+text = text.replace('import { Geist, Geist_Mono } from "next/font/google";\n',
+                    'import { geistMono, geistSans } from "./fonts";\n')
+text = re.sub(r"const geist(Sans|Mono) = Geist(_Mono)?\(\{.*?\}\);\n\n", "", text, flags=re.S)
+open(path, "w", encoding="utf-8").write(text)
+EOF_PY
+    ! grep -q next/font/google "$1/app/layout.tsx"
 }
 app_next_default() { next next-default; }
 app_next_standalone() { next next-standalone standalone; }

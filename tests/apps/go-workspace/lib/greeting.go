@@ -1,0 +1,4 @@
+package lib
+
+// Greeting is what the web command answers.
+func Greeting() string { return "Hello from a Go workspace!" }
