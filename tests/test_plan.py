@@ -121,10 +121,13 @@ def generated_examples() -> list[str]:
     return names
 
 
+# The app, or its framework's server (Next standalone, Nitro, SvelteKit's adapter-node), reads
+# PORT from the environment.
 APPS_READING_PORT_THEMSELVES = (
-    "go-root", "go-cmd", "go-workspace", "node-npm", "node-bun", "node-pnpm",
-    "node-yarn-berry", "ruby-plain", "shell-start", "static-caddyfile",
-    "with-click-deploy-toml",
+    "go-cmd", "go-root", "go-workspace", "node-bun", "node-bun-module", "node-next-standalone",
+    "node-npm", "node-nuxt", "node-nx", "node-pnpm", "node-pnpm-json5", "node-prisma",
+    "node-sveltekit-auto", "node-yarn-berry", "node-yarn-pnp", "node-yarn4-pnp", "ruby-plain",
+    "shell-start", "static-caddyfile", "with-click-deploy-toml",
 )  # fmt: skip
 
 
@@ -186,7 +189,7 @@ VERSION_CASES: list[tuple[dict[str, str], str, str]] = [
     ({"package.json": '{"engines": {"node": "^16 || ^20"}}'}, "node", "20"),
     ({"package.json": "{}", ".tool-versions": "python 3.11\nnodejs 20.1.0\n"}, "node", "20"),
     ({"package.json": "{}", ".nvmrc": "18", ".tool-versions": "nodejs 20"}, "node", "18"),
-    ({"requirements.txt": ""}, "python", "3.12"),
+    ({"requirements.txt": ""}, "python", "3.13"),
     ({"requirements.txt": "", ".python-version": "3.11.4\n"}, "python", "3.11"),
     ({"requirements.txt": "", "runtime.txt": "python-3.10.12"}, "python", "3.10"),
     ({"requirements.txt": "", ".tool-versions": "python 3.9.18"}, "python", "3.9"),
@@ -197,8 +200,8 @@ VERSION_CASES: list[tuple[dict[str, str], str, str]] = [
      "go", "1.20"),
     ({"composer.json": '{"require": {"php": "^8.1"}}', "index.php": ""}, "php", "8.1"),
     ({"composer.json": '{"require": {"php": "^7.4|^8.2"}}', "index.php": ""}, "php", "8.2"),
-    ({"composer.json": '{"require": {"php": ">=8"}}', "index.php": ""}, "php", "8.3"),
-    ({"index.php": ""}, "php", "8.3"),
+    ({"composer.json": '{"require": {"php": ">=8"}}', "index.php": ""}, "php", "8.4"),
+    ({"index.php": ""}, "php", "8.4"),
     ({"Gemfile": "", "app.rb": ""}, "ruby", "3.3"),
     ({"Gemfile": "", "app.rb": "", ".ruby-version": "ruby-3.2.2"}, "ruby", "3.2"),
     ({"Gemfile": 'ruby "~> 3.1"\n', "app.rb": ""}, "ruby", "3.1"),
@@ -223,9 +226,9 @@ def test_version_tags_in_images(tmp_path: Path) -> None:
         "node": ({"package.json": "{}", "index.js": "", ".nvmrc": "18"}, "node:18-bookworm-slim"),
         "python": (
             {"main.py": "", ".python-version": "3.11"},
-            "python:3.11-slim-bookworm",
+            "python:3.11-slim",
         ),
-        "php": ({"index.php": "", ".tool-versions": "php 8.2.1"}, "php:8.2-cli-bookworm"),
+        "php": ({"index.php": "", ".tool-versions": "php 8.2.1"}, "php:8.2-cli"),
         "ruby": ({"Gemfile": "", "app.rb": "", ".ruby-version": "3.1"}, "ruby:3.1-slim-bookworm"),
     }
     for runtime, (files, tag) in cases.items():
@@ -236,7 +239,7 @@ def test_version_tags_in_images(tmp_path: Path) -> None:
 
 def test_unusable_version_file_is_a_warning(tmp_path: Path) -> None:
     plan = planned(plan_files(tmp_path, {"main.py": "", ".python-version": "pypy3.9-7.3"}))
-    assert plan.version == "3.12"
+    assert plan.version == "3.13"
     assert any(m.level == "warning" and ".python-version" in m.text for m in plan.messages)
 
 
@@ -246,10 +249,10 @@ def test_unusable_version_file_is_a_warning(tmp_path: Path) -> None:
 def test_official_names_without_a_mirror() -> None:
     images = BaseImages()
     assert images.image("node", "18") == "node:18-bookworm-slim"
-    assert images.image("python", "3.11") == "python:3.11-slim-bookworm"
+    assert images.image("python", "3.11") == "python:3.11-slim"
     assert images.image("golang", "1.19") == "golang:1.19-bookworm"
     assert images.image("runtime") == "debian:bookworm-slim"
-    assert images.image("php", "8.2") == "php:8.2-cli-bookworm"
+    assert images.image("php", "8.2") == "php:8.2-cli"
     assert images.image("composer") == "composer:2"
     assert images.image("ruby", "3.1") == "ruby:3.1-slim-bookworm"
     assert images.image("caddy") == "caddy:2"
@@ -272,7 +275,7 @@ def test_override_replaces_the_image_and_fills_the_version() -> None:
     )
     assert images.image("node", "20") == "registry.local/base/node:20-alpine"
     assert images.image("caddy") == "my/caddy"
-    assert images.image("python", "3.12") == "localhost:5000/library/python:3.12-slim-bookworm"
+    assert images.image("python", "3.12") == "localhost:5000/library/python:3.12-slim"
 
 
 def test_images_from_settings() -> None:
@@ -746,7 +749,7 @@ def test_format_plan_for_people() -> None:
     assert "start:      gunicorn mysite.wsgi:application --bind 0.0.0.0:$PORT" in text
     assert "evidence:\n  - .python-version: python 3.11" in text
     assert text.index("evidence:") < text.index("--- Dockerfile")
-    assert "FROM localhost:5000/library/python:3.11-slim-bookworm" in text
+    assert "FROM localhost:5000/library/python:3.11-slim" in text
     failed = format_plan(plan_example("unknown"))
     assert failed.startswith("cannot plan: no Dockerfile and no known runtime in ./")
 

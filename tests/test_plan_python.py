@@ -140,8 +140,8 @@ def test_pycairo_builds_with_a_compiler_and_runs_with_the_library_only(tmp_path:
         ("pydub", None, "ffmpeg"),
         ("lxml", None, None),
         ("--no-binary lxml\nlxml", "libxslt1-dev", "libxslt1.1"),
-        ("Pillow==10.4.0", None, None),
-        ("Pillow==9.5.0", "libjpeg62-turbo-dev", "libjpeg62-turbo"),  # no cp312 wheels
+        ("Pillow==11.1.0", None, None),
+        ("Pillow==10.4.0", "libjpeg62-turbo-dev", "libjpeg62-turbo"),  # no cp313 wheels
         ("mysqlclient", "default-libmysqlclient-dev", "libmariadb3"),
         ("git+https://example.com/org/lib.git#egg=lib", "git", None),
         ("lib @ git+https://example.com/org/lib.git", "git", None),
@@ -229,13 +229,13 @@ def test_port_in_a_comment_is_no_sign_of_a_server(tmp_path: Path) -> None:
 
 
 def test_requires_python_above_the_default_decides(tmp_path: Path) -> None:
-    toml = '[project]\nname = "x"\nversion = "1"\nrequires-python = ">=3.13"\ndependencies = []\n'
+    toml = '[project]\nname = "x"\nversion = "1"\nrequires-python = ">=3.14"\ndependencies = []\n'
     plan = planned(plan_files(tmp_path / "a", {"pyproject.toml": toml, "main.py": ""}))
-    assert plan.version == "3.13"
-    assert "pyproject.toml requires-python: python 3.13 (>=3.13)" in plan.evidence
-    low = toml.replace(">=3.13", ">=3.9")
+    assert plan.version == "3.14"
+    assert "pyproject.toml requires-python: python 3.14 (>=3.14)" in plan.evidence
+    low = toml.replace(">=3.14", ">=3.9")
     assert planned(plan_files(tmp_path / "b", {"pyproject.toml": low, "main.py": ""})).version == (
-        "3.12"
+        "3.13"
     )
 
 

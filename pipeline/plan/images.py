@@ -28,9 +28,10 @@ IMAGE_KINDS: tuple[ImageKind, ...] = (
 _OFFICIAL: dict[ImageKind, tuple[str, str, str | None]] = {
     "node": ("library/node", "{version}-bookworm-slim", None),
     "bun": ("oven/bun", "{version}-slim", "1"),  # not a library image: oven/bun keeps its owner
-    "python": ("library/python", "{version}-slim-bookworm", None),
+    # The official tags without a Debian release: the one the official images build on.
+    "python": ("library/python", "{version}-slim", None),
     "golang": ("library/golang", "{version}-bookworm", None),
-    "php": ("library/php", "{version}-cli-bookworm", None),
+    "php": ("library/php", "{version}-cli", None),
     "composer": ("library/composer", "{version}", "2"),
     "ruby": ("library/ruby", "{version}-slim-bookworm", None),
     "caddy": ("library/caddy", "{version}", "2"),

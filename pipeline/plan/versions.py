@@ -186,7 +186,7 @@ class Available:
 
 # Official images of the Debian release generated Dockerfiles use (bookworm) start here.
 AVAILABLE: dict[str, Available] = {
-    "python": Available((3, 8), "python:<version>-slim-bookworm", "BASE_IMAGE_PYTHON"),
+    "python": Available((3, 8), "python:<version>-slim", "BASE_IMAGE_PYTHON"),
 }
 
 

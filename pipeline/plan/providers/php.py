@@ -11,7 +11,7 @@ from pipeline.plan.app import App
 from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.versions import resolve
 
-DEFAULT_PHP = "8.3"
+DEFAULT_PHP = "8.4"
 COMPOSER_CACHE = "/root/.cache/composer"
 DOCROOTS = ("public", "web", "public_html", "htdocs")
 # Extensions compiled into the official php CLI image (php -m).

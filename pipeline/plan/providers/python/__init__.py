@@ -11,7 +11,7 @@ from pipeline.plan.providers.python.package_manager import PIP_CACHE, VENV, dete
 from pipeline.plan.system_packages import add_git, add_system_packages, python_matches
 from pipeline.plan.versions import Version, lower_bound, nearest_available, resolve, to_precision
 
-DEFAULT_PYTHON = "3.12"
+DEFAULT_PYTHON = "3.13"
 PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
