@@ -280,3 +280,31 @@ def test_a_console_script_project_is_installed_whatever_installs_the_dependencie
     build = stages(plan.dockerfile)[0]
     assert build.index("pip install -r requirements.txt") < build.index("pip install --no-deps .")
     assert build.count("pip install --no-deps .") == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "version"),
+    [
+        ("==3.11.*", "3.11"),
+        ("<3.12", "3.11"),
+        (">=3.9,<3.12", "3.11"),
+        ("~=3.10.0", "3.10"),
+        (">=3.8", "3.13"),
+        (">=3.14", "3.14"),
+    ],
+)
+def test_requires_python_below_the_default_decides_too(
+    tmp_path: Path, spec: str, version: str
+) -> None:
+    """A project that excludes the default gets the newest version it allows (a pdm
+    project made on Python 3.11 says `==3.11.*`)."""
+    toml = f'[project]\nname = "x"\nversion = "1"\nrequires-python = "{spec}"\ndependencies = []\n'
+    plan = planned(plan_files(tmp_path, {"pyproject.toml": toml, "main.py": ""}))
+    assert plan.version == version
+
+
+def test_a_requires_python_that_is_no_specifier_names_the_file(tmp_path: Path) -> None:
+    toml = '[project]\nname = "x"\nversion = "1"\nrequires-python = "three"\ndependencies = []\n'
+    result = plan_files(tmp_path, {"pyproject.toml": toml, "main.py": ""})
+    assert not result.ok
+    assert result.message is not None and "pyproject.toml: requires-python" in result.message

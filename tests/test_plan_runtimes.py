@@ -22,8 +22,10 @@ def test_go_workspace_builds_the_module_with_a_main_package(tmp_path: Path) -> N
     plan = planned(plan_files(tmp_path, files))
     assert (plan.runtime, plan.version) == ("go", "1.22")
     assert plan.build is not None and plan.build.endswith("-o /app/server ./api")
-    assert "COPY go.work ./" in plan.dockerfile
-    assert "COPY lib/go.mod lib/" in plan.dockerfile and "COPY api/go.mod api/" in plan.dockerfile
+    # Members require each other: go build resolves them from the workspace, so there is
+    # no `go mod download` (it would ask the module proxy for them).
+    assert "go mod download" not in plan.dockerfile
+    assert "--mount=type=cache,target=/go/pkg/mod" in plan.dockerfile
     assert "go.work: main package ./api" in plan.evidence
 
 
@@ -147,5 +149,4 @@ def test_go_workspace_with_the_root_module_in_it(tmp_path: Path) -> None:
     }
     plan = planned(plan_files(tmp_path, files))
     assert plan.build is not None and plan.build.endswith("-o /app/server .")
-    assert "COPY go.work go.mod ./" in plan.dockerfile
-    assert "COPY lib/go.mod lib/" in plan.dockerfile
+    assert "go mod download" not in plan.dockerfile and "COPY . ." in plan.dockerfile

@@ -140,7 +140,11 @@ class GoProvider:
                 return
             member, members = found
             ctx.decided("go.work", f"main package {member}")
-            self._layout(app, ctx, member, members, Step("go mod download", (MOD_CACHE,)))
+            # `go mod download` in a workspace asks the module proxy for members that require
+            # each other (`require example.com/lib v0.0.0`); `go build` resolves them from
+            # the workspace and downloads the rest into the module cache mount.
+            ctx.decided("go.work", "modules are downloaded by go build, into the module cache")
+            self._layout(app, ctx, member, members, None)
             return
         package = main_package(app)
         if package is None:

@@ -4,7 +4,9 @@ console script, a main file, or a worker."""
 
 from __future__ import annotations
 
-from pipeline.plan.app import App
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from pipeline.plan.app import App, InvalidFile
 from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.providers.python.frameworks import find_start, script_start
 from pipeline.plan.providers.python.package_manager import PIP_CACHE, VENV, detect_install
@@ -35,20 +37,41 @@ def _project(app: App) -> tuple[dict[str, str], str | None]:
     return found, str(name) if isinstance(name, str) else None
 
 
+# Python minors with official images, newest first: what `requires-python` picks from
+# when it excludes the default.
+PYTHON_MINORS = ("3.14", "3.13", "3.12", "3.11", "3.10", "3.9", "3.8")
+
+
 def _requires_python(app: App, default: Version) -> Version:
     """The default, unless pyproject.toml's `requires-python` excludes it: then the lowest
-    version it allows ("3.13" for `>=3.13`)."""
+    version above the default it allows ("3.14" for `>=3.14`), else the newest below
+    ("3.11" for `==3.11.*` or `<3.12`)."""
     if not app.has_file("pyproject.toml"):
         return default
     project = app.read_toml("pyproject.toml").get("project")
     spec = project.get("requires-python") if isinstance(project, dict) else None
     if not isinstance(spec, str):
         return default
+    try:
+        allowed = SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise InvalidFile(
+            f"pyproject.toml: requires-python {spec!r} is not a version specifier"
+        ) from None
+    if allowed.contains(f"{default.value}.0", prereleases=True):
+        return default
     bound = lower_bound(spec)
     current = tuple(int(part) for part in default.value.split("."))
-    if bound is None or bound[:2] <= current:
-        return default
-    return Version(to_precision(bound, default.value, 2), "pyproject.toml requires-python", spec)
+    if bound is not None and bound[:2] > current:
+        return Version(
+            to_precision(bound, default.value, 2), "pyproject.toml requires-python", spec
+        )
+    for minor in PYTHON_MINORS:
+        if allowed.contains(f"{minor}.0", prereleases=True) or allowed.contains(
+            f"{minor}.99", prereleases=True
+        ):
+            return Version(minor, "pyproject.toml requires-python", spec)
+    return default
 
 
 def _installs_project(layout: Layout) -> bool:
