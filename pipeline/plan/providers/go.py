@@ -10,7 +10,7 @@ from pipeline.plan.app import App
 from pipeline.plan.context import Layout, PlanContext, RuntimeStage, Step
 from pipeline.plan.versions import from_exact, resolve
 
-DEFAULT_GO = "1.23"
+DEFAULT_GO = "1.27"
 MOD_CACHE = "/go/pkg/mod"
 BUILD_CACHE = "/root/.cache/go-build"
 BINARY = "/app/server"

@@ -28,6 +28,7 @@ from pipeline.plan.providers.node.package_manager import (
     PackageManager,
     detect_package_manager,
 )
+from pipeline.plan.providers.node.semver import major_satisfies
 from pipeline.plan.providers.node.servers import ServerStart, server_start
 from pipeline.plan.providers.node.workspaces import workspace_manifests, workspace_patterns
 from pipeline.plan.system_packages import add_system_packages, node_matches
@@ -55,16 +56,24 @@ DEV_BINARIES = {
 
 
 def _node_version(app: App, manifest: Manifest) -> tuple[Version, list[str]]:
-    return resolve(
+    """A version file decides; `engines.node` is a range, so it takes the default when the
+    range allows it (`>=18` → 22: an end-of-life Node for an open range breaks apps whose
+    dependencies ask for more), else its lowest major (`^18` → 18)."""
+    label = f"{manifest.file} engines.node"
+    engines = manifest.engine("node") or ""
+    version, notes = resolve(
         app,
         "node",
         default=DEFAULT_NODE,
         parts=1,
         exact_files=(".nvmrc", ".node-version"),
         tool_names=("nodejs", "node"),
-        constraints=((f"{manifest.file} engines.node", manifest.engine("node") or ""),),
+        constraints=((label, engines),),
         normalize=node_alias,
     )
+    if version.source == label and major_satisfies(engines, int(DEFAULT_NODE)):
+        version = Version(DEFAULT_NODE, label, engines)
+    return version, notes
 
 
 def _record_version(ctx: PlanContext, runtime: str, version: Version, notes: list[str]) -> None:
