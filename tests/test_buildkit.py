@@ -37,9 +37,7 @@ from pipeline.buildkit import (
     BuildTimedOut,
     BuildWarning,
     ProgressTracker,
-    RegistryAuthFailed,
     RegistryCredentials,
-    RegistryUnavailable,
     StepCached,
     StepDone,
     StepFailed,
@@ -64,6 +62,7 @@ from pipeline.buildkit.rawjson import decode_rawjson_line
 from pipeline.buildkit.status import SolveStatus, Vertex, VertexLog, VertexWarning
 from pipeline.buildkit.trace import TRACE_ID, TraceDecodeError, decode_trace
 from pipeline.errors import ConfigError, DeploymentFailure, TransientError
+from pipeline.registry.errors import RegistryAuthError, RegistryUnavailable
 from pipeline.settings import Settings
 from tests.support.waiting import PATIENCE
 
@@ -730,7 +729,7 @@ async def test_buildctl_unreachable_daemon(
 
 async def test_buildctl_push_refused(tmp_path: Path, fake_buildctl: Callable[[str], Path]) -> None:
     fake_buildctl("push-unauthorized")
-    with pytest.raises(RegistryAuthFailed) as caught:
+    with pytest.raises(RegistryAuthError) as caught:
         await buildctl_builder().build(stub_request(tmp_path), lambda e: None)
     message = str(caught.value)
     assert "registry registry.test:5443 refused" in message
@@ -1035,7 +1034,7 @@ async def test_engine_push_with_wrong_password(
         image=unique_image("engine-badauth"),
         credentials=RegistryCredentials(TARGET_USER, SecretStr("wrong-password-123")),
     )
-    with pytest.raises(RegistryAuthFailed) as caught:
+    with pytest.raises(RegistryAuthError) as caught:
         await engine.build(request, lambda e: None)
     message = str(caught.value)
     assert message.startswith(f"registry {TARGET} refused to accept {request.image}")
@@ -1226,7 +1225,7 @@ async def test_recorded_engine_failure(recorded_engine: Callable[..., Any], tmp_
 @pytest.mark.parametrize(
     ("push", "error", "text"),
     [
-        (PUSH_UNAUTHORIZED, RegistryAuthFailed, "authentication required; check REGISTRY_USERNAME"),
+        (PUSH_UNAUTHORIZED, RegistryAuthError, "authentication required; check REGISTRY_USERNAME"),
         (PUSH_REFUSED, RegistryUnavailable, "connection refused"),
     ],
 )
