@@ -117,6 +117,16 @@ class GitLabApi:
 
         return await self._call("note", run)
 
+    async def award_emoji(self, project: int | str, mr_iid: int, note_id: int, name: str) -> None:
+        """A reaction on an MR note (the award emoji API: `eyes`, `rocket`, `confused`)."""
+
+        def run() -> None:
+            mr = self._project(project).mergerequests.get(mr_iid, lazy=True)
+            note = mr.notes.get(note_id, lazy=True)
+            note.awardemojis.create({"name": name}, max_retries=_MAX_RETRIES)
+
+        await self._call("award emoji", run)
+
     async def update_note(self, project: int | str, mr_iid: int, note_id: int, body: str) -> bool:
         """Edit a note in place; False when it is gone (someone deleted it)."""
 

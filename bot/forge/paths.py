@@ -1,0 +1,31 @@
+"""Which services a change concerns: a service watches its root directory and
+`config.watch`; a head commit may ask not to deploy. The same for every forge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from pipeline.models import Service
+
+SKIP_MARKERS = re.compile(r"\[(skip deploy|deploy skip|skip ci|ci skip)\]", re.IGNORECASE)
+
+
+def _norm(path: str) -> str:
+    path = path.strip().strip("/")
+    return "" if path in ("", ".") else path + "/"
+
+
+def watched(service: Service) -> list[str]:
+    """Path prefixes whose change deploys the service: its root directory and
+    `config.watch`. An empty prefix is the whole repository."""
+    return [_norm(service.root_dir), *(_norm(item) for item in service.options.watch)]
+
+
+def touches(service: Service, changed: Collection[str] | None) -> bool:
+    if changed is None:
+        return True  # the payload cannot tell: deploy
+    prefixes = watched(service)
+    if "" in prefixes:
+        return True
+    return any(path.startswith(prefix) for path in changed for prefix in prefixes)
