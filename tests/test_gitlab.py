@@ -558,3 +558,27 @@ async def test_notes_get_reactions_like_on_github(
     award_calls = fake.calls("POST", r".*/notes/\d+/award_emoji")
     assert all(call.body.keys() == {"name"} for call in award_calls)
     assert fake.invalid == []
+
+
+async def test_deploy_on_a_merge_request_deploys_the_services_it_touches(
+    post: Post, store: Store, fake: FakeGitLab
+) -> None:
+    """The MR's diffs against each service's root directory and watch paths; none touched:
+    the list and the command to type."""
+    await add(store, "web", root_dir="web")
+    await add(store, "api", root_dir="api", watch=["lib"])
+    fake.members[PROJECT_ID] = {MAINTAINER_ID: DEVELOPER}
+    fake.mr_files[2] = ["lib/x.rb"]
+    note = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=2)
+    _, answer = await post("Note Hook", note)
+    [deployment_id] = answer["deployments"]
+    assert (await store.get_deployment(deployment_id)).service_name == "api"
+    assert fake.calls("GET", rf"/projects/{PROJECT_ID}/merge_requests/2/diffs")
+
+    fake.mr_files[2] = [".gitlab-ci.yml"]
+    note = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=2)
+    _, answer = await post("Note Hook", note)
+    assert answer["message"] == "replied: which service" and answer["deployments"] == []
+    [said] = await replies(fake, 1)
+    assert "`api`, `web`" in said and "`/deploy api`" in said
+    assert fake.invalid == []

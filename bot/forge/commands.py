@@ -17,6 +17,7 @@ import asyncpg
 from bot.commands.parser import Command, Ignore, Response, parse
 from bot.forge.access import NOTHING_CANCELLED, NOTHING_QUEUED, Member, may_deploy, refusal
 from bot.forge.intent import After, DeliveryIntent, Enqueue
+from bot.forge.paths import touches
 from bot.reporting.render import status_table
 from pipeline.db.queries import q
 from pipeline.models import Deployment, Service
@@ -89,6 +90,10 @@ class Conversation(Member, Protocol):
     async def head(self) -> Head:
         """The request's head now (a fork's through the forge's own ref)."""
 
+    async def changed_files(self) -> list[str] | None:
+        """The paths the request changes (both sides of a rename); None when the forge
+        cannot list them all (too many)."""
+
     def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
         """Where reporters answer: the trigger's `answer`."""
 
@@ -126,6 +131,11 @@ async def run_comment(
             return refused(conversation, f"There is no service `{result.service}` for {where}.")
     if not services:
         return refused(conversation, f"No service deploys {where}.")
+    if result.name == "deploy" and result.service is None and len(services) > 1:
+        touched = await touched_services(conversation, services)
+        if isinstance(touched, DeliveryIntent):
+            return touched
+        services = touched
     permitted = [service for service in services if await may_deploy(conversation, service)]
     if result.name == "status":  # only what the commenter may deploy, with its links
         return await run_status(context, conversation, permitted, len(services) - len(permitted))
@@ -138,6 +148,28 @@ async def run_comment(
     if result.name == "cancel":
         return await run_cancel(context, conversation, services)
     return await run_rollback(context, conversation, services)
+
+
+async def touched_services(
+    conversation: Conversation, services: list[Service]
+) -> list[Service] | DeliveryIntent:
+    """The services whose root directory or `config.watch` paths the request changes;
+    when that is none, or the forge cannot tell, the answer that lists them and says what
+    to type."""
+    changed = await conversation.changed_files()
+    if changed is not None:
+        touched = [service for service in services if touches(service, changed)]
+        if touched:
+            return touched
+        why = f"This {conversation.noun} changes no file of a service of {conversation.repository}"
+    else:
+        why = f"This {conversation.noun} changes too many files to tell which services it touches"
+    names = ", ".join(f"`{service.name}`" for service in services)
+    text = (
+        f"{why}, so nothing was queued. Its services: {names}.\n\n"
+        f"To deploy one, comment `/deploy {services[0].name}`."
+    )
+    return DeliveryIntent("replied: which service", after=[conversation.reply(text)])
 
 
 def _trigger(context: Collaborators, conversation: Conversation, **fields: Any) -> Trigger:

@@ -19,6 +19,8 @@ from bot.github.events import preview_environment
 from bot.github.models import Comment
 from pipeline.trigger import Source as TriggerSource
 
+FILES_LISTED = 3000  # the most files GitHub lists of a pull request
+
 
 @dataclass
 class PullRequestThread:
@@ -101,6 +103,22 @@ class PullRequestThread:
             pull["head"]["ref"] if head_repo == repo.full_name else f"refs/pull/{self.number}/head"
         )
         return Head(ref, pull["head"]["sha"])
+
+    async def changed_files(self) -> list[str] | None:
+        repo = self.comment.repo
+        paths: list[str] = []
+        listed = 0
+        async for item in self.gh.getiter(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/files{?per_page}",
+            {"owner": repo.owner, "repo": repo.name, "pull_number": self.number, "per_page": 100},
+        ):
+            listed += 1
+            paths += [
+                item["filename"],
+                *([item["previous_filename"]] if "previous_filename" in item else []),
+            ]
+        # GitHub lists at most FILES_LISTED files of a pull request.
+        return None if listed >= FILES_LISTED else paths
 
     def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
         return self.context.answer(

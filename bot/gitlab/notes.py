@@ -93,6 +93,9 @@ class MergeRequestThread:
     async def head(self) -> Head:
         return Head(self.mr.fetch_ref, self.mr.head_sha)
 
+    async def changed_files(self) -> list[str] | None:
+        return await self.api.merge_request_paths(self.note.project.id, self.mr.iid)
+
     def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
         return self.context.answer(
             self.repository,

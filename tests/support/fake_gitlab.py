@@ -15,6 +15,7 @@ The fake checks what GitLab documents for the calls click-deploy makes and answe
   emoji's name without colons; here one of the names GitLab knows that a bot would use),
   nothing else; the same award twice is GitLab's 404 "has
   already been taken" (not counted as invalid).
+- GET /projects/:id/merge_requests/:iid/diffs: `mr_files`, one page.
 - Every request needs the PRIVATE-TOKEN header (401 otherwise) and JSON bodies.
 Every request is recorded in `requests`; `failures` answers a matching request once with a
 canned status (a rate limit, a 502)."""
@@ -65,6 +66,7 @@ class FakeGitLab:
     notes: dict[int, dict[str, Any]] = field(default_factory=dict)  # note id → note
     statuses: dict[tuple[str, str, str], str] = field(default_factory=dict)  # → state
     awards: dict[int, list[str]] = field(default_factory=dict)  # note id → emoji names
+    mr_files: dict[int, list[str]] = field(default_factory=dict)  # MR iid → changed paths
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5000))
     url: str = ""
 
@@ -118,6 +120,9 @@ class FakeGitLab:
             return web.json_response({"id": int(m[2]), "access_level": 30, "state": "active"})
         if method == "POST" and (m := re.fullmatch(r"/projects/([^/]+)/statuses/(\w+)", path)):
             return self._status(m[1], m[2], body)
+        diffs = re.fullmatch(r"/projects/([^/]+)/merge_requests/(\d+)/diffs", path)
+        if method == "GET" and diffs:
+            return web.json_response([_diff(name) for name in self.mr_files.get(int(diffs[2]), [])])
         award = re.fullmatch(
             r"/projects/([^/]+)/merge_requests/(\d+)/notes/(\d+)/award_emoji", path
         )
@@ -280,6 +285,21 @@ def _repository(path: str = PROJECT_PATH) -> dict[str, Any]:
         "git_http_url": f"http://example.com/{path}.git",
         "git_ssh_url": f"git@example.com:{path}.git",
         "visibility_level": 0,
+    }
+
+
+def _diff(path: str) -> dict[str, Any]:
+    """One entry of GET /projects/:id/merge_requests/:iid/diffs."""
+    return {
+        "old_path": path,
+        "new_path": path,
+        "a_mode": "100644",
+        "b_mode": "100644",
+        "diff": "@@ -1 +1 @@\n-a\n+b\n",
+        "new_file": False,
+        "renamed_file": False,
+        "deleted_file": False,
+        "generated_file": False,
     }
 
 
