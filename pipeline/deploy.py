@@ -23,7 +23,6 @@ from pipeline.buildkit.builder import (
     BuildRequest,
     RegistryCredentials,
     cache_ref_for,
-    make_builder,
 )
 from pipeline.buildkit.events import (
     BuildEvent,
@@ -34,6 +33,7 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
+from pipeline.buildkit.factory import make_builder
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
 from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure, InvalidValue
 from pipeline.models import Service
