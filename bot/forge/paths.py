@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from pipeline.models import Service
 
@@ -29,3 +30,16 @@ def touches(service: Service, changed: Collection[str] | None) -> bool:
     if "" in prefixes:
         return True
     return any(path.startswith(prefix) for path in changed for prefix in prefixes)
+
+
+def commit_paths(commits: Iterable[Any]) -> frozenset[str]:
+    """The paths a push's commits added, modified or removed (as both forges list them)."""
+    paths: set[str] = set()
+    for commit in commits:
+        if not isinstance(commit, Mapping):
+            continue
+        for key in ("added", "modified", "removed"):
+            items = commit.get(key)
+            if isinstance(items, list):
+                paths.update(item for item in items if isinstance(item, str))
+    return frozenset(paths)
