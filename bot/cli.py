@@ -149,6 +149,37 @@ def serve(slots: int | None) -> None:
     run(main())
 
 
+@main.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--timeout",
+    "patience",
+    type=click.FloatRange(0.1, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds each request of a check may take.",
+)
+def doctor(json_output: bool, patience: float) -> None:
+    """Check every setting and reach every configured dependency: PostgreSQL and its
+    migrations, each builder, the registry (push and delete a tiny blob), the GitHub App,
+    the GitLab token, the Slack token. One line per check with the fix. Exit 0 when all
+    pass, 1 when one fails, 3 when the settings are invalid.
+
+    \b
+    Example:
+      click-deploy doctor
+      click-deploy doctor --json | jq '.checks[] | select(.ok | not)'
+    """
+    from bot.doctor import doctor as run_doctor
+
+    try:
+        code = run_doctor(click.echo, json_output=json_output, patience=patience)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+        return
+    sys.exit(code)
+
+
 # --- deployments ------------------------------------------------------------------------
 
 

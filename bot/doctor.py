@@ -1,0 +1,143 @@
+"""`click-deploy doctor`: every setting checked and every configured dependency reached,
+one line per check with what to do about a failure.
+
+The checks are `bot.ops.checks` and `bot.ops.forge_checks` (the ones `/readyz` uses too),
+all run at once. Exit 0 when nothing failed (warnings and "not configured" lines are no
+failures), 1 when something did, 3 when the settings themselves are invalid (nothing else
+can be checked then). Every line goes through the log redactor: no secret value is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from bot.logs import configure_logging
+from bot.ops.checks import (
+    CheckResult,
+    Level,
+    check_builders,
+    check_database_url,
+    check_registry,
+    check_settings,
+    failed,
+    gather_checks,
+)
+from bot.ops.forge_checks import check_github, check_gitlab, check_slack
+from bot.ops.redact import RedactSecrets
+from pipeline.db.connect import embedded_database_url
+from pipeline.errors import ClickDeployError
+from pipeline.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 3
+
+DEFAULT_PATIENCE = 10.0
+
+SYMBOLS = {Level.PASS: "✓", Level.WARN: "!", Level.FAIL: "✗", Level.UNCONFIGURED: "-"}
+ASCII_SYMBOLS = {Level.PASS: "ok", Level.WARN: "!!", Level.FAIL: "XX", Level.UNCONFIGURED: "--"}
+
+
+async def check_configured_database(settings: Settings, patience: float) -> list[CheckResult]:
+    """DATABASE_URL, or the embedded PostgreSQL under DATA_DIR that `serve` would start."""
+    if settings.database_url is not None:
+        return await check_database_url(settings.database_url.get_secret_value(), patience)
+    try:
+        url = await asyncio.to_thread(embedded_database_url, settings)
+    except ClickDeployError as error:
+        fix = "set DATABASE_URL, or a DATA_DIR every user can reach"
+        return [
+            failed("database", str(error), fix),
+            failed("migrations", "unknown: the database is unreachable", fix),
+        ]
+    where = f"embedded PostgreSQL in {settings.data_dir / 'postgres'}"
+    return await check_database_url(url, patience, label=where)
+
+
+async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:
+    """Every check after the settings, at once, in the order a newcomer would fix them."""
+    return await gather_checks(
+        check_configured_database(settings, patience),
+        check_builders(settings, patience),
+        check_registry(settings, patience),
+        check_github(settings, patience),
+        check_gitlab(settings, patience),
+        check_slack(settings, patience),
+    )
+
+
+def _symbols() -> dict[Level, str]:
+    """✓ and ✗ where the output can show them; plain letters where it cannot (LANG=C)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "".join(SYMBOLS.values()).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_SYMBOLS
+    return SYMBOLS
+
+
+def format_lines(results: list[CheckResult]) -> list[str]:
+    """One line per check (a second one with the fix), then a summary line."""
+    symbols = _symbols()
+    width = max(len(result.name) for result in results) + 2
+    lines = []
+    for result in results:
+        if result.level is Level.UNCONFIGURED:  # not a problem: the fix is how to use it
+            detail = f"not configured ({result.fix})" if result.fix else "not configured"
+            lines.append(f"{symbols[result.level]} {result.name:<{width}}{detail}")
+            continue
+        lines.append(f"{symbols[result.level]} {result.name:<{width}}{result.detail}")
+        if result.fix:
+            lines.append(f"  {'':<{width}}fix: {result.fix}")
+    failing = [result for result in results if result.level is Level.FAIL]
+    warned = [result for result in results if result.level is Level.WARN]
+    if failing:
+        lines.append(f"{len(failing)} of {len(results)} checks failed")
+    else:
+        lines.append(
+            f"all {len(results)} checks passed" + (f" ({len(warned)} warned)" if warned else "")
+        )
+    return lines
+
+
+def as_json(results: list[CheckResult]) -> str:
+    document: dict[str, Any] = {
+        "ok": all(result.ok for result in results),
+        "checks": [
+            {
+                "name": result.name,
+                "status": str(result.level),
+                "ok": result.ok,
+                "detail": result.detail,
+                "fix": result.fix,
+            }
+            for result in results
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def doctor(echo: Callable[[str], None], *, json_output: bool, patience: float) -> int:
+    """Run every check and print them; the exit code."""
+    first, settings = check_settings()
+    if settings is None:
+        results = [first]
+    else:
+        configure_logging(settings)  # any log line goes to stderr, redacted
+        results = [first, *asyncio.run(run_checks(settings, patience))]
+        redact = RedactSecrets.from_settings(settings)
+        results = [
+            CheckResult(r.name, r.level, redact.text(r.detail), redact.text(r.fix)) for r in results
+        ]
+    if json_output:
+        echo(as_json(results))
+    else:
+        for line in format_lines(results):
+            echo(line)
+    if settings is None:
+        return EXIT_CONFIG
+    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
