@@ -188,7 +188,11 @@ def doctor(json_output: bool, patience: float) -> None:
 @click.option("--ref", help="Branch or tag to deploy [the service's branch].")
 @click.option("--commit", "commit_sha", help="Exact commit to deploy (its full id).")
 @click.option("--env", "environment", default="production", show_default=True)
-@click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def deploy(
     service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
 ) -> None:
@@ -254,7 +258,12 @@ def deployments(service_name: str, limit: int, state: str | None) -> None:
 
 @main.command()
 @click.argument("deployment_id", type=int)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the deployment ends.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def logs(deployment_id: int, follow: bool) -> None:
     """Print a deployment's build log. With --follow the exit code is 0 only if it
     succeeded."""
@@ -279,7 +288,11 @@ def logs(deployment_id: int, follow: bool) -> None:
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--env", "environment", default="production", show_default=True)
 @click.option("--to", "to", type=int, help="Deployment whose image to restore [the previous one].")
-@click.option("--follow", is_flag=True, help="Stream the log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
     """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
     usage_checked(lambda: values.environment(environment))

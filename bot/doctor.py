@@ -43,19 +43,36 @@ ASCII_SYMBOLS = {Level.PASS: "ok", Level.WARN: "!!", Level.FAIL: "XX", Level.UNC
 
 
 async def check_configured_database(settings: Settings, patience: float) -> list[CheckResult]:
-    """DATABASE_URL, or the embedded PostgreSQL under DATA_DIR that `serve` would start."""
+    """DATABASE_URL, or the embedded PostgreSQL under DATA_DIR that `serve` would start.
+
+    Migrations not yet applied are a warning here, not a failure: `serve` and `worker`
+    apply them when they start (for a process already running, /readyz fails on them)."""
     if settings.database_url is not None:
-        return await check_database_url(settings.database_url.get_secret_value(), patience)
-    try:
-        url = await asyncio.to_thread(embedded_database_url, settings)
-    except ClickDeployError as error:
-        fix = "set DATABASE_URL, or a DATA_DIR every user can reach"
-        return [
-            failed("database", str(error), fix),
-            failed("migrations", "unknown: the database is unreachable", fix),
-        ]
-    where = f"embedded PostgreSQL in {settings.data_dir / 'postgres'}"
-    return await check_database_url(url, patience, label=where)
+        results = await check_database_url(settings.database_url.get_secret_value(), patience)
+    else:
+        try:
+            url = await asyncio.to_thread(embedded_database_url, settings)
+        except ClickDeployError as error:
+            fix = "set DATABASE_URL, or a DATA_DIR every user can reach"
+            return [
+                failed("database", str(error), fix),
+                failed("migrations", "unknown: the database is unreachable", fix),
+            ]
+        where = f"embedded PostgreSQL in {settings.data_dir / 'postgres'}"
+        results = await check_database_url(url, patience, label=where)
+    if not results[0].ok:
+        return results
+    return [
+        CheckResult(
+            result.name,
+            Level.WARN,
+            result.detail.removesuffix(": run click-deploy migrate"),
+            "run click-deploy migrate (serve and worker apply them when they start)",
+        )
+        if result.name == "migrations" and result.level is Level.FAIL
+        else result
+        for result in results
+    ]
 
 
 async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:

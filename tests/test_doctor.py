@@ -317,3 +317,18 @@ async def test_bad_settings_exit_3_with_one_line_and_nothing_else_checked(
     as_json = await doctor(tmp_path, env, "--json")
     assert as_json.code == 3
     assert json.loads(as_json.out)["checks"][0]["name"] == "settings"
+
+
+async def test_a_fresh_machine_checks_the_embedded_database(tmp_path: Path) -> None:
+    """Nothing configured: the embedded PostgreSQL `serve` would use is started and checked;
+    its schema is not there yet, which `serve` fixes at start: a warning."""
+    gone = f"unix://{tmp_path}/no-engine.sock"
+    run = await doctor(tmp_path, {"DOCKER_HOST": gone})
+    assert run.code == 1, run.out + run.err  # the builder: nothing answers on DOCKER_HOST
+    embedded = f"embedded PostgreSQL in {tmp_path / 'data' / 'postgres'}"
+    assert run.line("database") == f"✓ database    {embedded}: reachable", run.out
+    assert run.line("migrations") == "! migrations  no schema_migrations table"
+    assert run.fix("migrations").startswith("run click-deploy migrate")
+    assert run.line("builder").startswith(f"✗ builder     docker engine at {gone}: ")
+    assert run.line("registry") == "- registry    not configured (set REGISTRY_URL to push images)"
+    assert run.out.rstrip().endswith(f"1 of {len(CHECKS)} checks failed")
