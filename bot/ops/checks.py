@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
-from pipeline.buildkit.builder import builder_addresses
+from pipeline.buildkit.factory import builder_addresses
 from pipeline.db.migrate import load_migrations
 from pipeline.errors import ConfigError
 from pipeline.registry import (
