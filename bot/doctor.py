@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.logs import configure_logging
@@ -24,6 +24,7 @@ from bot.ops.checks import (
     check_registry,
     check_settings,
     failed,
+    fault,
     gather_checks,
 )
 from bot.ops.forge_checks import check_github, check_gitlab, check_slack
@@ -50,12 +51,18 @@ async def check_configured_database(settings: Settings, patience: float) -> list
     if settings.database_url is not None:
         results = await check_database_url(settings.database_url.get_secret_value(), patience)
     else:
+        fix = "set DATABASE_URL, or a DATA_DIR every user can reach"
         try:
             url = await asyncio.to_thread(embedded_database_url, settings)
         except ClickDeployError as error:
-            fix = "set DATABASE_URL, or a DATA_DIR every user can reach"
+            detail = str(error)
+        except Exception as error:  # pgserver's own faults: an answer of the check too
+            detail = f"the embedded PostgreSQL cannot start: {fault(error, patience)}"
+        else:
+            detail = ""
+        if detail:
             return [
-                failed("database", str(error), fix),
+                failed("database", detail, fix),
                 failed("migrations", "unknown: the database is unreachable", fix),
             ]
         where = f"embedded PostgreSQL in {settings.data_dir / 'postgres'}"
@@ -75,31 +82,51 @@ async def check_configured_database(settings: Settings, patience: float) -> list
     ]
 
 
+async def guarded(
+    name: str, check: Awaitable[CheckResult | list[CheckResult]], patience: float
+) -> CheckResult | list[CheckResult]:
+    """A check that raised after all (they are written not to) is its own failed line, so
+    the others are still shown and nothing prints a traceback."""
+    try:
+        return await check
+    except Exception as error:
+        return failed(name, f"the check itself failed: {fault(error, patience)}", "try again")
+
+
 async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:
     """Every check after the settings, at once, in the order a newcomer would fix them."""
     return await gather_checks(
-        check_configured_database(settings, patience),
-        check_builders(settings, patience),
-        check_registry(settings, patience),
-        check_github(settings, patience),
-        check_gitlab(settings, patience),
-        check_slack(settings, patience),
+        guarded("database", check_configured_database(settings, patience), patience),
+        guarded("builder", check_builders(settings, patience), patience),
+        guarded("registry", check_registry(settings, patience), patience),
+        guarded("github", check_github(settings, patience), patience),
+        guarded("gitlab", check_gitlab(settings, patience), patience),
+        guarded("slack", check_slack(settings, patience), patience),
     )
 
 
-def _symbols() -> dict[Level, str]:
-    """✓ and ✗ where the output can show them; plain letters where it cannot (LANG=C)."""
+def _unicode_output() -> bool:
+    """Whether stdout can show ✓ and ✗ (not with PYTHONIOENCODING=ascii, say)."""
     encoding = getattr(sys.stdout, "encoding", None) or "ascii"
     try:
         "".join(SYMBOLS.values()).encode(encoding)
     except (UnicodeEncodeError, LookupError):
-        return ASCII_SYMBOLS
-    return SYMBOLS
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """The text as stdout can show it: what its encoding lacks becomes "?"."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        return text.encode(encoding, "replace").decode(encoding)
+    except LookupError:
+        return text.encode("ascii", "replace").decode("ascii")
 
 
 def format_lines(results: list[CheckResult]) -> list[str]:
     """One line per check (a second one with the fix), then a summary line."""
-    symbols = _symbols()
+    symbols = SYMBOLS if _unicode_output() else ASCII_SYMBOLS
     width = max(len(result.name) for result in results) + 2
     lines = []
     for result in results:
@@ -121,7 +148,7 @@ def format_lines(results: list[CheckResult]) -> list[str]:
     return lines
 
 
-def as_json(results: list[CheckResult]) -> str:
+def as_json(results: list[CheckResult], *, unicode: bool = True) -> str:
     document: dict[str, Any] = {
         "ok": all(result.ok for result in results),
         "checks": [
@@ -135,7 +162,7 @@ def as_json(results: list[CheckResult]) -> str:
             for result in results
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return json.dumps(document, indent=2, ensure_ascii=not unicode)
 
 
 def doctor(echo: Callable[[str], None], *, json_output: bool, patience: float) -> int:
@@ -151,10 +178,10 @@ def doctor(echo: Callable[[str], None], *, json_output: bool, patience: float) -
             CheckResult(r.name, r.level, redact.text(r.detail), redact.text(r.fix)) for r in results
         ]
     if json_output:
-        echo(as_json(results))
+        echo(as_json(results, unicode=_unicode_output()))
     else:
         for line in format_lines(results):
-            echo(line)
+            echo(_shown(line))
     if settings is None:
         return EXIT_CONFIG
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED

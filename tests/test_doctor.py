@@ -41,12 +41,17 @@ class Run:
 
     def line(self, name: str) -> str:
         """The line of the check `name` (its first line: the fix may follow)."""
-        found = [line for line in self.out.splitlines() if line[2:].split(" ", 1)[0] == name]
+        found = self.lines(name)
         assert found, f"no {name} line in:\n{self.out}"
         return found[0]
 
     def lines(self, name: str) -> list[str]:
-        return [line for line in self.out.splitlines() if line[2:].split(" ", 1)[0] == name]
+        """The lines `MARK NAME DETAIL` of the check `name` (fix lines are indented)."""
+        return [
+            line
+            for line in self.out.splitlines()
+            if not line.startswith(" ") and line.split(None, 2)[1:2] == [name]
+        ]
 
     def fix(self, name: str) -> str:
         lines = self.out.splitlines()
@@ -332,3 +337,22 @@ async def test_a_fresh_machine_checks_the_embedded_database(tmp_path: Path) -> N
     assert run.line("builder").startswith(f"✗ builder     docker engine at {gone}: ")
     assert run.line("registry") == "- registry    not configured (set REGISTRY_URL to push images)"
     assert run.out.rstrip().endswith(f"1 of {len(CHECKS)} checks failed")
+
+
+async def test_an_output_without_unicode_gets_plain_marks(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    env |= {"SLACK_BOT_TOKEN": "xoxb-not-the-token"}
+    env |= {"SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/", "PYTHONIOENCODING": "ascii"}
+    run = await doctor(tmp_path, env | {"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert run.code == 1 and "Traceback" not in run.err, run.out + run.err
+    assert run.line("slack").startswith("XX slack ")
+    assert run.line("registry").startswith("-- registry ")
+    as_json = await doctor(tmp_path, env, "--json")
+    assert as_json.out, as_json.err
+    json.loads(as_json.out)  # escaped, not refused
+
+    run = await doctor(tmp_path, {"WORKER_SLOTS": "many", "PYTHONIOENCODING": "ascii"})
+    assert run.code == 3, run.out + run.err
+    assert run.out.splitlines()[0].startswith("XX settings  invalid configuration: WORKER_SLOTS")
