@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -356,3 +357,27 @@ async def test_an_output_without_unicode_gets_plain_marks(
     run = await doctor(tmp_path, {"WORKER_SLOTS": "many", "PYTHONIOENCODING": "ascii"})
     assert run.code == 3, run.out + run.err
     assert run.out.splitlines()[0].startswith("XX settings  invalid configuration: WORKER_SLOTS")
+
+
+async def test_each_buildkitd_address_is_its_own_line(tmp_path: Path, database_url: str) -> None:
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    up, down = listening.getsockname()[1], free_port()
+    try:
+        env = {
+            "DATABASE_URL": database_url,
+            "BUILDER": "buildkitd",
+            "BUILDKIT_ADDRESS": f"tcp://127.0.0.1:{up},tcp://127.0.0.1:{down}",
+        }
+        run = await doctor(tmp_path, env)
+    finally:
+        listening.close()
+    assert run.code == 1, run.out + run.err
+    assert run.lines("builder")[0] == (
+        f"✓ builder     buildkitd at tcp://127.0.0.1:{up}: accepts connections"
+    )
+    assert run.lines("builder")[1].startswith(
+        f"✗ builder     buildkitd at tcp://127.0.0.1:{down}: "
+    )
+    assert "start buildkitd, or correct BUILDKIT_ADDRESS" in run.out

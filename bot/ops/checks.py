@@ -289,8 +289,9 @@ async def check_registry(settings: Settings, patience: float) -> CheckResult:
                 "registry",
                 Level.WARN,
                 f"{pushed}, but could not delete it: {detail}",
-                "allow deletes (distribution: storage.delete.enabled) so old images can be "
-                "removed; the test blob goes at the next garbage collection",
+                "if it refuses to delete images too, closed previews' images stay: allow "
+                "deletes (distribution: storage.delete.enabled: true); the test blob goes at "
+                "the registry's next garbage collection",
             )
     return passed("registry", f"{pushed} and deleted it")
 
