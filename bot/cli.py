@@ -106,6 +106,37 @@ def serve(slots: int | None) -> None:
     run(main())
 
 
+@main.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--timeout",
+    "patience",
+    type=click.FloatRange(0.1, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds each request of a check may take.",
+)
+def doctor(json_output: bool, patience: float) -> None:
+    """Check every setting and reach every configured dependency: PostgreSQL and its
+    migrations, each builder, the registry (push and delete a tiny blob), the GitHub App,
+    the GitLab token, the Slack token. One line per check with the fix. Exit 0 when all
+    pass, 1 when one fails, 3 when the settings are invalid.
+
+    \b
+    Example:
+      click-deploy doctor
+      click-deploy doctor --json | jq '.checks[] | select(.ok | not)'
+    """
+    from bot.doctor import doctor as run_doctor
+
+    try:
+        code = run_doctor(click.echo, json_output=json_output, patience=patience)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+        return
+    sys.exit(code)
+
+
 # --- deployments ------------------------------------------------------------------------
 
 
@@ -114,7 +145,11 @@ def serve(slots: int | None) -> None:
 @click.option("--ref", help="Branch or tag to deploy [the service's branch].")
 @click.option("--commit", "commit_sha", help="Exact commit to deploy (its full id).")
 @click.option("--env", "environment", default="production", show_default=True)
-@click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def deploy(
     service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
 ) -> None:
@@ -180,7 +215,12 @@ def deployments(service_name: str, limit: int, state: str | None) -> None:
 
 @main.command()
 @click.argument("deployment_id", type=int)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the deployment ends.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def logs(deployment_id: int, follow: bool) -> None:
     """Print a deployment's build log. With --follow the exit code is 0 only if it
     succeeded."""
@@ -205,7 +245,11 @@ def logs(deployment_id: int, follow: bool) -> None:
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--env", "environment", default="production", show_default=True)
 @click.option("--to", "to", type=int, help="Deployment whose image to restore [the previous one].")
-@click.option("--follow", is_flag=True, help="Stream the log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
     """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
     usage_checked(lambda: values.environment(environment))

@@ -2,7 +2,8 @@
 OpenAPI description (`@octokit/openapi`): an unknown path or method, a missing required
 field or a wrong enum value is answered 422 and recorded in `invalid`. Every request is
 recorded in `requests` with the status it was answered; a few answers are canned and can
-be changed per test.
+be changed per test. GET /app verifies the App's JWT (RS256) with the public key of an App
+registered in `apps`, and answers 401 as GitHub does when it cannot.
 
 `start_outage(seconds)` plays a GitHub incident: until it ends, every (valid) request is
 answered with the next status of a cycle of 500 and 429 (the 429 as GitHub sends a
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
@@ -81,6 +83,9 @@ class FakeGitHub:
     outage_retry_after: int | None = 60
     outage_answers: list[OutageAnswer] = field(default_factory=list)
     _outage_turn: int = 0
+    # GET /app answers an App JWT (RS256, `iss` the App's id) signed by the key of an App
+    # registered here: app id → (public key PEM, slug); anything else is GitHub's 401.
+    apps: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def start_outage(
         self,
@@ -182,7 +187,45 @@ class FakeGitHub:
                 return web.json_response(
                     {"message": "fake failure"}, status=status, headers=headers
                 )
+        if request.method == "GET" and request.path == "/app":
+            return self._app(request.headers.get("Authorization", ""))
         return self.answer(request.method, request.path, parsed)
+
+    def _app(self, authorization: str) -> web.Response:
+        """GET /app as GitHub answers it: the App of a valid JWT, else 401."""
+        scheme, _, token = authorization.partition(" ")
+        refused = web.json_response(
+            {
+                "message": "A JSON web token could not be decoded",
+                "documentation_url": "https://docs.github.com/rest",
+            },
+            status=401,
+        )
+        if scheme.lower() != "bearer":
+            return refused
+        try:
+            issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss"))
+            public_key, slug = self.apps[issuer]
+            jwt.decode(token, public_key, algorithms=["RS256"], options={"require": ["exp"]})
+        except (jwt.PyJWTError, KeyError):
+            return refused
+        return web.json_response(
+            {
+                "id": int(issuer),
+                "slug": slug,
+                "node_id": "MDExOkludGVncmF0aW9uMQ==",
+                "client_id": "Iv1.ab1112223334445c",
+                "owner": {"login": "octocat", "id": 1, "type": "User"},
+                "name": slug.replace("-", " ").title(),
+                "description": "",
+                "external_url": "https://example.com",
+                "html_url": f"https://github.com/apps/{slug}",
+                "created_at": "2017-07-08T16:18:44-04:00",
+                "updated_at": "2017-07-08T16:18:44-04:00",
+                "permissions": {"metadata": "read", "checks": "write", "statuses": "write"},
+                "events": ["push", "pull_request"],
+            }
+        )
 
     def answer(self, method: str, path: str, body: Any) -> web.Response:
         if m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path):
