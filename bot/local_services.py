@@ -1,0 +1,148 @@
+"""What `serve` runs on this machine when it is not configured, as the embedded PostgreSQL
+is: a Docker engine (bot/local_engine.py) when neither DOCKER_HOST nor BUILDKIT_ADDRESS is
+set, a registry (bot/local_registry.py) when REGISTRY_URL is unset, and the base images
+from scripts/infra's mirror when it runs here and BASE_IMAGE_MIRROR is unset. Anything
+configured replaces its part. Each part says on stderr what it started and where.
+
+Only for the default WORKER_PIPELINE (the one that builds and pushes) and LOCAL_SERVICES
+true: a pipeline that needs no engine or registry gets neither."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot import local_engine
+from bot.local_engine import EngineUnavailable, ensure_engine, has_bridge
+from bot.local_registry import LocalRegistry, RegistryUnavailable, start_registry
+from pipeline.settings import Settings
+
+DEFAULT_PIPELINE = Settings.model_fields["worker_pipeline"].default
+RECORD = "local-services.json"  # under DATA_DIR: the engine the CLI's `docker run` line names
+# scripts/infra's mirror of the base images, when it runs on this machine.
+INFRA_MIRROR = "localhost:5000"
+INFRA_MIRROR_PROBE = "http://127.0.0.1:5000/v2/library/debian/manifests/bookworm-slim"
+MANIFEST_ACCEPT = (
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.index.v1+json"
+)
+BASE_IMAGE_SETTINGS = tuple(name for name in Settings.model_fields if name.startswith("base_image"))
+
+
+@dataclass
+class LocalServices:
+    settings: Settings  # the configured ones, with what was started filled in
+    registry: LocalRegistry | None = None
+
+    async def stop(self) -> None:
+        if self.registry is not None:
+            await self.registry.stop()
+
+
+def wanted(settings: Settings) -> bool:
+    return settings.local_services and settings.worker_pipeline == DEFAULT_PIPELINE
+
+
+def engine_configured(settings: Settings) -> bool:
+    return settings.builder == "buildkitd" or bool(
+        {"docker_host", "buildkit_address"} & settings.model_fields_set
+    )
+
+
+async def _mirror_runs_here() -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
+            session.head(INFRA_MIRROR_PROBE, headers={"Accept": MANIFEST_ACCEPT}) as response,
+        ):
+            return response.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+async def _engine(settings: Settings, updates: dict[str, Any], say: Callable[[str], None]) -> None:
+    try:
+        host = await ensure_engine(settings.data_dir, say)
+    except EngineUnavailable as error:
+        say(f"Docker engine: none, deployments will fail until there is one: {error}")
+        return
+    updates["docker_host"] = host
+    if "build_network" not in settings.model_fields_set and not await has_bridge(host):
+        updates["build_network"] = "host"
+        say(
+            "builds: RUN steps use this machine's network (BUILD_NETWORK=host): the engine "
+            "has no bridge network"
+        )
+    record = settings.data_dir / RECORD
+    await asyncio.to_thread(record.write_text, json.dumps({"docker_host": host}) + "\n")
+
+
+async def _registry(
+    settings: Settings, updates: dict[str, Any], say: Callable[[str], None]
+) -> LocalRegistry | None:
+    try:
+        registry = await start_registry(settings.data_dir, settings.local_registry_port)
+    except RegistryUnavailable as error:
+        say(f"registry: none, deployments will fail until there is one: {error}")
+        return None
+    updates.update(
+        registry_url=registry.url,
+        registry_username=registry.username,
+        registry_password=registry.password,
+    )
+    how = "started" if registry.process is not None else "already running"
+    say(
+        f"registry: {how} on {registry.url} (user {registry.username}, password in "
+        f"{settings.data_dir / 'registry' / 'credentials.json'}; images in "
+        f"{settings.data_dir / 'registry' / 'data'})"
+    )
+    return registry
+
+
+async def _base_images(
+    settings: Settings, updates: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    if any(getattr(settings, name) for name in BASE_IMAGE_SETTINGS):
+        return
+    if await _mirror_runs_here():
+        updates["base_image_mirror"] = INFRA_MIRROR
+        say(f"base images: from the mirror on {INFRA_MIRROR} (BASE_IMAGE_MIRROR={INFRA_MIRROR})")
+    else:
+        say(
+            "base images: pulled from Docker Hub (python:3.13-slim, node:22-bookworm-slim, "
+            "...); on a machine that cannot reach it, set BASE_IMAGE_MIRROR to a registry "
+            "that holds them (scripts/infra up builds them into one on localhost:5000)"
+        )
+
+
+async def start_local_services(settings: Settings, say: Callable[[str], None]) -> LocalServices:
+    """Start what is missing; the settings that use it."""
+    if not wanted(settings):
+        return LocalServices(settings)
+    updates: dict[str, Any] = {}
+    if not engine_configured(settings):
+        await _engine(settings, updates, say)
+    registry = None
+    if settings.registry_url is None:
+        registry = await _registry(settings, updates, say)
+    await _base_images(settings, updates, say)
+    return LocalServices(settings.model_copy(update=updates), registry)
+
+
+def run_engine(settings: Settings) -> str:
+    """The engine whose images `docker run` starts: DOCKER_HOST's first, the one `serve`
+    started or found (recorded under DATA_DIR), or the default socket."""
+    if "docker_host" in settings.model_fields_set and settings.builder == "docker":
+        return settings.docker_host.split(",")[0].strip()
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        recorded = json.loads((settings.data_dir / RECORD).read_text(encoding="utf-8"))
+        return str(recorded["docker_host"])
+    return local_engine.DEFAULT_DOCKER_HOST
