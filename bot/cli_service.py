@@ -161,10 +161,11 @@ def service_update(
 ) -> None:
     """Change a service (by name or id): only the options given."""
     config = read_config(config_text)
-    if branch is not None:
-        usage_checked(lambda: values.branch(branch))
-    if root_dir is not None:
-        usage_checked(lambda: values.root_dir(root_dir))
+    given_branch, given_root = branch, root_dir
+    if given_branch is not None:
+        usage_checked(lambda: values.branch(given_branch))
+    if given_root is not None:
+        usage_checked(lambda: values.root_dir(given_root))
     note = None
     local = (
         repository is not None
@@ -174,7 +175,8 @@ def service_update(
     if local:
         repository, branch, root_dir, note = local
     elif repository is not None and provider is not None:
-        usage_checked(lambda: values.repository(provider, repository))
+        given_provider, given_repository = provider, repository
+        usage_checked(lambda: values.repository(given_provider, given_repository))
 
     async def action(runtime: Runtime) -> None:
         found = await runtime.store.find_service(name)

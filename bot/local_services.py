@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from bot import local_engine
-from bot.local_engine import EngineUnavailable, ensure_engine, has_bridge
+from bot.local_engine import EngineUnavailable, engine_answers, ensure_engine, has_bridge
 from bot.local_registry import LocalRegistry, RegistryUnavailable, start_registry
 from pipeline.settings import Settings
 
@@ -75,14 +75,25 @@ async def _engine(settings: Settings, updates: dict[str, Any], say: Callable[[st
         say(f"Docker engine: none, deployments will fail until there is one: {error}")
         return
     updates["docker_host"] = host
-    if "build_network" not in settings.model_fields_set and not await has_bridge(host):
+    await _build_network(settings, host, updates, say)
+    record = settings.data_dir / RECORD
+    await asyncio.to_thread(record.write_text, json.dumps({"docker_host": host}) + "\n")
+
+
+async def _build_network(
+    settings: Settings, host: str, updates: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    """An engine without a bridge network (dockerd --bridge=none, as scripts/infra and
+    this module start it) fails every RUN step on the default network: with BUILD_NETWORK
+    unset, builds use this machine's network there instead, and say so."""
+    if "build_network" in settings.model_fields_set:
+        return
+    if await engine_answers(host) and not await has_bridge(host):
         updates["build_network"] = "host"
         say(
             "builds: RUN steps use this machine's network (BUILD_NETWORK=host): the engine "
             "has no bridge network"
         )
-    record = settings.data_dir / RECORD
-    await asyncio.to_thread(record.write_text, json.dumps({"docker_host": host}) + "\n")
 
 
 async def _registry(
@@ -130,9 +141,17 @@ async def start_local_services(settings: Settings, say: Callable[[str], None]) -
     updates: dict[str, Any] = {}
     if not engine_configured(settings):
         await _engine(settings, updates, say)
+    elif settings.builder == "docker":
+        say(f"Docker engine: DOCKER_HOST={settings.docker_host} (configured)")
+        if "," not in settings.docker_host:
+            await _build_network(settings, settings.docker_host, updates, say)
+    else:
+        say(f"BuildKit: BUILDKIT_ADDRESS={settings.buildkit_address} (configured)")
     registry = None
     if settings.registry_url is None:
         registry = await _registry(settings, updates, say)
+    else:
+        say(f"registry: REGISTRY_URL={settings.registry_url} (configured)")
     await _base_images(settings, updates, say)
     return LocalServices(settings.model_copy(update=updates), registry)
 

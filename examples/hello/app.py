@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:
         body = b"Hello from click-deploy!\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
