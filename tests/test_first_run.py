@@ -1,0 +1,205 @@
+"""A newcomer's first run, on a fresh clone of this repository: the run command
+(`scripts/serve`) in the background, then the first deploy as the docs give it
+(`click-deploy service add hello --repo examples/hello`, `click-deploy deploy hello
+--follow`), then the `docker run` line that prints, and an HTTP GET of the app.
+
+Real parts throughout: `scripts/serve` makes its own virtualenv in the clone (pip), starts a
+registry of its own (docker-registry, generated credentials under DATA_DIR), builds on the
+Docker engine of scripts/infra (the "Docker engine on this machine" here: DOCKER_HOST) with
+the base images of its mirror, found by serve itself. The database is the test server's
+(a fresh database), as the embedded one would run as another user outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import signal
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+from tests.support.infra import DOCKER_HOST, REPO_ROOT, docker, free_port, http_status
+
+pytest_plugins = ["tests.support.infra"]
+
+BOOTSTRAP_SECONDS = 900  # a first `scripts/serve` makes a virtualenv and installs into it
+DEPLOY_SECONDS = 900
+APP_SECONDS = 120
+
+
+def fresh_checkout(tmp_path: Path) -> Path:
+    """A clone of this repository's committed state, as a newcomer gets it."""
+    checkout = tmp_path / "click-deploy"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(REPO_ROOT), str(checkout)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return checkout
+
+
+def newcomer_env(checkout: Path, database_url: str, data_dir: Path) -> dict[str, str]:
+    """No click-deploy setting but those a test machine needs: its database, its engine
+    (DOCKER_HOST), ports nobody else uses. The registry and base images are serve's own."""
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    for inherited in ("PYTHONPATH", "VIRTUAL_ENV", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY"):
+        env.pop(inherited, None)
+    env.update(
+        DATABASE_URL=database_url,
+        DATA_DIR=str(data_dir),
+        DOCKER_HOST=DOCKER_HOST,
+        HTTP_PORT=str(free_port()),
+        LOCAL_REGISTRY_PORT=str(free_port()),
+        LOG_FORMAT="console",
+        # The shell a newcomer has: the system's tools, the clone's virtualenv once made.
+        PATH=f"{checkout / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    )
+    return env
+
+
+@pytest.fixture
+def serve(
+    tmp_path: Path, database_url: str, docker_engine: str, mirror_registry: str
+) -> Iterator[tuple[Path, dict[str, str], Path]]:
+    """`scripts/serve` running in a fresh checkout: (checkout, environment, its log)."""
+    checkout = fresh_checkout(tmp_path)
+    env = newcomer_env(checkout, database_url, tmp_path / "data")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["scripts/serve"],
+            cwd=checkout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped whole, by its id
+        )
+    try:
+        healthz = f"http://127.0.0.1:{env['HTTP_PORT']}/healthz"
+        deadline = time.monotonic() + BOOTSTRAP_SECONDS
+        while http_status(healthz) != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"scripts/serve did not answer {healthz} (exit {process.poll()}):\n"
+                    + log_path.read_text(errors="replace")[-4000:]
+                )
+            time.sleep(1)
+        yield checkout, env, log_path
+    finally:
+        with_group = process.poll() is None
+        if with_group:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
+
+def shell(command: str, checkout: Path, env: dict[str, str], timeout: float) -> str:
+    """Run COMMAND as written, in the checkout; its output (stdout and stderr)."""
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{output}"
+    return output
+
+
+def get_when_up(url: str, process: subprocess.Popen[bytes], log: Path) -> tuple[int, str]:
+    deadline = time.monotonic() + APP_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except (OSError, urllib.error.URLError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer {url}:\n{log.read_text(errors='replace')}")
+            time.sleep(0.5)
+
+
+def registry_tags(registry_url: str, repository: str, user: str, password: str) -> list[str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{registry_url}/v2/{repository}/tags/list", headers={"Authorization": f"Basic {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.load(response).get("tags") or [])
+
+
+def test_a_fresh_checkout_serves_deploys_examples_hello_and_the_printed_line_runs_it(
+    serve: tuple[Path, dict[str, str], Path], tmp_path: Path
+) -> None:
+    checkout, env, serve_log = serve
+    started = serve_log.read_text(errors="replace")
+    registry_url = f"http://127.0.0.1:{env['LOCAL_REGISTRY_PORT']}"
+    assert f"registry: started on {registry_url}" in started, started
+    assert "base images: from the mirror on localhost:5000" in started, started
+
+    # The registry's credentials: generated, readable by this user only.
+    data = Path(env["DATA_DIR"]) / "registry"
+    for private in ("credentials.json", "htpasswd"):
+        assert stat.S_IMODE((data / private).stat().st_mode) == 0o600, private
+    credentials = json.loads((data / "credentials.json").read_text())
+    password = credentials["password"]
+    assert len(password) >= 24
+    assert (data / "htpasswd").read_text().startswith(f"{credentials['username']}:$2")
+    assert http_status(f"{registry_url}/v2/") == 401  # not without them
+
+    added = shell("click-deploy service add hello --repo examples/hello", checkout, env, 300)
+    assert "added service hello" in added
+    deployed = shell("click-deploy deploy hello --follow", checkout, env, DEPLOY_SECONDS)
+    lines = deployed.rstrip().splitlines()
+    assert lines[-4].startswith("-- deployment 1 succeeded"), deployed
+    assert lines[-3] == "-- start it with:", deployed
+    run_line, opened = lines[-2], lines[-1]
+    assert opened.startswith("-- then open http://127.0.0.1:"), deployed
+    url = opened.removeprefix("-- then open ")
+
+    # Pushed to serve's own registry, under the tag the run line names.
+    image = shlex.split(run_line)[-1]
+    assert image.startswith(f"127.0.0.1:{env['LOCAL_REGISTRY_PORT']}/click-deploy/hello:")
+    tags = registry_tags(registry_url, "click-deploy/hello", credentials["username"], password)
+    assert image.rpartition(":")[2] in tags and "production" in tags
+
+    # The password went nowhere it could be read.
+    for text in (started, serve_log.read_text(errors="replace"), added, deployed):
+        assert password not in text
+
+    app_log = tmp_path / "app.log"
+    with app_log.open("wb") as log:
+        app = subprocess.Popen(
+            shlex.split(run_line), cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        status, body = get_when_up(url, app, app_log)
+        assert (status, body) == (200, "Hello from click-deploy!\n")
+    finally:
+        app.terminate()
+        try:
+            app.wait(30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+        running = docker("ps", "-q", "--filter", f"ancestor={image}").stdout.split()
+        if running:
+            docker("rm", "-f", *running)
+        docker("rmi", image)
