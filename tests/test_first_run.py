@@ -23,11 +23,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from pipeline.clone import CloneRequest, clone
+from pipeline.deploy import repository_url
+from pipeline.errors import InvalidValue
+from pipeline.local_repository import local_source
+from pipeline.models import Service
 from pipeline.settings import Settings
+from pipeline.store import NewService
 from tests.support.infra import DOCKER_HOST, REPO_ROOT, docker, free_port, http_status
 
 pytest_plugins = ["tests.support.infra"]
@@ -203,3 +210,96 @@ def test_a_fresh_checkout_serves_deploys_examples_hello_and_the_printed_line_run
         if running:
             docker("rm", "-f", *running)
         docker("rmi", image)
+
+
+# --- a folder on this machine as the repository (pipeline/local_repository.py) -----------
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(cwd), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+async def test_a_folder_inside_a_git_repository_deploys_from_that_repository(
+    tmp_path: Path,
+) -> None:
+    top = tmp_path / "repo"
+    (top / "apps" / "hello").mkdir(parents=True)
+    (top / "apps" / "hello" / "app.py").write_text("print('hi')\n")
+    git(top, "init", "-q", "-b", "trunk")
+    git(top, "add", "-A")
+    git(top, "commit", "-q", "-m", "one")
+    (top / "apps" / "hello" / "app.py").write_text("print('changed')\n")
+
+    source = local_source(str(top / "apps" / "hello"), "hello", tmp_path / "data")
+    assert (source.repository, source.root_dir, source.branch) == (
+        f"file://{top.resolve()}",
+        "apps/hello",
+        "trunk",
+    )
+    assert "uncommitted changes are not deployed" in source.note
+    assert not (tmp_path / "data").exists()  # no copy: the repository itself is cloned
+
+    # What a deploy clones: the committed file, not the change.
+    service = _service(source.repository)
+    url = repository_url(service, Settings(data_dir=tmp_path / "data"))
+    cloned = await clone(CloneRequest(url=url, ref=source.branch), tmp_path / "build", print)
+    assert (cloned.path / "apps" / "hello" / "app.py").read_text() == "print('hi')\n"
+
+
+async def test_a_folder_outside_git_is_copied_into_a_repository_under_data_dir(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "index.html").write_text("<h1>one</h1>\n")
+    data_dir = tmp_path / "data"
+
+    source = local_source(str(folder), "site", data_dir)
+    copy = data_dir / "local-repositories" / "site"
+    assert (source.repository, source.root_dir, source.branch) == (f"file://{copy}", ".", "main")
+    cloned = await clone(CloneRequest(url=source.repository, ref="main"), tmp_path / "b1", print)
+    assert (cloned.path / "index.html").read_text() == "<h1>one</h1>\n"
+
+    # Adding it again takes a new copy: a changed file, a removed one.
+    (folder / "index.html").write_text("<h1>two</h1>\n")
+    (folder / "extra.txt").write_text("x")
+    local_source(str(folder), "site", data_dir)
+    (folder / "extra.txt").unlink()
+    again = local_source(str(folder), "site", data_dir)
+    cloned = await clone(CloneRequest(url=again.repository, ref="main"), tmp_path / "b2", print)
+    assert (cloned.path / "index.html").read_text() == "<h1>two</h1>\n"
+    assert not (cloned.path / "extra.txt").exists()
+
+
+def test_a_local_folder_is_refused_everywhere_but_the_command_line(tmp_path: Path) -> None:
+    """The API, chat and forges store services through NewService without `local`: a
+    folder of the bot's machine (as a file:// URL or a path) is refused there."""
+    for repository in (f"file://{tmp_path}", str(tmp_path)):
+        with pytest.raises(InvalidValue, match="not allowed"):
+            NewService("web", repository).checked()
+    assert NewService("web", f"file://{tmp_path}", local=True).checked().repository == (
+        f"file://{tmp_path}"
+    )
+    with pytest.raises(InvalidValue, match="empty"):
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        local_source(str(empty), "web", tmp_path / "data")
+
+
+def _service(repository: str) -> Service:
+    return Service(
+        id=1,
+        name="hello",
+        provider="git",
+        repository=repository,
+        branch="trunk",
+        root_dir="apps/hello",
+        config={},
+        created_at=datetime.now(UTC),
+        updated_at=datetime.now(UTC),
+    )
