@@ -12,13 +12,17 @@ the base images of its mirror, found by serve itself. The database is the test s
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import http.server
 import json
 import os
 import shlex
 import signal
+import socketserver
 import stat
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +32,9 @@ from pathlib import Path
 
 import pytest
 
+from bot import local_engine
+from bot.local_registry import RegistryUnavailable, start_registry
+from bot.local_services import start_local_services
 from pipeline.clone import CloneRequest, clone
 from pipeline.deploy import repository_url
 from pipeline.errors import InvalidValue
@@ -303,3 +310,77 @@ def _service(repository: str) -> Service:
         created_at=datetime.now(UTC),
         updated_at=datetime.now(UTC),
     )
+
+
+# --- the parts serve starts (bot/local_registry.py, bot/local_engine.py) -----------------
+
+
+async def test_the_local_registry_keeps_its_credentials_private_and_stops_with_serve(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    registry = await start_registry(tmp_path, port)
+    try:
+        assert registry.process is not None
+        url = f"http://127.0.0.1:{port}"
+        assert registry.url == url
+        assert await asyncio.to_thread(http_status, f"{url}/v2/") == 401
+        password = registry.password.get_secret_value()
+        token = base64.b64encode(f"{registry.username}:{password}".encode()).decode()
+        signed_in = {"Authorization": f"Basic {token}"}
+        assert await asyncio.to_thread(http_status, f"{url}/v2/", headers=signed_in) == 200
+        for private in ("credentials.json", "htpasswd", "config.yml"):
+            mode = (tmp_path / "registry" / private).stat().st_mode
+            assert stat.S_IMODE(mode) == 0o600, private
+        assert password not in (tmp_path / "registry" / "htpasswd").read_text()
+
+        # A second start (serve restarted while it still runs) finds it, same password.
+        again = await start_registry(tmp_path, port)
+        assert again.process is None and again.password == registry.password
+    finally:
+        await registry.stop()
+    assert await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/v2/") == 0
+
+
+async def test_a_port_taken_by_another_program_is_one_line_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    with socketserver.TCPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(RegistryUnavailable, match="LOCAL_REGISTRY_PORT: ") as refused:
+                await start_registry(tmp_path, other.server_address[1])
+        finally:
+            other.shutdown()
+    assert "REGISTRY_URL" in str(refused.value)
+
+
+async def test_without_an_engine_or_root_serve_says_what_to_install_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = f"unix://{tmp_path / 'no-engine.sock'}"
+    monkeypatch.setattr(local_engine, "DEFAULT_DOCKER_HOST", nowhere)
+    monkeypatch.setattr(local_engine, "ENGINE_HOST", nowhere)
+    monkeypatch.setattr(local_engine.os, "geteuid", lambda: 1000)
+    said: list[str] = []
+    settings = Settings(
+        data_dir=tmp_path, registry_url="http://registry.example:5000", base_image_mirror="m:5"
+    )
+    started = await start_local_services(settings, said.append)
+    assert started.settings.docker_host == settings.docker_host  # nothing to use instead
+    [engine] = [line for line in said if line.startswith("Docker engine")]
+    assert "apt-get install docker.io" in engine and "DOCKER_HOST" in engine, engine
+    assert "registry: REGISTRY_URL=http://registry.example:5000 (configured)" in said
+
+
+async def test_nothing_is_started_for_another_pipeline_or_when_turned_off(
+    tmp_path: Path,
+) -> None:
+    for settings in (
+        Settings(data_dir=tmp_path, local_services=False),
+        Settings(data_dir=tmp_path, worker_pipeline="tests.support.pipelines:scripted"),
+    ):
+        said: list[str] = []
+        started = await start_local_services(settings, said.append)
+        assert (started.settings, started.registry, said) == (settings, None, [])
+    assert not (tmp_path / "registry").exists()
