@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from bot import cli_format as fmt
+from bot.cli_run import EXIT_USAGE, fail, settings_or_exit, with_runtime
 from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
@@ -25,15 +26,7 @@ T = TypeVar("T")
 
 def refuse(message: str) -> None:
     """One line on stderr and the exit code of a bad command line."""
-    from bot.cli import EXIT_USAGE, fail  # bot.cli imports this module
-
     fail(message, EXIT_USAGE)
-
-
-def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
-    from bot.cli import with_runtime as run_with_runtime
-
-    return run_with_runtime(action)
 
 
 @click.group()
@@ -89,8 +82,6 @@ def local_repository(
     to store, and what a deploy builds; None when REPOSITORY is no folder."""
     if not looks_local(repository):
         return None
-    from bot.cli import settings_or_exit  # bot.cli imports this module
-
     usage_checked(lambda: values.service_name(name))
     source = usage_checked(lambda: local_source(repository, name, settings_or_exit().data_dir))
     inside = usage_checked(lambda: values.root_dir(root_dir))

@@ -38,7 +38,7 @@ INSTALL_HINT = (
 )
 
 
-class EngineUnavailable(Exception):
+class LocalEngineUnavailable(Exception):
     """No engine answers and none can be started here; the message says what to do."""
 
 
@@ -95,31 +95,33 @@ async def ensure_engine(data_dir: Path, announce: Callable[[str], None]) -> str:
         announce(f"Docker engine: using the one started earlier at {ENGINE_HOST}")
         return ENGINE_HOST
     if os.geteuid() != 0:
-        raise EngineUnavailable(
+        raise LocalEngineUnavailable(
             f"no Docker engine answers at {DEFAULT_DOCKER_HOST}, and only root can start "
             f"one here: {INSTALL_HINT}"
         )
     dockerd = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
     if dockerd is None:
         if not local_install.can_install():
-            raise EngineUnavailable(
+            raise LocalEngineUnavailable(
                 f"no Docker engine answers at {DEFAULT_DOCKER_HOST}: {INSTALL_HINT}"
             )
         announce("Docker engine: installing Debian's docker.io (apt-get)")
         try:
             await local_install.install("docker.io")
         except local_install.InstallFailed as error:
-            raise EngineUnavailable(f"{error}; {INSTALL_HINT}") from None
+            raise LocalEngineUnavailable(f"{error}; {INSTALL_HINT}") from None
         dockerd = shutil.which("dockerd", path="/usr/sbin:/usr/bin")
         if dockerd is None:
-            raise EngineUnavailable(f"docker.io is installed but has no dockerd: {INSTALL_HINT}")
+            raise LocalEngineUnavailable(
+                f"docker.io is installed but has no dockerd: {INSTALL_HINT}"
+            )
     if not await asyncio.to_thread(_pid_alive, ENGINE_PIDFILE):
         await asyncio.to_thread(_start_dockerd, dockerd, data_dir / "docker")
     deadline = time.monotonic() + START_SECONDS
     while not await engine_answers(ENGINE_HOST):
         alive = await asyncio.to_thread(_pid_alive, ENGINE_PIDFILE)
         if time.monotonic() > deadline or not alive:
-            raise EngineUnavailable(
+            raise LocalEngineUnavailable(
                 f"the Docker engine started at {ENGINE_HOST} does not answer (its log: "
                 f"{ENGINE_LOG}); {INSTALL_HINT}"
             )

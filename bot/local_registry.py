@@ -34,7 +34,7 @@ INSTALL_HINT = (
 )
 
 
-class RegistryUnavailable(Exception):
+class LocalRegistryUnavailable(Exception):
     """No registry can be started here; the message says what to do."""
 
 
@@ -138,16 +138,16 @@ async def _program() -> str:
         if found:
             return found
     if not local_install.can_install():
-        raise RegistryUnavailable(
+        raise LocalRegistryUnavailable(
             f"REGISTRY_URL is not set and no registry is installed: {INSTALL_HINT}"
         )
     try:
         await local_install.install("docker-registry")
     except local_install.InstallFailed as error:
-        raise RegistryUnavailable(f"{error}; {INSTALL_HINT}") from None
+        raise LocalRegistryUnavailable(f"{error}; {INSTALL_HINT}") from None
     found = shutil.which("docker-registry", path="/usr/bin:/usr/sbin")
     if found is None:
-        raise RegistryUnavailable(
+        raise LocalRegistryUnavailable(
             f"docker-registry is installed but cannot be found: {INSTALL_HINT}"
         )
     return found
@@ -176,7 +176,7 @@ async def start_registry(data_dir: Path, port: int) -> LocalRegistry:
     if await _status(url, password) == 200:
         return LocalRegistry(url, USER, password, None)
     if await _status(url, None) != 0:
-        raise RegistryUnavailable(
+        raise LocalRegistryUnavailable(
             f"LOCAL_REGISTRY_PORT: {port} on 127.0.0.1 is used by another program; set "
             "LOCAL_REGISTRY_PORT to a free port, or REGISTRY_URL to your registry"
         )
@@ -202,7 +202,7 @@ async def start_registry(data_dir: Path, port: int) -> LocalRegistry:
         if process.returncode is not None or time.monotonic() > deadline:
             await registry.stop()
             tail = await asyncio.to_thread(_log_tail, log_path)
-            raise RegistryUnavailable(
+            raise LocalRegistryUnavailable(
                 f"the registry started on 127.0.0.1:{port} did not answer "
                 f"({tail or 'no output'}; log {log_path}); {INSTALL_HINT}"
             )

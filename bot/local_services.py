@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 
 from bot import local_engine
-from bot.local_engine import EngineUnavailable, engine_answers, ensure_engine, has_bridge
-from bot.local_registry import LocalRegistry, RegistryUnavailable, start_registry
+from bot.local_engine import LocalEngineUnavailable, engine_answers, ensure_engine, has_bridge
+from bot.local_registry import LocalRegistry, LocalRegistryUnavailable, start_registry
 from pipeline.settings import Settings
 
 DEFAULT_PIPELINE = Settings.model_fields["worker_pipeline"].default
@@ -71,7 +71,7 @@ async def _mirror_runs_here() -> bool:
 async def _engine(settings: Settings, updates: dict[str, Any], say: Callable[[str], None]) -> None:
     try:
         host = await ensure_engine(settings.data_dir, say)
-    except EngineUnavailable as error:
+    except LocalEngineUnavailable as error:
         say(f"Docker engine: none, deployments will fail until there is one: {error}")
         return
     updates["docker_host"] = host
@@ -101,7 +101,7 @@ async def _registry(
 ) -> LocalRegistry | None:
     try:
         registry = await start_registry(settings.data_dir, settings.local_registry_port)
-    except RegistryUnavailable as error:
+    except LocalRegistryUnavailable as error:
         say(f"registry: none, deployments will fail until there is one: {error}")
         return None
     updates.update(

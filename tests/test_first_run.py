@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from bot import local_engine
-from bot.local_registry import RegistryUnavailable, start_registry
+from bot.local_registry import LocalRegistryUnavailable, start_registry
 from bot.local_services import start_local_services
 from pipeline.clone import CloneRequest, clone
 from pipeline.deploy import repository_url
@@ -63,7 +63,7 @@ def fresh_checkout(tmp_path: Path) -> Path:
     return checkout
 
 
-def newcomer_env(checkout: Path, database_url: str, data_dir: Path) -> dict[str, str]:
+def newcomer_env(database_url: str, data_dir: Path) -> dict[str, str]:
     """No click-deploy setting but those a test machine needs: its database, its engine
     (DOCKER_HOST), ports nobody else uses. The registry and base images are serve's own."""
     names = {name.upper() for name in Settings.model_fields}
@@ -77,8 +77,7 @@ def newcomer_env(checkout: Path, database_url: str, data_dir: Path) -> dict[str,
         HTTP_PORT=str(free_port()),
         LOCAL_REGISTRY_PORT=str(free_port()),
         LOG_FORMAT="console",
-        # The shell a newcomer has: the system's tools, the clone's virtualenv once made.
-        PATH=f"{checkout / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",  # a newcomer's shell
     )
     return env
 
@@ -89,7 +88,7 @@ def serve(
 ) -> Iterator[tuple[Path, dict[str, str], Path]]:
     """`scripts/serve` running in a fresh checkout: (checkout, environment, its log)."""
     checkout = fresh_checkout(tmp_path)
-    env = newcomer_env(checkout, database_url, tmp_path / "data")
+    env = newcomer_env(database_url, tmp_path / "data")
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -179,9 +178,13 @@ def test_a_fresh_checkout_serves_deploys_examples_hello_and_the_printed_line_run
     assert (data / "htpasswd").read_text().startswith(f"{credentials['username']}:$2")
     assert http_status(f"{registry_url}/v2/") == 401  # not without them
 
-    added = shell("click-deploy service add hello --repo examples/hello", checkout, env, 300)
+    # docs/first-deploy.md's commands, as written there.
+    activate = ". .venv/bin/activate && "
+    added = shell(
+        activate + "click-deploy service add hello --repo examples/hello", checkout, env, 300
+    )
     assert "added service hello" in added
-    deployed = shell("click-deploy deploy hello --follow", checkout, env, DEPLOY_SECONDS)
+    deployed = shell(activate + "click-deploy deploy hello --follow", checkout, env, DEPLOY_SECONDS)
     lines = deployed.rstrip().splitlines()
     assert lines[-4].startswith("-- deployment 1 succeeded"), deployed
     assert lines[-3] == "-- start it with:", deployed
@@ -348,7 +351,7 @@ async def test_a_port_taken_by_another_program_is_one_line_naming_the_setting(
     with socketserver.TCPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler) as other:
         threading.Thread(target=other.serve_forever, daemon=True).start()
         try:
-            with pytest.raises(RegistryUnavailable, match="LOCAL_REGISTRY_PORT: ") as refused:
+            with pytest.raises(LocalRegistryUnavailable, match="LOCAL_REGISTRY_PORT: ") as refused:
                 await start_registry(tmp_path, other.server_address[1])
         finally:
             other.shutdown()
