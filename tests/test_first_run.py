@@ -22,6 +22,7 @@ import signal
 import socketserver
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -387,3 +388,31 @@ async def test_nothing_is_started_for_another_pipeline_or_when_turned_off(
         started = await start_local_services(settings, said.append)
         assert (started.settings, started.registry, said) == (settings, None, [])
     assert not (tmp_path / "registry").exists()
+
+
+def test_the_local_registry_goes_when_serve_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    program = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from bot.local_registry import start_registry\n"
+        "async def main():\n"
+        f"    await start_registry(Path({str(tmp_path)!r}), {port})\n"
+        "    print('up', flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "up"
+        assert http_status(f"http://127.0.0.1:{port}/v2/") == 401
+    finally:
+        owner.kill()  # SIGKILL: no cleanup code of its own runs
+        owner.wait(30)
+    deadline = time.monotonic() + 60
+    while http_status(f"http://127.0.0.1:{port}/v2/") != 0:
+        assert time.monotonic() < deadline, "the registry outlived the process that started it"
+        time.sleep(0.2)
