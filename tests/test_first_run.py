@@ -32,8 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bot import local_engine
+from bot.cli import main
 from bot.local_registry import LocalRegistryUnavailable, start_registry
 from bot.local_services import start_local_services
 from pipeline.clone import CloneRequest, clone
@@ -416,3 +418,37 @@ def test_the_local_registry_goes_when_serve_is_killed(tmp_path: Path) -> None:
     while http_status(f"http://127.0.0.1:{port}/v2/") != 0:
         assert time.monotonic() < deadline, "the registry outlived the process that started it"
         time.sleep(0.2)
+
+
+def test_service_add_and_update_take_a_folder_and_say_what_deploys_build(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.chdir(tmp_path)
+    site = tmp_path / "site"
+    (site / "public").mkdir(parents=True)
+    (site / "public" / "index.html").write_text("<h1>hi</h1>\n")
+    cli = CliRunner()
+
+    added = cli.invoke(main, ["service", "add", "site", "--repo", "site", "--root-dir", "public"])
+    assert added.exit_code == 0, added.output
+    assert "deploys build a copy of" in added.output
+    copy = tmp_path / "data" / "local-repositories" / "site"
+    shown = cli.invoke(main, ["service", "show", "site"])
+    assert f"file://{copy}" in shown.output and "public" in shown.output, shown.output
+
+    # update --repo takes a new copy of the folder.
+    (site / "public" / "index.html").write_text("<h1>two</h1>\n")
+    updated = cli.invoke(main, ["service", "update", "site", "--repo", "site"])
+    assert updated.exit_code == 0, updated.output
+    assert git(copy, "show", "HEAD:public/index.html") == "<h1>two</h1>"
+
+    # A folder that is not there is a clone URL git cannot use: refused, one line.
+    missing = cli.invoke(main, ["service", "add", "gone", "--repo", "no/such/folder"])
+    assert missing.exit_code == 2 and "local paths are not allowed" in missing.output
+    # A bad name is refused before anything is copied under DATA_DIR.
+    bad = cli.invoke(main, ["service", "add", "../up", "--repo", "site"])
+    assert bad.exit_code == 2 and "service name" in bad.output
+    assert sorted(p.name for p in (tmp_path / "data" / "local-repositories").iterdir()) == ["site"]
