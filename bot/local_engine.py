@@ -203,6 +203,14 @@ def free_host_port(first: int = 8000, last: int = 8999) -> int:
     return 0
 
 
+def _machine(docker_host: str) -> str:
+    """Where the engine's containers answer: its host for tcp://, else this machine."""
+    parts = urlsplit(docker_host)
+    if parts.scheme in ("tcp", "http") and parts.hostname:
+        return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return "127.0.0.1"
+
+
 async def run_line(docker_host: str, image: str) -> tuple[str, str | None]:
     """The `docker run` command that starts `image` on the engine that built it, and the
     URL it answers on (None for a worker)."""
@@ -210,10 +218,13 @@ async def run_line(docker_host: str, image: str) -> tuple[str, str | None]:
     docker = ["docker"] if docker_host == DEFAULT_DOCKER_HOST else ["docker", "-H", docker_host]
     argv = [*docker, "run", "--rm"]
     url = None
+    machine = _machine(docker_host)
     if port is not None:
         if await has_bridge(docker_host):
             host_port = free_host_port()
-            argv += ["-p", f"127.0.0.1:{host_port}:{port}"]
+            # On this machine, published on loopback only; on another, where it can be reached.
+            published = f"127.0.0.1:{host_port}" if machine == "127.0.0.1" else str(host_port)
+            argv += ["-p", f"{published}:{port}"]
         else:
             # No bridge (dockerd --bridge=none): the container shares this machine's
             # network, so the app itself listens on the host port.
@@ -221,6 +232,6 @@ async def run_line(docker_host: str, image: str) -> tuple[str, str | None]:
             argv += ["--network", "host"]
             if reads_port:
                 argv += ["-e", f"PORT={host_port}"]
-        url = f"http://127.0.0.1:{host_port}/"
+        url = f"http://{machine}:{host_port}/"
     argv.append(image)
     return shlex.join(argv), url

@@ -452,3 +452,19 @@ def test_service_add_and_update_take_a_folder_and_say_what_deploys_build(
     bad = cli.invoke(main, ["service", "add", "../up", "--repo", "site"])
     assert bad.exit_code == 2 and "service name" in bad.output
     assert sorted(p.name for p in (tmp_path / "data" / "local-repositories").iterdir()) == ["site"]
+
+
+async def test_the_run_line_names_the_engine_and_where_the_app_answers(
+    docker_engine: str,
+) -> None:
+    # The engine of this machine's infra has no bridge network: host networking, $PORT.
+    line, url = await local_engine.run_line(docker_engine, "localhost:5000/library/none:here")
+    port = url.rsplit(":", 1)[1].rstrip("/") if url else ""
+    assert line == (
+        f"docker -H {docker_engine} run --rm --network host -e PORT={port} "
+        "localhost:5000/library/none:here"
+    )
+    assert url == f"http://127.0.0.1:{port}/"
+    # An engine elsewhere: its containers answer on its host, not this machine's loopback.
+    _, elsewhere = await local_engine.run_line("tcp://build-host.invalid:2375", "x:1")
+    assert elsewhere is not None and elsewhere.startswith("http://build-host.invalid:")
