@@ -26,7 +26,7 @@ from bot.cli_run import (
 from bot.cli_service import service, usage_checked
 from bot.follow import follow_logs
 from bot.local_engine import run_line
-from bot.local_services import run_engine, start_local_services
+from bot.local_services import recorded_services, run_engine, start_local_services
 from bot.runtime import (
     Runtime,
     announce,
@@ -83,10 +83,12 @@ def worker(slots: int | None) -> None:
 
     async def main() -> None:
         # Checked before the database, in the order a newcomer would fix them.
-        pipeline = load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses
+        load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses
         check_work_dirs(settings)
         async with open_runtime(settings, pool_size=settings.database_pool_size) as runtime:
-            await run_worker(runtime, pipeline, slots)
+            local = recorded_services(settings, announce)  # what serve started here
+            pipeline = load_pipeline(local)
+            await run_worker(dataclasses.replace(runtime, settings=local), pipeline, slots)
 
     run(main())
 

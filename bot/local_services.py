@@ -14,9 +14,11 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 
 from bot import local_engine
 from bot.local_engine import LocalEngineUnavailable, engine_answers, ensure_engine, has_bridge
@@ -76,8 +78,6 @@ async def _engine(settings: Settings, updates: dict[str, Any], say: Callable[[st
         return
     updates["docker_host"] = host
     await _build_network(settings, host, updates, say)
-    record = settings.data_dir / RECORD
-    await asyncio.to_thread(record.write_text, json.dumps({"docker_host": host}) + "\n")
 
 
 async def _build_network(
@@ -153,7 +153,52 @@ async def start_local_services(settings: Settings, say: Callable[[str], None]) -
     else:
         say(f"registry: REGISTRY_URL={settings.registry_url} (configured)")
     await _base_images(settings, updates, say)
+    # What was started, for the other commands of this DATA_DIR (the password stays in
+    # the registry's own 0600 file).
+    shown = {name: value for name, value in updates.items() if name != "registry_password"}
+    await asyncio.to_thread(_write_record, settings.data_dir / RECORD, shown)
     return LocalServices(settings.model_copy(update=updates), registry)
+
+
+def _write_record(path: Path, values: dict[str, Any]) -> None:
+    path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+
+
+def _recorded(settings: Settings) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads((settings.data_dir / RECORD).read_text(encoding="utf-8"))
+        if isinstance(recorded, dict):
+            return recorded
+    return {}
+
+
+def recorded_services(settings: Settings, say: Callable[[str], None]) -> Settings:
+    """For `worker` beside `serve` on this machine: the engine, registry and base images
+    that serve of the same DATA_DIR started or found, where nothing is configured."""
+    if not wanted(settings):
+        return settings
+    recorded = _recorded(settings)
+    updates: dict[str, Any] = {}
+    if not engine_configured(settings) and "docker_host" in recorded:
+        updates["docker_host"] = str(recorded["docker_host"])
+        say(f"Docker engine: {updates['docker_host']}, the one serve uses")
+    if recorded.get("build_network") and "build_network" not in settings.model_fields_set:
+        updates["build_network"] = str(recorded["build_network"])
+    if settings.registry_url is None and "registry_url" in recorded:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            stored = settings.data_dir / "registry" / "credentials.json"
+            password = json.loads(stored.read_text(encoding="utf-8"))["password"]
+            updates.update(
+                registry_url=str(recorded["registry_url"]),
+                registry_username=str(recorded["registry_username"]),
+                registry_password=SecretStr(str(password)),
+            )
+            say(f"registry: {recorded['registry_url']}, the one serve started")
+    if recorded.get("base_image_mirror") and not any(
+        getattr(settings, name) for name in BASE_IMAGE_SETTINGS
+    ):
+        updates["base_image_mirror"] = str(recorded["base_image_mirror"])
+    return settings.model_copy(update=updates)
 
 
 def run_engine(settings: Settings) -> str:
@@ -161,7 +206,4 @@ def run_engine(settings: Settings) -> str:
     started or found (recorded under DATA_DIR), or the default socket."""
     if "docker_host" in settings.model_fields_set and settings.builder == "docker":
         return settings.docker_host.split(",")[0].strip()
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        recorded = json.loads((settings.data_dir / RECORD).read_text(encoding="utf-8"))
-        return str(recorded["docker_host"])
-    return local_engine.DEFAULT_DOCKER_HOST
+    return str(_recorded(settings).get("docker_host") or local_engine.DEFAULT_DOCKER_HOST)

@@ -37,7 +37,7 @@ from click.testing import CliRunner
 from bot import local_engine
 from bot.cli import main
 from bot.local_registry import LocalRegistryUnavailable, start_registry
-from bot.local_services import start_local_services
+from bot.local_services import recorded_services, start_local_services
 from pipeline.clone import CloneRequest, clone
 from pipeline.deploy import repository_url
 from pipeline.errors import InvalidValue
@@ -468,3 +468,33 @@ async def test_the_run_line_names_the_engine_and_where_the_app_answers(
     # An engine elsewhere: its containers answer on its host, not this machine's loopback.
     _, elsewhere = await local_engine.run_line("tcp://build-host.invalid:2375", "x:1")
     assert elsewhere is not None and elsewhere.startswith("http://build-host.invalid:")
+
+
+async def test_a_worker_beside_serve_uses_what_serve_started(
+    tmp_path: Path, docker_engine: str, mirror_registry: str
+) -> None:
+    port = free_port()
+    configured = {"data_dir": tmp_path, "docker_host": docker_engine}
+    said: list[str] = []
+    started = await start_local_services(
+        Settings(**configured, local_registry_port=port), said.append
+    )
+    try:
+        assert started.registry is not None, said
+        worker = recorded_services(Settings(**configured), said.append)
+        assert worker.registry_url == f"http://127.0.0.1:{port}"
+        assert worker.registry_username == started.registry.username
+        assert worker.registry_password == started.registry.password
+        assert worker.base_image_mirror == mirror_registry
+        assert worker.build_network == "host"  # the infra engine has no bridge network
+        assert worker.docker_host == docker_engine
+        # The password is in the registry's own 0600 file only, not in the record.
+        record = (tmp_path / "local-services.json").read_text()
+        assert started.registry.password.get_secret_value() not in record
+        # Configured values win.
+        mine = recorded_services(
+            Settings(**configured, registry_url="https://harbor.example.com"), said.append
+        )
+        assert (mine.registry_url, mine.registry_password) == ("https://harbor.example.com", None)
+    finally:
+        await started.stop()
