@@ -56,6 +56,12 @@ GROUPS = (
         prefixes=("base_image_",),
     ),
     Group(
+        "Services started on this machine",
+        "What `serve` runs itself when it is not configured: a Docker engine and a registry. "
+        "See [first-deploy.md](first-deploy.md).",
+        prefixes=("local_",),
+    ),
+    Group(
         "Railpack",
         'Services planned by Railpack (`builder = "railpack"`). See [railpack.md](railpack.md).',
         prefixes=("railpack_",),

@@ -382,6 +382,22 @@ class Settings(BaseSettings):
         "plans (a Harbor proxy-cache project such as harbor.example.com/ghcr).",
     )
 
+    # --- services started on this machine (bot/local_services.py) -----------------------
+    local_services: bool = Field(
+        default=True,
+        description="With the default WORKER_PIPELINE, `serve` starts what is not configured "
+        "on this machine: a Docker engine when DOCKER_HOST and BUILDKIT_ADDRESS are unset and "
+        "none answers at the default socket, a registry when REGISTRY_URL is unset; set false "
+        "to start nothing.",
+    )
+    local_registry_port: int = Field(
+        default=5050,
+        ge=1,
+        le=65535,
+        description="The port on 127.0.0.1 of the registry `serve` starts when REGISTRY_URL "
+        "is unset; change it when another program uses it.",
+    )
+
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
         if self.worker_heartbeat_seconds >= self.worker_lease_seconds:
