@@ -308,6 +308,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("centrifugo_token_hmac_secret")
+    @classmethod
+    def _centrifugo_token_hmac_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters: HS256 needs a 256-bit key")
+        return value
+
     @model_validator(mode="after")
     def _centrifugo_pair(self) -> Settings:
         url, key = self.centrifugo_api_url, self.centrifugo_api_key

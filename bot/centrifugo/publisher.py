@@ -181,8 +181,11 @@ class Publisher:
             await self._client.close()
 
     async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by stop(). (Not wait_for: on Python 3.11 it swallows a
+        cancellation that comes as the event is set, as stop() does.)"""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     # --- leadership ---------------------------------------------------------------------
 
@@ -234,7 +237,7 @@ class Publisher:
     # --- reading what workers stored ----------------------------------------------------
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             await self._wake.wait()
             self._wake.clear()
             if not self.leading.is_set():
@@ -342,7 +345,7 @@ class Publisher:
     async def _send_loop(self) -> None:
         backoff = 0.0
         size = self.settings.centrifugo_batch_size
-        while True:
+        while not self._stopping.is_set():
             batch = [await self.queue.get()]
             while len(batch) < size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
