@@ -137,7 +137,12 @@ async def test_the_double_enforces_the_documented_api(centrifugo: FakeCentrifugo
         key = {"X-API-Key": API_KEY}
         ok = await session.post(f"{centrifugo.url}/publish", json=body, headers=key)
         assert (ok.status, await ok.json()) == (200, {"result": {}})
-        for bad in ({"data": {}}, {"channel": "deployments:1"}, {**body, "extra": 1}):
+        bad_bodies: list[dict[str, Any]] = [
+            {"data": {}},
+            {"channel": "deployments:1"},
+            {**body, "extra": 1},
+        ]
+        for bad in bad_bodies:
             answer = await session.post(f"{centrifugo.url}/publish", json=bad, headers=key)
             assert (await answer.json())["error"]["code"] == 107, bad
         unknown = await session.post(
@@ -191,7 +196,10 @@ async def test_a_build_is_published_once_by_one_of_two_processes_in_order_and_co
     await until(lambda: first.publisher.stats.leader or second.publisher.stats.leader, "a leader")
     await start_worker(ScriptedPipeline())
     deployment = await queue.enqueue(service, trigger={"script": {"lines": 600, "sleep": 0.6}})
-    messages = lambda: centrifugo.messages(channel(deployment.id))  # noqa: E731
+
+    def messages() -> list[Any]:
+        return centrifugo.messages(channel(deployment.id))
+
     await until(lambda: any(m["type"] == "end" for m in messages()), "the end message")
     stored = (await store.read_logs(deployment.id, limit=5000)).items
     assert published_lines(messages()) == [line.seq for line in stored]  # once each, in order
@@ -214,7 +222,10 @@ async def test_a_build_is_published_once_by_one_of_two_processes_in_order_and_co
     processes.remove(leader)
     await until(lambda: other.publisher.stats.leader, "the other process takes over")
     again = await queue.enqueue(service, trigger={"script": {"lines": 50}})
-    again_messages = lambda: centrifugo.messages(channel(again.id))  # noqa: E731
+
+    def again_messages() -> list[Any]:
+        return centrifugo.messages(channel(again.id))
+
     await until(lambda: any(m["type"] == "end" for m in again_messages()), "the second build")
     stored_again = (await store.read_logs(again.id, limit=5000)).items
     assert published_lines(again_messages()) == [line.seq for line in stored_again]

@@ -18,6 +18,10 @@ walkthrough" and "Error codes") specifies for the methods click-deploy uses:
 
 Publications are kept per channel with their arrival time. `stop()` closes the port (a
 Centrifugo that is down: connections are refused) and `start()` opens the same port again.
+
+`python -m tests.support.fake_centrifugo PORT` runs it alone (for bench/logs.py, so its
+work is not the measuring process's); GET /fake/publications then answers what arrived,
+as `[[channel, arrival time, data], ...]` (not a Centrifugo endpoint).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class FakeCentrifugo:
                 self.port = int(probe.getsockname()[1])
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/fake/publications", self._dump)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -81,6 +86,14 @@ class FakeCentrifugo:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _dump(self, _request: web.Request) -> web.Response:
+        every = [
+            [received.channel, received.at, received.data]
+            for channel in self.publications.values()
+            for received in channel
+        ]
+        return web.json_response(every)
 
     def messages(self, channel: str) -> list[Any]:
         return [received.data for received in self.publications.get(channel, [])]
@@ -169,3 +182,15 @@ class FakeCentrifugo:
             "num_clients": 0, "num_users": 0, "num_subs": 0, "num_channels": channels,
             "uptime": 1,
         }  # fmt: skip
+
+
+async def serve(port: int) -> None:
+    fake = FakeCentrifugo(port=port)
+    await fake.start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(serve(int(sys.argv[1])))
