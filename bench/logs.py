@@ -177,7 +177,13 @@ async def run(args: argparse.Namespace, centrifugo: bool) -> None:
         await connection.close()
         pool = await create_pool(url, size=4)
         store = Store(pool)
-        queue = Queue(pool, Settings(_env_file=None))  # type: ignore[call-arg]
+        # A lease longer than any run: the serve process's reaper must not hand it back.
+        long_lease = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            worker_lease_seconds=86400.0,
+            worker_heartbeat_seconds=60.0,
+        )
+        queue = Queue(pool, long_lease)
         service = await store.create_service(NewService("bench", "acme/bench", "github"))
         deployment = await queue.enqueue(service.id)
         assert await queue.claim("bench-writer") is not None  # running, before serve starts
