@@ -387,47 +387,47 @@ class Settings(BaseSettings):
         default=None,
         description="Centrifugo's server HTTP API (e.g. http://centrifugo:8000/api); set "
         "with CENTRIFUGO_API_KEY to publish every deployment's log lines and status changes "
-        "to its channel",
+        "to its channel.",
     )
     centrifugo_api_key: SecretStr | None = Field(
         default=None,
-        description="The key of Centrifugo's HTTP API (its http_api.key), sent as X-API-Key",
+        description="The key of Centrifugo's HTTP API (its http_api.key), sent as X-API-Key.",
     )
     centrifugo_channel_prefix: str = Field(
         default="deployments:",
         description="A deployment's channel is this prefix and its id; a namespace in it "
-        "(the part before ':') must exist in Centrifugo's configuration",
+        "(the part before ':') must exist in Centrifugo's configuration.",
     )
     centrifugo_token_hmac_secret: SecretStr | None = Field(
         default=None,
         description="Centrifugo's HMAC secret for tokens (client.token.hmac_secret_key); "
-        "set it to issue subscription tokens at GET /api/v1/deployments/{id}/logs/subscription",
+        "set it to issue subscription tokens at GET /api/v1/deployments/{id}/logs/subscription.",
     )
     centrifugo_token_ttl_seconds: int = Field(
         default=3600,
         ge=60,
         le=7 * 24 * 3600,
         description="How long a subscription token is valid; Centrifugo asks the browser "
-        "for a fresh one when it expires",
+        "for a fresh one when it expires.",
     )
     centrifugo_queue_size: int = Field(
         default=2000,
         ge=10,
         le=1_000_000,
         description="Publications waiting for Centrifugo; beyond this (Centrifugo slow or "
-        "down) lines are dropped for Centrifugo only and subscribers told where to re-read",
+        "down) lines are dropped for Centrifugo only and subscribers told where to re-read.",
     )
     centrifugo_batch_size: int = Field(
         default=100,
         ge=1,
         le=1000,
-        description="Publications sent in one batch request to Centrifugo",
+        description="Publications sent in one batch request to Centrifugo.",
     )
     centrifugo_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
         le=60,
-        description="How long one request to Centrifugo may take before it counts as failed",
+        description="How long one request to Centrifugo may take before it counts as failed.",
     )
 
     @model_validator(mode="after")
