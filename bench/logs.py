@@ -89,6 +89,12 @@ async def write(
     return seq - 1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p99 and max, in milliseconds."""
     ordered = sorted(values)
@@ -221,12 +227,15 @@ async def run(args: argparse.Namespace, centrifugo: bool) -> None:
             for i in range(args.viewers)
         ]
         await asyncio.sleep(1.0)  # all connected and following
+        serve_cpu = cpu_seconds(process.pid)
+        fake_cpu = cpu_seconds(fake.pid) if fake is not None else 0.0
         started = time.monotonic()
         durations: list[float] = []
         written = await write(store, deployment.id, args.rate, args.seconds, durations)
         wrote_for = time.monotonic() - started
         counts = await asyncio.wait_for(asyncio.gather(*viewers), args.seconds + 60)
         received_for = time.monotonic() - started
+        serve_cpu = cpu_seconds(process.pid) - serve_cpu
         p50, p99, worst = percentiles([value for series in latencies for value in series])
         w50, w99, wmax = percentiles(durations)
         print(
@@ -243,14 +252,16 @@ async def run(args: argparse.Namespace, centrifugo: bool) -> None:
             f"build side: a batch of {max(1, round(args.rate * BATCH_SECONDS))} lines written "
             f"in p50 {w50:.2f} ms, p99 {w99:.2f} ms, max {wmax:.2f} ms"
         )
-        if centrifugo:
+        print(f"serve process CPU while lines were written and followed: {serve_cpu:.1f} s")
+        if fake is not None:
             arrivals, got = await centrifugo_latencies(fake_port, written)
+            fake_cpu = cpu_seconds(fake.pid) - fake_cpu
             c50, c99, cmax = percentiles(arrivals)
             dropped = await metric(port, "click_deploy_centrifugo_dropped_lines_total") or 0.0
             print(
                 f"Centrifugo got {got} of {written} lines (dropped: {dropped:.0f}); latency "
                 f"line stored -> Centrifugo: p50 {c50:.1f} ms, p99 {c99:.1f} ms, "
-                f"max {cmax:.1f} ms"
+                f"max {cmax:.1f} ms; the Centrifugo double's CPU: {fake_cpu:.1f} s"
             )
         await pool.close()
     finally:
