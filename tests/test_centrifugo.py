@@ -7,8 +7,10 @@ tests/support/fake_centrifugo.py."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -46,6 +48,7 @@ from pipeline.store import LogEntry, Store
 from tests.support.fake_centrifugo import API_KEY, TOKEN_HMAC_SECRET, FakeCentrifugo
 from tests.support.pipelines import ScriptedPipeline
 from tests.support.waiting import PATIENCE
+from tests.test_processes import free_port, spawn, worker_env
 
 StartWorker = Callable[..., Awaitable[Worker]]
 LEGAL_ORDER = ["queued", "cloning", "building", "pushing", "succeeded"]
@@ -542,3 +545,75 @@ async def test_the_check_reports_centrifugo_when_configured(
     down = await check_centrifugo(configured)
     assert down is not None and not down.ok and down.detail.startswith("unreachable: ")
     assert API_KEY not in down.detail
+
+
+# --- two real `serve` processes -------------------------------------------------------------
+
+
+@pytest.fixture
+def serve_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+async def metrics_of(session: aiohttp.ClientSession, port: int) -> dict[str, float] | None:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as answer:
+            text = await answer.text()
+    except aiohttp.ClientConnectionError:
+        return None
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("click_deploy_centrifugo_")
+    }
+
+
+async def test_two_serve_processes_publish_each_line_once(
+    database_url: str,
+    tmp_path: Path,
+    queue: Queue,
+    store: Store,
+    service: int,
+    centrifugo: FakeCentrifugo,
+    serve_processes: list[subprocess.Popen[bytes]],
+) -> None:
+    ports = [free_port(), free_port()]
+    for port in ports:
+        env = worker_env(
+            database_url,
+            tmp_path,
+            HTTP_PORT=str(port),
+            CENTRIFUGO_API_URL=centrifugo.url,
+            CENTRIFUGO_API_KEY=API_KEY,
+            BUILDER="buildkitd",  # never used: the scripted pipeline builds nothing
+            BUILDKIT_ADDRESS="tcp://127.0.0.1:1",
+        )
+        serve_processes.append(spawn([], env, "serve"))
+    figures: list[dict[str, float] | None] = [None, None]
+    deadline = time.monotonic() + PATIENCE
+    async with aiohttp.ClientSession() as session:
+        while (
+            not all(figures)
+            or sum(f["click_deploy_centrifugo_publisher"] for f in figures if f) != 1
+        ):
+            assert time.monotonic() < deadline, f"no single publisher: {figures}"
+            await asyncio.sleep(0.2)
+            figures = [await metrics_of(session, port) for port in ports]
+        deployment = await queue.enqueue(service, trigger={"script": {"lines": 300, "sleep": 0.3}})
+
+        def messages() -> list[Any]:
+            return centrifugo.messages(channel(deployment.id))
+
+        await until(lambda: any(m["type"] == "end" for m in messages()), "the end message")
+        stored = (await store.read_logs(deployment.id, limit=5000)).items
+        assert published_lines(messages()) == [line.seq for line in stored]
+        assert messages()[-1] == {"type": "end", "status": "succeeded"}
+        figures = [await metrics_of(session, port) for port in ports]
+    lines = sorted(f["click_deploy_centrifugo_published_lines_total"] for f in figures if f)
+    assert lines == [0, len(stored)]
+    assert not centrifugo.refused
