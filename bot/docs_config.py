@@ -112,6 +112,12 @@ GROUPS = (
         "click-deploy's own log lines. See [operations.md](operations.md#logs).",
         names=("log_level", "log_format"),
     ),
+    Group(
+        "Centrifugo",
+        "Live logs published to a Centrifugo a team already runs. See "
+        "[centrifugo.md](centrifugo.md).",
+        prefixes=("centrifugo_",),
+    ),
 )
 OTHER = Group("Other settings", "Settings without a section of their own yet.")
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.api.app import setup_api
 from bot.app_keys import RUNTIME_KEY, WORKER_KEY
+from bot.centrifugo.setup import setup as centrifugo_setup
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
@@ -118,6 +119,7 @@ def make_app(runtime: Runtime, worker: Worker) -> web.Application:
 # background tasks (app.cleanup_ctx). One line a feature, so features stay apart.
 FEATURES: list[Callable[[web.Application, Runtime], None]] = []
 FEATURES.append(setup_api)  # REST API and live logs (bot/api)
+FEATURES.append(centrifugo_setup)  # live logs published to Centrifugo, when set (bot/centrifugo)
 FEATURES.append(setup_pages)  # deployment and service pages (bot/web)
 FEATURES.append(github_setup)  # POST /webhooks/github, the GitHub reporter (bot/github)
 FEATURES.append(gitlab_setup)  # POST /webhooks/gitlab, the GitLab reporter (bot/gitlab)
