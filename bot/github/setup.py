@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bot.github import credentials
+from bot.github import credentials, manifest
 from bot.github.auth import AppAuth
 from bot.github.webhook import GITHUB_STATE, GitHubState, github_webhook, refuse_early
 from bot.reporting.github import TARGET, GitHubReporter
@@ -53,3 +53,4 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)
+    manifest.setup(app, runtime)  # GET /github/setup: the App from app.yml in one click
