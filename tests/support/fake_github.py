@@ -23,6 +23,8 @@ from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
 
+from tests.support.fake_github_apps import CONVERSION, FakeApps
+
 SERVER = "https://api.github.com"
 
 
@@ -78,6 +80,11 @@ class FakeGitHub:
     outage_retry_after: int | None = 60
     outage_answers: list[OutageAnswer] = field(default_factory=list)
     _outage_turn: int = 0
+    # Apps made from a manifest: GitHub's web page and the code conversion.
+    apps: FakeApps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.apps = FakeApps(self.validator)
 
     def start_outage(
         self,
@@ -155,6 +162,8 @@ class FakeGitHub:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.apps.is_page(request.path):  # github.com's pages, not the API
+            return await self.apps.page(request)
         body = await request.read()
         try:
             parsed = json.loads(body) if body else None
@@ -182,6 +191,8 @@ class FakeGitHub:
         return self.answer(request.method, request.path, parsed)
 
     def answer(self, method: str, path: str, body: Any) -> web.Response:
+        if method == "POST" and (m := CONVERSION.fullmatch(path)):
+            return self.apps.convert(method, path, m[1])
         if m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path):
             expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             return web.json_response(
