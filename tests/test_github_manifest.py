@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from html import unescape
@@ -31,7 +33,7 @@ from bot.github.manifest_flow import ManifestError, load_manifest, setup_link
 from bot.github.setup import setup as github_setup
 from bot.github.webhook import GITHUB_STATE
 from bot.runtime import Runtime
-from pipeline.app_credentials import stored_app, use_stored_app
+from pipeline.app_credentials import AppCredentials, store_app, stored_app, use_stored_app
 from pipeline.errors import ConfigError
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings, load_settings
@@ -380,3 +382,80 @@ def test_a_bad_secrets_key_is_one_line_without_its_value(monkeypatch: pytest.Mon
         load_settings(_env_file=None)
     monkeypatch.setenv("SECRETS_KEY", f" {good} ")
     assert load_settings(_env_file=None).secrets_key == SecretStr(good)
+
+
+async def test_serve_takes_up_the_stored_app_at_start_and_a_wrong_key_stops_it(
+    database_url: str, pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    """The real `click-deploy serve`: the App kept in the database verifies webhooks from
+    its first request; with another SECRETS_KEY it does not start (one line, exit 3)."""
+    from tests.support.github_hooks import private_key_pem
+    from tests.test_processes import free_port, worker_env
+
+    key = Fernet.generate_key().decode()
+    kept = AppCredentials(
+        app_id=90999,
+        slug="deploys-of-acme",
+        name="Deploys of Acme",
+        owner="acme",
+        html_url="https://github.com/apps/deploys-of-acme",
+        client_id="Iv1.0123456789abcdef",
+        private_key=SecretStr(private_key_pem()),
+        webhook_secret=SecretStr("stored-webhook-secret"),
+        client_secret=SecretStr("stored-client-secret"),
+    )
+    assert await store_app(pool, settings.model_copy(update={"secrets_key": SecretStr(key)}), kept)
+    port = free_port()
+    env = worker_env(database_url, tmp_path, HTTP_PORT=str(port), SECRETS_KEY=key)
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"):
+        env.pop(name, None)
+    cli = [sys.executable, "-m", "bot.cli", "serve"]
+    wrong = await asyncio.create_subprocess_exec(
+        *cli,
+        env={**env, "SECRETS_KEY": Fernet.generate_key().decode()},
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(wrong.communicate(), PATIENCE)
+    said = stderr.decode()
+    assert wrong.returncode == 3, said
+    assert "SECRETS_KEY: the stored GitHub App (deploys-of-acme, id 90999) was encrypted" in said
+    assert "Traceback" not in said
+
+    server = await asyncio.create_subprocess_exec(
+        *cli,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        examples = npm_file(*WEBHOOK_EXAMPLES)
+        async with aiohttp.ClientSession() as client:
+            deadline = asyncio.get_running_loop().time() + PATIENCE
+            while True:
+                try:
+                    if (await client.get(f"{base}/healthz")).status == 200:
+                        break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert asyncio.get_running_loop().time() < deadline, "serve did not start"
+                await asyncio.sleep(0.1)
+            body, headers = signed(
+                "ping", example(examples, "ping"), secret="stored-webhook-secret"
+            )
+            assert (
+                await client.post(f"{base}/webhooks/github", data=body, headers=headers)
+            ).status == 200
+            body, headers = signed("ping", example(examples, "ping"), secret=SECRET)
+            assert (
+                await client.post(f"{base}/webhooks/github", data=body, headers=headers)
+            ).status == 401
+            status, heading, message = await page_of(await client.get(f"{base}/github/setup"))
+            assert (status, heading) == (409, "A GitHub App is configured already")
+            assert "deploys-of-acme (id 90999)" in message
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), PATIENCE) == 0
