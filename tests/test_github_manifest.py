@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from bot.github import manifest_flow
 from bot.github.manifest_flow import ManifestError, load_manifest, setup_link
 from bot.github.setup import setup as github_setup
-from bot.github.webhook import GITHUB_STATE
+from bot.github.webhook import GITHUB_WEBHOOK
 from bot.runtime import Runtime
 from pipeline.app_credentials import AppCredentials, store_app, stored_app, use_stored_app
 from pipeline.errors import ConfigError
@@ -352,7 +352,7 @@ async def test_the_page_needs_its_link_and_a_secrets_key(bot: Bot) -> None:
         status, heading, message = await page_of(await client.get(link))
         assert (status, heading) == (503, "SECRETS_KEY is not set")
         assert "openssl rand -base64 32" in message
-        assert bot.app[GITHUB_STATE].auth is None
+        assert bot.app[GITHUB_WEBHOOK].forge.auth is None
 
 
 def test_the_manifest_comes_from_app_yml_and_a_bad_one_is_named(

@@ -40,7 +40,7 @@ from bot.github.manifest_flow import (
     valid_organization,
 )
 from bot.github.manifest_pages import install_link, page, setup_form
-from bot.github.webhook import GITHUB_STATE
+from bot.github.webhook import GITHUB_WEBHOOK, GitHubWebhook
 from bot.reporting.github import TARGET, GitHubReporter
 from bot.reporting.loop import run_reporter
 from bot.runtime import Runtime
@@ -211,7 +211,8 @@ async def setup_callback(request: web.Request) -> web.Response:
     if not valid_code(code):
         return page(400, "GitHub's answer has no code", [START_AGAIN])
     async with manifest_state.lock:  # one conversion at a time in this process
-        converted = await convert(request.app[GITHUB_STATE].session, settings.github_api_url, code)
+        github = github_forge(request.app)
+        converted = await convert(github.session, settings.github_api_url, code)
         if isinstance(converted, web.Response):
             return converted
         try:
@@ -243,13 +244,21 @@ async def setup_callback(request: web.Request) -> web.Response:
     return response
 
 
+def github_forge(app: web.Application) -> GitHubWebhook:
+    """The GitHub feature's webhook state (its HTTP session, its App tokens)."""
+    forge = app[GITHUB_WEBHOOK].forge
+    if not isinstance(forge, GitHubWebhook):
+        raise TypeError("the GitHub webhook is not mounted in this application")
+    return forge
+
+
 def start_using(app: web.Application, credentials: AppCredentials) -> None:
     """This process's App from now on: the settings every part reads, the API tokens of
     the webhook, and the reporter (not started before: there was no App)."""
     manifest_state = app[MANIFEST_STATE]
     runtime = manifest_state.runtime
     adopt(runtime.settings, credentials)
-    github = app[GITHUB_STATE]
+    github = github_forge(app)
     had_app = github.auth is not None
     github.auth = AppAuth(runtime.settings)
     if not had_app and manifest_state.reporter is None:
