@@ -45,17 +45,9 @@ from tests.support.github_hooks import SECRET, example, signed
 from tests.support.infra import ensure_tool
 from tests.support.npm_cache import OPENAPI, WEBHOOK_EXAMPLES, npm_file
 from tests.support.waiting import PATIENCE
+from tests.test_pages import CHROMIUM, CHROMIUM_ARGS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +147,7 @@ async def to_github_and_back(client: aiohttp.ClientSession, link: str) -> str:
 async def test_the_app_is_made_in_chromium_kept_encrypted_and_used_at_once(
     bot: Bot, fake: FakeGitHub, pool: asyncpg.Pool, store: Store
 ) -> None:
-    executable = ensure_tool("chromium", "/usr/bin/chromium")
+    executable = ensure_tool("chromium", CHROMIUM)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -410,18 +402,22 @@ async def test_serve_takes_up_the_stored_app_at_start_and_a_wrong_key_stops_it(
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"):
         env.pop(name, None)
     cli = [sys.executable, "-m", "bot.cli", "serve"]
-    wrong = await asyncio.create_subprocess_exec(
-        *cli,
-        env={**env, "SECRETS_KEY": Fernet.generate_key().decode()},
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(wrong.communicate(), PATIENCE)
-    said = stderr.decode()
-    assert wrong.returncode == 3, said
-    assert "SECRETS_KEY: the stored GitHub App (deploys-of-acme, id 90999) was encrypted" in said
-    assert "Traceback" not in said
+    for command in ("serve", "worker"):  # both load the App at start
+        wrong = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            command,
+            env={**env, "SECRETS_KEY": Fernet.generate_key().decode()},
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(wrong.communicate(), PATIENCE)
+        said = stderr.decode()
+        assert wrong.returncode == 3, (command, said)
+        stored = "SECRETS_KEY: the stored GitHub App (deploys-of-acme, id 90999) was encrypted"
+        assert stored in said and "Traceback" not in said, (command, said)
 
     server = await asyncio.create_subprocess_exec(
         *cli,
