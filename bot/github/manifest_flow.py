@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,11 @@ from pipeline import setting_checks
 from pipeline.app_credentials import AppCredentials, derived_key
 from pipeline.settings import Settings
 
-# app.yml sits at the top of the source tree, next to the two packages.
-MANIFEST_FILE = Path(__file__).resolve().parents[2] / "app.yml"
+# app.yml sits at the top of the source tree, next to the two packages; an installed
+# distribution may carry it as data (sys.prefix/share/click-deploy/app.yml).
+_SOURCE_MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
+_INSTALLED_MANIFEST = Path(sys.prefix) / "share" / "click-deploy" / "app.yml"
+MANIFEST_FILE = _SOURCE_MANIFEST if _SOURCE_MANIFEST.exists() else _INSTALLED_MANIFEST
 SETUP_PATH = "/github/setup"
 CALLBACK_PATH = "/github/setup/callback"
 WEBHOOK_PATH = "/webhooks/github"
