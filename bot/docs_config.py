@@ -88,7 +88,7 @@ GROUPS = (
         "GitHub",
         "The GitHub App. See [github-gitlab.md](github-gitlab.md).",
         prefixes=("github_",),
-        names=("webhook_max_bytes",),
+        names=("webhook_max_bytes", "secrets_key"),
     ),
     Group(
         "GitLab",

@@ -25,6 +25,7 @@ from bot.ops import unavailable as ops_unavailable
 from bot.runtime import Runtime
 from bot.slack.setup import setup as slack_setup
 from bot.web.pages import setup_pages
+from pipeline.app_credentials import use_stored_app
 from pipeline.errors import ConfigError
 from pipeline.queue.worker import Worker
 from pipeline.runner import Pipeline
@@ -85,6 +86,7 @@ def stop_on_signals(worker: Worker) -> None:
 
 
 async def run_worker(runtime: Runtime, pipeline: Pipeline, slots: int | None = None) -> None:
+    await use_stored_app(runtime.settings, runtime.pool)  # the App made at /github/setup
     worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     await worker.run()
@@ -134,6 +136,7 @@ async def run_server(
     runtime: Runtime, listener: socket.socket, pipeline: Pipeline, slots: int | None = None
 ) -> None:
     """Serve HTTP on `listener` (from bind_http) and run the workers until stopped."""
+    await use_stored_app(runtime.settings, runtime.pool)  # the App made at /github/setup
     worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     app_runner = web.AppRunner(make_app(runtime, worker), access_log=None)

@@ -446,6 +446,24 @@ class Settings(BaseSettings):
         description="How long one request to Centrifugo may take before it counts as failed.",
     )
 
+    # --- GitHub App from a manifest (bot/github/manifest.py, pipeline/app_credentials.py) --
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The key that encrypts the GitHub App created at /github/setup in the database: "
+            "a Fernet key (32 random bytes, URL-safe base64; github-app.md shows how to make "
+            "one); several, comma-separated, to rotate (the first encrypts, all decrypt). "
+            "Keep it outside the database."
+        ),
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(check.check_fernet_keys(value.get_secret_value()))
+
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
         if self.worker_heartbeat_seconds >= self.worker_lease_seconds:
