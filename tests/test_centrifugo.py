@@ -37,7 +37,10 @@ from bot.centrifugo.publisher import (
 )
 from bot.centrifugo.setup import PUBLISHER_KEY
 from bot.centrifugo.setup import setup as centrifugo_setup
+from bot.doctor import run_checks
 from bot.ops import metrics as ops_metrics
+from bot.ops.checks import Level
+from bot.ops.health import readiness
 from bot.runtime import Runtime
 from pipeline.errors import ConfigError
 from pipeline.models import LogLine
@@ -524,26 +527,27 @@ def test_settings_name_what_is_missing_and_never_print_the_key(
 async def test_the_check_reports_centrifugo_when_configured(
     settings: Settings, centrifugo: FakeCentrifugo
 ) -> None:
-    assert await check_centrifugo(settings) is None  # not configured: nothing to report
+    unconfigured = await check_centrifugo(settings)  # not configured: nothing to check
+    assert unconfigured.level is Level.UNCONFIGURED and unconfigured.ok
     configured = with_centrifugo(settings, centrifugo)
     ok = await check_centrifugo(configured)
-    assert ok is not None and ok.ok and ok.detail == "ok (1 node)"
+    assert ok.ok and ok.detail == "ok (1 node)"
     no_tokens = configured.model_copy(update={"centrifugo_token_hmac_secret": None})
     reported = await check_centrifugo(no_tokens)
-    assert reported is not None and reported.ok
+    assert reported.ok
     assert "CENTRIFUGO_TOKEN_HMAC_SECRET is not set" in reported.detail
     wrong_key = configured.model_copy(update={"centrifugo_api_key": SecretStr("wrong")})
     refused = await check_centrifugo(wrong_key)
-    assert refused is not None and not refused.ok
+    assert not refused.ok
     assert refused.detail == "refused CENTRIFUGO_API_KEY (401)"
     wrong_path = configured.model_copy(
         update={"centrifugo_api_url": centrifugo.url[: -len("/api")]}
     )
     lost = await check_centrifugo(wrong_path)
-    assert lost is not None and not lost.ok and "HTTP 404" in lost.detail
+    assert not lost.ok and "HTTP 404" in lost.detail
     await centrifugo.stop()
     down = await check_centrifugo(configured)
-    assert down is not None and not down.ok and down.detail.startswith("unreachable: ")
+    assert not down.ok and down.detail.startswith("unreachable: ")
     assert API_KEY not in down.detail
 
 
@@ -617,3 +621,24 @@ async def test_two_serve_processes_publish_each_line_once(
     lines = sorted(f["click_deploy_centrifugo_published_lines_total"] for f in figures if f)
     assert lines == [0, len(stored)]
     assert not centrifugo.refused
+
+
+async def test_readyz_and_doctor_show_centrifugo_which_never_makes_serve_unready(
+    settings: Settings, pool: asyncpg.Pool, database_url: str, centrifugo: FakeCentrifugo
+) -> None:
+    configured = with_centrifugo(settings, centrifugo)
+    runtime = Runtime(configured, database_url, pool, Store(pool), Queue(pool, configured))
+    _, body = await readiness(runtime)
+    assert body["checks"]["centrifugo"] == {"ok": True, "detail": "ok (1 node)"}
+    [shown] = [check for check in await run_checks(configured, 2.0) if check.name == "centrifugo"]
+    assert shown.level is Level.PASS
+    await centrifugo.stop()
+    _, body = await readiness(runtime)
+    assert not body["checks"]["centrifugo"]["ok"]
+    assert "centrifugo" not in body.get("not_ready", [])
+    [shown] = [check for check in await run_checks(configured, 2.0) if check.name == "centrifugo"]
+    assert shown.level is Level.FAIL and shown.fix and API_KEY not in shown.detail
+    _, body = await readiness(
+        Runtime(settings, database_url, pool, Store(pool), Queue(pool, settings))
+    )
+    assert "centrifugo" not in body["checks"]  # not configured: not shown
