@@ -6,16 +6,13 @@ from typing import Any
 
 import structlog
 
-from bot.forge.access import may_deploy
 from bot.forge.intent import DeliveryIntent, Enqueue
 from bot.forge.paths import SKIP_MARKERS, touches
 from bot.forge.previews import delete_preview_images
-from bot.github.access import GitHubMember
 from bot.github.context import Context
-from bot.github.models import CheckRunRequest, PullRequestEvent, Push, installation_id
+from bot.github.models import PullRequestEvent, Push, installation_id
 from bot.github.previews import retire_preview_deployments
 from bot.payload import optional_text
-from pipeline.errors import NotFound
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
@@ -102,48 +99,6 @@ async def on_pull_request(payload: Any, context: Context) -> DeliveryIntent:
         )
         intent.enqueue.append(Enqueue(service, environment, pull.head_ref, pull.head_sha, trigger))
     return intent
-
-
-async def on_check_run(payload: Any, context: Context) -> DeliveryIntent:
-    request = CheckRunRequest.from_payload(payload)
-    if request.action != "rerequested":
-        return DeliveryIntent(f"ignored: check_run {request.action}")
-    if request.deployment_id is None:
-        return DeliveryIntent("ignored: not a click-deploy check run")
-    try:
-        earlier = await context.store.get_deployment(request.deployment_id)
-        service = await context.store.get_service(earlier.service_id)
-    except NotFound:
-        return DeliveryIntent("ignored: the check run's deployment is gone")
-    if service.provider != "github" or service.repository != request.repo.full_name:
-        return DeliveryIntent("ignored: the check run belongs to another repository")
-    # Re-running needs write access on GitHub; a protected service also its allowlist.
-    if (service.options.protected or service.options.problem is not None) and not (
-        request.sender
-        and await may_deploy(
-            GitHubMember(await context.api(), request.repo, request.sender), service
-        )
-    ):
-        return DeliveryIntent(
-            f"refused: {service.name} is protected and the sender is not on its allowlist"
-        )
-    previous = earlier.trigger.get("answer", {}).get("github", {})
-    trigger = Trigger(
-        source="github",
-        actor=request.sender,
-        environment=earlier.environment,
-        ref=earlier.ref,
-        commit_sha=request.head_sha,
-        reason="check_run.rerequested",
-        delivery_id=context.delivery_id,
-        answer=context.answer(
-            request.repo.full_name, pr=previous.get("pr"), head_sha=request.head_sha
-        ),
-    )
-    return DeliveryIntent(
-        "queued",
-        [Enqueue(service, earlier.environment, earlier.ref, request.head_sha, trigger)],
-    )
 
 
 async def on_installation(payload: Any, context: Context) -> DeliveryIntent:

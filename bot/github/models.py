@@ -177,6 +177,8 @@ class CheckRunRequest:
     deployment_id: int | None
     pr_numbers: tuple[int, ...]
     sender: str | None
+    # The button pressed (check_run.requested_action), None for other actions.
+    identifier: str | None = None
 
     @classmethod
     def from_payload(cls, payload: Any) -> CheckRunRequest:
@@ -197,4 +199,5 @@ class CheckRunRequest:
                 if isinstance(p, Mapping) and isinstance(p.get("number"), int)
             ),
             sender=optional_text(payload, "sender", "login"),
+            identifier=optional_text(payload, "requested_action", "identifier"),
         )

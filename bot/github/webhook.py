@@ -22,9 +22,10 @@ from bot.forge.delivery import Delivery, Refusal
 from bot.forge.intent import DeliveryIntent
 from bot.forge.webhook import Handler, WebhookState
 from bot.github.auth import AppAuth, GitHubAppError
+from bot.github.check_runs import on_check_run
 from bot.github.comments import on_issue_comment
 from bot.github.context import Context
-from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
+from bot.github.events import on_installation, on_pull_request, on_push
 from bot.github.models import installation_id
 from bot.payload import loads
 from bot.runtime import Runtime
