@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
 
+from bot.forge.commands import RequestKind
 from bot.forge.intent import DeliveryIntent, Enqueue
-from bot.forge.paths import SKIP_MARKERS, touches
-from bot.forge.previews import delete_preview_images
+from bot.forge.previews import delete_preview_images, preview_services
+from bot.forge.pushes import push_intent
 from bot.github.context import Context
 from bot.github.models import PullRequestEvent, Push, installation_id
 from bot.github.previews import retire_preview_deployments
@@ -22,50 +24,24 @@ PREVIEW_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 
 async def on_push(payload: Any, context: Context) -> DeliveryIntent:
     push = Push.from_payload(payload)
-    if push.deleted or set(push.after) == {"0"}:
-        return DeliveryIntent("ignored: branch deleted")
-    if push.branch is None:
-        return DeliveryIntent("ignored: not a branch")
-    if SKIP_MARKERS.search(push.head_message):
-        return DeliveryIntent("skipped: the head commit asks not to deploy")
-    services = await context.store.services_for_repository(
-        "github", push.repo.full_name, push.branch
-    )
-    if not services:
-        return DeliveryIntent("ignored: no service deploys this branch")
-    intent = DeliveryIntent("queued")
-    for service in services:
-        if not touches(service, push.changed):
-            continue
-        trigger = Trigger(
-            source="github",
-            actor=push.pusher,
-            ref=push.branch,
-            commit_sha=push.after,
-            reason="push",
-            delivery_id=context.delivery_id,
-            answer=context.answer(push.repo.full_name, head_sha=push.after),
-        )
-        intent.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
-    if not intent.enqueue:
-        return DeliveryIntent("skipped: nothing under the services' directories changed")
-    return intent
+    answer = partial(context.answer, push.repo.full_name)
+    return await push_intent(context.store, push, context.delivery_id, answer)
+
+
+# source, noun, environment prefix, reason, the query of a PR's deployments
+PULL_REQUESTS = RequestKind(
+    "github", "pull request", "pr", "/deploy comment", "forge_github_pr_deployments"
+)
 
 
 def preview_environment(number: int) -> str:
-    return f"pr-{number}"
+    return PULL_REQUESTS.environment(number)
 
 
 async def on_pull_request(payload: Any, context: Context) -> DeliveryIntent:
     event = PullRequestEvent.from_payload(payload)
     pull = event.pull
-    services = [
-        service
-        for service in await context.store.services_for_repository(
-            "github", pull.repo.full_name, pull.base_ref
-        )
-        if service.options.previews
-    ]
+    services = await preview_services(context.store, "github", pull.repo.full_name, pull.base_ref)
     if not services:
         return DeliveryIntent("ignored: no service has previews for this branch")
     environment = preview_environment(pull.number)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bot.forge.paths import commit_paths
 from bot.payload import PayloadError, commit_id, optional_text, ref_name, shown
@@ -79,6 +79,14 @@ class Push:
     # lists at most 20 commits, and none for a new branch).
     changed: frozenset[str] | None
     pusher: str | None
+
+    @property
+    def source(self) -> Literal["github"]:
+        return "github"
+
+    @property
+    def repository(self) -> str:
+        return self.repo.full_name
 
     @classmethod
     def from_payload(cls, payload: Any) -> Push:

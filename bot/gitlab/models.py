@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bot.forge.paths import commit_paths
 from bot.payload import PayloadError, commit_id, ref_name, shown
@@ -58,6 +58,14 @@ class Push:
     head_message: str
     changed: frozenset[str] | None  # None when the payload cannot tell
     pusher: str | None
+
+    @property
+    def source(self) -> Literal["gitlab"]:
+        return "gitlab"
+
+    @property
+    def repository(self) -> str:
+        return self.project.path
 
     @classmethod
     def from_payload(cls, payload: Any) -> Push:
