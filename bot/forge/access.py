@@ -45,18 +45,24 @@ async def on_allowlist(member: Member, entries: Sequence[str]) -> bool:
     return False
 
 
+def config_refusal(service: Service) -> str | None:
+    """The rule every front end (Slack too) checks first: a stored config that is not
+    valid refuses everyone (never allows everyone)."""
+    if service.options.problem is not None:
+        return refused_for_config(service.name)
+    return None
+
+
 async def may_deploy(member: Member, service: Service) -> bool:
     """The per-service part (the role is checked once, before)."""
-    if service.options.problem is not None:  # a stored config that is not valid: refuse
+    if config_refusal(service) is not None:
         return False
     return not service.options.protected or await on_allowlist(member, service.options.allow)
 
 
 def refusal(member: Member, service: Service, outcome: str = NOTHING_QUEUED) -> str:
     """Why `member` may not act on `service` (after `may_deploy` said no)."""
-    if service.options.problem is not None:
-        return refused_for_config(service.name)
-    return (
+    return config_refusal(service) or (
         f"Sorry @{member.login}, `{service.name}` is protected and you "
         f"are not on its allowlist. {outcome}"
     )
