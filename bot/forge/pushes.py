@@ -3,8 +3,9 @@ deploy that branch and whose files changed, unless the head commit asks not to."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from bot.forge.intent import DeliveryIntent, Enqueue
 from bot.forge.paths import SKIP_MARKERS, touches
@@ -12,32 +13,20 @@ from pipeline.store import Store
 from pipeline.trigger import Source, Trigger
 
 
-class BranchPush(Protocol):
-    """What a forge's push payload says (each forge's `Push` model)."""
+@dataclass(frozen=True)
+class BranchPush:
+    """What a forge's push payload says, read at the edge (each forge's models)."""
 
-    @property
-    def source(self) -> Source: ...
-
-    @property
-    def repository(self) -> str: ...
-
-    @property
-    def branch(self) -> str | None: ...  # None for a tag
-
-    @property
-    def after(self) -> str: ...
-
-    @property
-    def deleted(self) -> bool: ...
-
-    @property
-    def head_message(self) -> str: ...
-
-    @property
-    def changed(self) -> Collection[str] | None: ...  # None when the payload cannot tell
-
-    @property
-    def pusher(self) -> str | None: ...
+    source: Source
+    repository: str  # as services name it
+    ref: str
+    branch: str | None  # None for a tag
+    after: str
+    deleted: bool
+    head_message: str
+    # Every path the pushed commits touched; None when the payload cannot tell.
+    changed: frozenset[str] | None
+    pusher: str | None
 
 
 async def push_intent(

@@ -12,7 +12,7 @@ from bot.forge.intent import DeliveryIntent, Enqueue
 from bot.forge.previews import delete_preview_images, preview_services
 from bot.forge.pushes import push_intent
 from bot.github.context import Context
-from bot.github.models import PullRequestEvent, Push, installation_id
+from bot.github.models import PullRequestEvent, installation_id, push_from_payload
 from bot.github.previews import retire_preview_deployments
 from bot.payload import optional_text
 from pipeline.trigger import Trigger
@@ -23,8 +23,8 @@ PREVIEW_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 
 
 async def on_push(payload: Any, context: Context) -> DeliveryIntent:
-    push = Push.from_payload(payload)
-    answer = partial(context.answer, push.repo.full_name)
+    push = push_from_payload(payload)
+    answer = partial(context.answer, push.repository)
     return await push_intent(context.store, push, context.delivery_id, answer)
 
 
