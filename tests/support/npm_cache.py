@@ -41,8 +41,17 @@ def npm_file(package: str, version: str, member: str) -> Path:
                 capture_output=True,
                 timeout=300,
             )
+        # The member's bytes, written where we choose: no path from the archive is used, and
+        # no `filter=` (Python 3.11 before 3.11.4, Debian 12's 3.11.2 among them, lacks it).
         with tarfile.open(tarball) as archive:
-            archive.extract(member, CACHE / f"{slug}-{version}", filter="data")
+            source = archive.extractfile(member)
+            if source is None:
+                raise KeyError(f"{member} is not a regular file in {tarball.name}")
+            data = source.read()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(target)  # concurrent sessions see the whole file or none
     except (OSError, subprocess.SubprocessError, tarfile.TarError, KeyError) as error:
         _unavailable(f"cannot fetch {package}@{version} from npm: {error}")
     return target
