@@ -209,6 +209,9 @@ def fill_in(
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory\n")
     values = {
+        # "{db}?k=v": the URL with one more parameter; the embedded server's URL has a query
+        # of its own (?host=SOCKET_DIR), so the next one is joined with "&".
+        "{db}?": database_url + ("&" if "?" in database_url else "?"),
         "{db}": database_url,
         "{db:role=no_such_role}": _with(database_url, role="no_such_role"),
         "{db:name=no_such_db}": _with(database_url, name=f"no_such_db_{uuid.uuid4().hex[:8]}"),
