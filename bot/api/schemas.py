@@ -168,6 +168,9 @@ class DeploymentOut(Model):
     superseded_by: int | None
     image: str | None
     digest: str | None
+    live_url: str | None = Field(
+        default=None, description="where its release answers, once healthy (docker, swarm)"
+    )
     error: str | None
     error_kind: str | None
     created_at: datetime
@@ -199,6 +202,7 @@ class DeploymentOut(Model):
             superseded_by=deployment.superseded_by,
             image=deployment.image,
             digest=deployment.digest,
+            live_url=deployment.live_url,
             error=deployment.error,
             error_kind=deployment.error_kind,
             created_at=deployment.created_at,

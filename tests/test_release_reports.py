@@ -1,0 +1,82 @@
+"""The live URL of a release, where deployments are reported: the REST API's deployment,
+the GitHub Deployment status (`environment_url`), the check run summary, the PR comment's
+link and the Slack message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from bot.api.schemas import DeploymentOut
+from bot.reporting.github_deployments import environment_url, status_body
+from bot.reporting.render import check_output, preview_link
+from bot.slack.blocks import deployment_message
+from pipeline.models import Deployment, Service
+from pipeline.queue.queue import Queue
+from pipeline.release import ReleaseStore
+from pipeline.settings import Settings
+from pipeline.states import Status
+from pipeline.store import NewService, Store
+
+LIVE = "https://pr-12.web.example.com"
+
+
+def _deployment(**changes: Any) -> Deployment:
+    values: dict[str, Any] = {field: None for field in Deployment.__dataclass_fields__}
+    now = datetime.now(UTC)
+    values.update(
+        id=1,
+        service_id=7,
+        service_name="web",
+        environment="pr-12",
+        status=Status.SUCCEEDED,
+        trigger={},
+        attempts=1,
+        max_attempts=3,
+        cancel_requested=False,
+        created_at=now,
+        run_at=now,
+        updated_at=now,
+    )
+    values.update(changes)
+    return Deployment(**values)
+
+
+def _service(**config: Any) -> Service:
+    now = datetime.now(UTC)
+    return Service(7, "web", "github", "acme/web", "main", "", config, now, now)
+
+
+def test_github_gets_the_live_url_once_the_release_is_healthy(settings: Settings) -> None:
+    service = _service(preview_url="https://{environment}.static.example.com")
+    assert environment_url(settings, _deployment(live_url=LIVE), service) == LIVE
+    # Before the switch (no live URL yet) the configured template stands in, as before.
+    waiting = _deployment(status=Status.PUSHING)
+    assert environment_url(settings, waiting, service) == "https://pr-12.static.example.com"
+    assert status_body(settings, _deployment(live_url=LIVE), service)["environment_url"] == LIVE
+
+
+def test_the_check_run_comment_and_slack_message_say_where_it_is_live() -> None:
+    deployment = _deployment(live_url=LIVE, image="registry/web:pr-12-1a2b")
+    assert f"Live at {LIVE}" in check_output(deployment, [], [], "https://bot/log").summary
+    assert preview_link(deployment, None) == f"[open]({LIVE})"
+    assert preview_link(_deployment(), None) == "–"
+    blocks = deployment_message(deployment, "https://bot/log", protected=False)
+    fields = [field["text"] for block in blocks for field in block.get("fields", [])]
+    assert f"*Live at*\n<{LIVE}>" in fields
+    without = deployment_message(_deployment(), "https://bot/log", protected=False)
+    assert "Live at" not in str(without)
+
+
+async def test_the_api_deployment_carries_the_live_url_set_by_the_release(
+    store: Store, queue: Queue, pool: asyncpg.Pool
+) -> None:
+    service = await store.create_service(NewService("web", "acme/web", "github"))
+    made = await queue.enqueue(service.id, environment="pr-12", commit_sha="ab" * 20)
+    assert DeploymentOut.of(await store.get_deployment(made.id)).live_url is None
+    await ReleaseStore(pool).set_live_url(made.id, None, LIVE)
+    stored = await store.get_deployment(made.id)
+    assert stored.live_url == LIVE
+    assert DeploymentOut.of(stored).model_dump()["live_url"] == LIVE
