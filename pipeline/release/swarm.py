@@ -29,7 +29,7 @@ from pipeline.release.secrets import service_environment
 from pipeline.settings import Settings
 
 LOG_LINES = 20
-_FAILED_UPDATES = ("rollback_started", "rollback_paused", "rollback_completed", "paused")
+ROLLBACK_TIMEOUT_SECONDS = 120.0
 
 
 async def swarm_active(engine: Engine) -> None:
@@ -163,26 +163,21 @@ class SwarmTarget:
     async def _converged(
         self, manager: Engine, name: str, image: str, config: ReleaseConfig
     ) -> None:
-        """Every task of the new spec runs (or the update failed, or time ran out)."""
+        """Every task of the new spec runs; ReleaseFailed when Swarm rolled the update back
+        by itself (its spec no longer names the image), paused it, or time ran out."""
         deadline = time.monotonic() + config.health_timeout_seconds
-        filters = json.dumps({"service": [name], "desired-state": ["running"]})
         seen = "no task of the new version runs yet"
         while True:
-            service = await manager.call("GET", f"/services/{name}")
-            state = ((service or {}).get("UpdateStatus") or {}).get("State")
-            if state in _FAILED_UPDATES:
-                message = ((service or {}).get("UpdateStatus") or {}).get("Message", "")
-                raise ReleaseFailed(f"Swarm gave up the update ({state}: {message})")
-            tasks = await manager.call("GET", "/tasks", params={"filters": filters}) or []
-            running = [
-                task
-                for task in tasks
-                if task["Spec"]["ContainerSpec"]["Image"] == image
-                and task["Status"]["State"] == "running"
-            ]
-            if len(running) >= config.replicas and state in (None, "completed"):
+            service = await manager.call("GET", f"/services/{name}") or {}
+            update = service.get("UpdateStatus") or {}
+            state = update.get("State")
+            if service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] != image:
+                raise ReleaseFailed(f"Swarm rolled the update back: {update.get('Message', '')}")
+            if state == "paused":
+                raise ReleaseFailed(f"Swarm paused the update: {update.get('Message', '')}")
+            running, errors = await self._tasks(manager, name, image)
+            if running >= config.replicas and state not in ("updating", "rollback_started"):
                 return
-            errors = [task["Status"].get("Err") for task in tasks if task["Status"].get("Err")]
             if errors:
                 seen = f"a task failed: {errors[-1]}"
             if time.monotonic() >= deadline:
@@ -191,6 +186,19 @@ class SwarmTarget:
                     f"{config.health_timeout_seconds:g} s: {seen}"
                 )
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _tasks(self, manager: Engine, name: str, image: str) -> tuple[int, list[str]]:
+        """How many tasks of `image` run, and the errors of the service's tasks."""
+        filters = json.dumps({"service": [name], "desired-state": ["running"]})
+        tasks = await manager.call("GET", "/tasks", params={"filters": filters}) or []
+        running = sum(
+            1
+            for task in tasks
+            if task["Spec"]["ContainerSpec"]["Image"] == image
+            and task["Status"]["State"] == "running"
+        )
+        errors = [str(task["Status"]["Err"]) for task in tasks if task["Status"].get("Err")]
+        return running, errors
 
     async def _healthy(self, engines: list[Engine], port: int, config: ReleaseConfig) -> None:
         if config.health_path is None:
@@ -228,18 +236,28 @@ class SwarmTarget:
             self.log(f"removed Swarm service {name}: it never served")
             return
         state = (service.get("UpdateStatus") or {}).get("State")
-        if state in ("rollback_started", "rollback_completed"):
-            return  # Swarm is rolling back by itself
-        try:
-            await manager.call(
-                "POST",
-                f"/services/{service['ID']}/update",
-                params={"version": str(service["Version"]["Index"]), "rollback": "previous"},
-                body=service["Spec"],
-            )
-            self.log(f"rolled Swarm service {name} back to its previous spec")
-        except EngineRefused as error:
-            self.log(f"could not roll back {name}: {error}")
+        previous = service["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        if state not in ("rollback_started", "rollback_completed"):
+            try:
+                await manager.call(
+                    "POST",
+                    f"/services/{service['ID']}/update",
+                    params={"version": str(service["Version"]["Index"]), "rollback": "previous"},
+                    body=service["Spec"],
+                )
+            except EngineRefused as error:
+                self.log(f"could not roll back {name}: {error}")
+                return
+        # The failure is reported once the previous version runs again.
+        deadline = time.monotonic() + ROLLBACK_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            running, _ = await self._tasks(manager, name, previous)
+            now = await manager.call("GET", f"/services/{name}") or {}
+            if running and (now.get("UpdateStatus") or {}).get("State") != "rollback_started":
+                self.log(f"rolled Swarm service {name} back to {previous}")
+                return
+            await asyncio.sleep(POLL_SECONDS)
+        self.log(f"Swarm service {name} is still rolling back to {previous}")
 
     async def _logs(self, manager: Engine, name: str) -> list[str]:
         try:
