@@ -33,183 +33,412 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
     )
 
-    # Where the truth lives. Unset: an embedded PostgreSQL under DATA_DIR.
-    database_url: SecretStr | None = None
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    database_pool_size: int = Field(default=10, ge=2, le=200)
+    # --- database -------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:password@host:5432/db); unset, an "
+        "embedded PostgreSQL is started under DATA_DIR.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for the embedded database, the page-link key and, unless "
+        "BUILD_DIR is set, the build folders.",
+    )
+    database_pool_size: int = Field(
+        default=10, ge=2, le=200, description="PostgreSQL connections each process keeps."
+    )
 
-    # Building. BUILDER picks the BuildKit transport: "docker" talks to a Docker engine's
-    # embedded BuildKit at DOCKER_HOST; "buildkitd" runs buildctl against BUILDKIT_ADDRESS.
-    # Either may list several daemons, comma-separated: each service builds on the same one
-    # (cache affinity), and the next takes over when it is down (pipeline.buildkit.pool).
-    builder: Literal["docker", "buildkitd"] = "docker"
-    docker_host: str = "unix:///var/run/docker.sock"  # or "tcp://a:2375,tcp://b:2375"
-    buildkit_address: str | None = None  # unix:///run/buildkit/buildkitd.sock, tcp://host:1234
-    buildkit_tls_ca: Path | None = None
-    buildkit_tls_cert: Path | None = None
-    buildkit_tls_key: Path | None = None
-    build_cache: bool = False  # export/import a registry cache (…:buildcache, mode=max)
-    build_dir: Path | None = None
-    # Slack app (bot/slack): the signing secret checks Slack's requests, the bot token
-    # (xoxb-…) posts and edits messages; SLACK_API_URL points at a test double.
-    slack_signing_secret: SecretStr | None = None
-    slack_bot_token: SecretStr | None = None
-    slack_api_url: str = "https://slack.com/api/"
+    # --- building -------------------------------------------------------------------------
+    # Either transport may list several daemons, comma-separated: each service builds on the
+    # same one (cache affinity), and the next takes over when it is down (pipeline.buildkit.pool).
+    builder: Literal["docker", "buildkitd"] = Field(
+        default="docker",
+        description="How images are built: `docker` uses a Docker engine's BuildKit at "
+        "DOCKER_HOST; `buildkitd` runs buildctl against BUILDKIT_ADDRESS.",
+    )
+    docker_host: str = Field(
+        default="unix:///var/run/docker.sock",
+        description="The Docker engine (unix:///… or tcp://host:2375), or several separated "
+        "by commas; each service always builds on the same one.",
+    )
+    buildkit_address: str | None = Field(
+        default=None,
+        description="The buildkitd for BUILDER=buildkitd (unix:///run/buildkit/buildkitd.sock "
+        "or tcp://host:1234), or several separated by commas.",
+    )
+    buildkit_tls_ca: Path | None = Field(
+        default=None, description="CA certificate file that buildkitd's TLS is checked against."
+    )
+    buildkit_tls_cert: Path | None = Field(
+        default=None, description="Client certificate file presented to buildkitd over TLS."
+    )
+    buildkit_tls_key: Path | None = Field(
+        default=None, description="Private key file of BUILDKIT_TLS_CERT."
+    )
+    build_cache: bool = Field(
+        default=False,
+        description="With BUILDER=buildkitd, export and import a registry build cache "
+        "(the service's image repository, tag buildcache).",
+    )
+    build_dir: Path | None = Field(
+        default=None,
+        description="Where each deployment gets its own folder while it builds (always "
+        "removed after); unset, DATA_DIR/builds.",
+    )
+    # --- Slack (bot/slack) ----------------------------------------------------------------
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="The Slack app's signing secret, which checks Slack's requests; goes "
+        "with SLACK_BOT_TOKEN (without both, the Slack routes are off).",
+    )
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        description="The Slack app's bot token (xoxb-…) that posts and edits messages; goes "
+        "with SLACK_SIGNING_SECRET.",
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="Where Slack's Web API answers; change it only to point at a test double.",
+    )
 
-    # Cloning: forge URLs for services of provider github/gitlab, and HTTPS credentials.
+    # --- cloning --------------------------------------------------------------------------
     # GitHub App installation tokens use the user "x-access-token", GitLab tokens "oauth2".
-    github_url: str = "https://github.com"
-    gitlab_url: str = "https://gitlab.com"
-    git_username: str = "x-access-token"
-    git_token: SecretStr | None = None
-    clone_timeout_seconds: float = Field(default=300.0, gt=0)
-    clone_max_megabytes: int = Field(default=2048, ge=1)
+    github_url: str = Field(
+        default="https://github.com",
+        description="Where services of provider github are cloned from (your GitHub "
+        "Enterprise address, if you use one).",
+    )
+    gitlab_url: str = Field(
+        default="https://gitlab.com",
+        description="Where services of provider gitlab are cloned from, and GitLab's API "
+        "unless GITLAB_API_URL is set (a self-managed instance's address).",
+    )
+    git_username: str = Field(
+        default="x-access-token",
+        description="User name sent with GIT_TOKEN over HTTPS (GitLab tokens: oauth2).",
+    )
+    git_token: SecretStr | None = Field(
+        default=None,
+        description="HTTPS clone token for services of provider git; sent only to the "
+        "service's own host, never written to disk.",
+    )
+    clone_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Longest a whole clone (submodules included) may take."
+    )
+    clone_max_megabytes: int = Field(
+        default=2048,
+        ge=1,
+        description="Largest a checkout may be (fetched data plus files, submodules "
+        "included), checked before a file is written.",
+    )
 
-    # Base images of generated Dockerfiles: official images, through an optional mirror
-    # (a Harbor proxy-cache project, an air-gapped registry). BASE_IMAGE_<RUNTIME> replaces
-    # one image outright; "{version}" in it is filled with the detected version.
-    base_image_mirror: str | None = None
-    base_image_node: str | None = None
-    base_image_bun: str | None = None
-    base_image_python: str | None = None
-    base_image_golang: str | None = None
-    base_image_php: str | None = None
-    base_image_composer: str | None = None
-    base_image_ruby: str | None = None
-    base_image_caddy: str | None = None
-    base_image_runtime: str | None = None
+    # --- base images of generated Dockerfiles -----------------------------------------------
+    # BASE_IMAGE_<RUNTIME> replaces one image outright; "{version}" in it is filled with the
+    # detected version.
+    base_image_mirror: str | None = Field(
+        default=None,
+        description="Registry prefix the official base images are pulled through (a Harbor "
+        "proxy-cache project, an air-gapped registry), e.g. harbor.example.com/dockerhub.",
+    )
+    base_image_node: str | None = Field(
+        default=None,
+        description="Node.js base image instead of node:{version}-bookworm-slim; {version} "
+        "is filled in.",
+    )
+    base_image_bun: str | None = Field(
+        default=None, description="Bun base image instead of oven/bun:{version}-slim."
+    )
+    base_image_python: str | None = Field(
+        default=None, description="Python base image instead of python:{version}-slim."
+    )
+    base_image_golang: str | None = Field(
+        default=None, description="Go build image instead of golang:{version}-bookworm."
+    )
+    base_image_php: str | None = Field(
+        default=None, description="PHP base image instead of php:{version}-cli."
+    )
+    base_image_composer: str | None = Field(
+        default=None, description="Composer image PHP apps install with instead of composer:2."
+    )
+    base_image_ruby: str | None = Field(
+        default=None, description="Ruby base image instead of ruby:{version}-slim-bookworm."
+    )
+    base_image_caddy: str | None = Field(
+        default=None, description="Image static sites are served with instead of caddy:2."
+    )
+    base_image_runtime: str | None = Field(
+        default=None,
+        description="Plain image of Go binaries and shell apps instead of debian:bookworm-slim.",
+    )
 
-    # GitLab (bot/gitlab): GITLAB_WEBHOOK_SECRET is the webhook's secret token (sent as
-    # X-Gitlab-Token); GITLAB_TOKEN a project, group or personal access token (api scope)
-    # for commit statuses, MR notes and member checks, also the clone credentials (user
-    # "oauth2") of provider-gitlab services. GITLAB_API_URL: where the API answers when it
-    # is not GITLAB_URL (a test double). GITLAB_BOT_USERNAME: whose notes are the bot's own
-    # (unset: asked of GitLab, GET /user).
-    gitlab_webhook_secret: SecretStr | None = None
-    gitlab_token: SecretStr | None = None
-    gitlab_api_url: str | None = None
-    gitlab_bot_username: str | None = None
+    # --- GitLab (bot/gitlab) ----------------------------------------------------------------
+    gitlab_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The GitLab webhook's secret token (sent as X-Gitlab-Token); unset or "
+        "empty, every GitLab delivery is refused.",
+    )
+    gitlab_token: SecretStr | None = Field(
+        default=None,
+        description="A GitLab project, group or personal access token with the api scope: "
+        "statuses, MR notes, member checks, and clones (user oauth2) of provider gitlab.",
+    )
+    gitlab_api_url: str | None = Field(
+        default=None,
+        description="Where GitLab's API answers when it is not GITLAB_URL (a test double).",
+    )
+    gitlab_bot_username: str | None = Field(
+        default=None,
+        description="The GitLab user whose notes are the bot's own (ignored as commands); "
+        "unset, asked of GitLab (GET /user).",
+    )
 
-    # Where images go: REGISTRY_URL/REGISTRY_PROJECT/<service>:<tag>.
-    registry_url: str | None = None  # http://localhost:5000, https://harbor.example.com
-    registry_project: str = "click-deploy"
-    registry_username: str | None = None
-    registry_password: SecretStr | None = None
+    # --- registry: images go to REGISTRY_URL/REGISTRY_PROJECT/<service>:<tag> ---------------
+    registry_url: str | None = Field(
+        default=None,
+        description="The registry images are pushed to (https://harbor.example.com, "
+        "http://localhost:5000).",
+    )
+    registry_project: str = Field(
+        default="click-deploy",
+        description="Project (path) in the registry that holds every service's images.",
+    )
+    registry_username: str | None = Field(
+        default=None,
+        description="Registry user (a Harbor robot account, say); goes with REGISTRY_PASSWORD.",
+    )
+    registry_password: SecretStr | None = Field(
+        default=None, description="Password of REGISTRY_USERNAME (Basic or Bearer-token auth)."
+    )
 
-    # Worker and queue timings, in seconds.
-    worker_slots: int = Field(default=2, ge=1, le=64)
-    worker_lease_seconds: float = Field(default=30.0, gt=0)
-    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
-    queue_poll_seconds: float = Field(default=10.0, gt=0)
-    reaper_interval_seconds: float = Field(default=5.0, gt=0)
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
-    build_timeout_seconds: float = Field(default=1800.0, gt=0)
+    # --- worker and queue timings, in seconds ----------------------------------------------
+    worker_slots: int = Field(
+        default=2, ge=1, le=64, description="Deployments one worker process runs at once."
+    )
+    worker_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A worker not heard from for this long loses its deployments to another.",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a worker renews its leases; must be shorter than "
+        "WORKER_LEASE_SECONDS.",
+    )
+    queue_poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Safety-net poll of the queue; NOTIFY wakes workers at once anyway.",
+    )
+    reaper_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often workers look for expired leases."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long the first SIGTERM lets running deployments finish before "
+        "handing them back to the queue.",
+    )
+    build_timeout_seconds: float = Field(
+        default=1800.0, gt=0, description="A deployment running longer is stopped and failed."
+    )
 
-    # Retries of transient failures: attempt n waits base * 2**(n-1), capped.
-    retry_max_attempts: int = Field(default=3, ge=1, le=100)
-    retry_backoff_seconds: float = Field(default=5.0, ge=0)
-    retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    # --- retries of transient failures: attempt n waits base * 2**(n-1), capped ------------
+    retry_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Attempts a deployment gets for transient failures and lost workers.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Wait before the first retry; each later one waits twice as long.",
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=300.0, ge=0, description="Longest wait between two attempts."
+    )
 
-    # What runs a claimed deployment: "module:factory" returning a Pipeline.
-    worker_pipeline: str = "pipeline.deploy:deploy_pipeline"
+    worker_pipeline: str = Field(
+        default="pipeline.deploy:deploy_pipeline",
+        description="`module:factory` of the pipeline a worker runs claimed deployments "
+        "through; change it only to plug in your own.",
+    )
 
-    # GitHub App and GitLab (bot/github, bot/gitlab, bot/reporting). The webhook secret and
-    # the App's private key (PEM text) are secrets; GITHUB_API_URL points at GitHub
-    # Enterprise (https://HOST/api/v3) or a test double.
-    github_webhook_secret: SecretStr | None = None
-    github_app_id: str | None = None
-    github_private_key: SecretStr | None = None
-    github_api_url: str = "https://api.github.com"
-    github_app_slug: str = "click-deploy"  # its comments come from "<slug>[bot]"
-    webhook_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
-    # Reporting back from the outbox: poll interval, least time between two updates of one
-    # deployment (the final state always goes out), attempts before a report is given up.
-    report_poll_seconds: float = Field(default=1.0, gt=0)
-    report_throttle_seconds: float = Field(default=3.0, ge=0)
-    report_max_attempts: int = Field(default=8, ge=1)
+    # --- GitHub App (bot/github, bot/reporting) ---------------------------------------------
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The GitHub App's webhook secret (checks X-Hub-Signature-256); unset or "
+        "empty, every GitHub delivery is refused.",
+    )
+    github_app_id: str | None = Field(
+        default=None,
+        description="The GitHub App's numeric ID (its settings page); goes with "
+        "GITHUB_PRIVATE_KEY.",
+    )
+    github_private_key: SecretStr | None = Field(
+        default=None,
+        description="The GitHub App's private key: the PEM text itself, not a path; goes "
+        "with GITHUB_APP_ID.",
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub's API: https://HOST/api/v3 for GitHub Enterprise Server.",
+    )
+    github_app_slug: str = Field(
+        default="click-deploy",
+        description="The App's slug; comments from <slug>[bot] are the bot's own and ignored.",
+    )
+    webhook_max_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="Largest webhook body accepted (GitHub and GitLab); larger gets a 413.",
+    )
+    # --- reporting back from the outbox ----------------------------------------------------
+    report_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the reporter looks for reports that are due."
+    )
+    report_throttle_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="Least time between two updates of one deployment's reports (the final "
+        "state always goes out).",
+    )
+    report_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts before a report to a forge or Slack is given up."
+    )
 
-    # HTTP (serve).
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8080, ge=0, le=65535)
-    # How people reach this bot (links in check runs, comments, Slack).
-    public_url: str = "http://127.0.0.1:8080"
+    # --- HTTP (serve) -----------------------------------------------------------------------
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address `serve` listens on (0.0.0.0 for every interface).",
+    )
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="How people and forges reach this bot: links in check runs, comments and "
+        "Slack, and the base of the webhook URLs.",
+    )
 
-    # REST API and pages. PAGES_ACCESS "link": a page opens for whoever has its signed link
-    # (HMAC with PAGE_SECRET; unset, a random key kept in DATA_DIR/page-secret, which
-    # suits one machine); "token": pages and their live logs need a read API token.
-    pages_access: Literal["link", "token"] = "link"
-    page_secret: SecretStr | None = None
-    # A viewer of a live log lagging this many batches behind re-reads from its cursor.
-    log_viewer_buffer: int = Field(default=256, ge=1, le=100_000)
+    # --- REST API and pages -----------------------------------------------------------------
+    pages_access: Literal["link", "token"] = Field(
+        default="link",
+        description="`link`: a page opens for whoever has its signed link; `token`: pages "
+        "and their live logs need a read API token.",
+    )
+    page_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs page links, at least 32 bytes; unset, a random key kept "
+        "in DATA_DIR/page-secret (set it when several machines serve pages).",
+    )
+    log_viewer_buffer: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Batches of log lines a live viewer may lag before it re-reads from its "
+        "cursor.",
+    )
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe log lines written to stderr."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="Format of the log lines; `auto`: JSON unless stderr is a terminal.",
+    )
 
     # --- build isolation -----------------------------------------------------------------
-    # The network a build's RUN steps get. "default": the engine's default network (a
-    # buildkitd's own sandbox network), so a repository's RUN cannot reach services that
-    # listen on the build host's loopback; "host": the build host's network (only where
-    # the engine has no other, e.g. dockerd --bridge=none; buildkitd must allow the
-    # network.host entitlement); "none": no network at all.
-    build_network: Literal["default", "host", "none"] = "default"
+    build_network: Literal["default", "host", "none"] = Field(
+        default="default",
+        description="Network of a build's RUN steps: `default` (the engine's own, which "
+        "cannot reach the build host's loopback), `host` (needs buildkitd's network.host; "
+        "for dockerd --bridge=none), `none`.",
+    )
+
+    # --- Railpack --------------------------------------------------------------------------
+    railpack_path: str = Field(
+        default="railpack",
+        description='The railpack CLI used for services with builder = "railpack" and for '
+        "apps the planner finds no runtime in: a name looked up on PATH, or a full path.",
+    )
+    railpack_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long `railpack prepare` may take to plan one app before the plan fails.",
+    )
+    railpack_builder_image: str | None = Field(
+        default=None,
+        description="The image used wherever a Railpack plan names "
+        "ghcr.io/railwayapp/railpack-builder (any tag): set it where ghcr.io cannot be reached.",
+    )
+    railpack_runtime_image: str | None = Field(
+        default=None,
+        description="The image used wherever a Railpack plan names "
+        "ghcr.io/railwayapp/railpack-runtime (any tag): set it where ghcr.io cannot be reached.",
+    )
+    railpack_image_mirror: str | None = Field(
+        default=None,
+        description="A registry prefix that replaces ghcr.io in the other images of Railpack "
+        "plans (a Harbor proxy-cache project such as harbor.example.com/ghcr).",
+    )
 
     # --- release (pipeline/release): putting a verified image into service -------------
     release_webhook_secret: SecretStr | None = Field(
         default=None,
         description="the key that signs release webhooks (header X-Click-Deploy-Signature: "
-        "sha256=<HMAC-SHA256 of the body>); services with release target webhook need it",
+        "sha256=<HMAC-SHA256 of the body>); services with release target webhook need it.",
     )
     release_webhook_attempts: int = Field(
         default=5,
         ge=1,
         le=20,
         description="how often a release webhook is tried before the "
-        "deployment fails at step release",
+        "deployment fails at step release.",
     )
     release_webhook_backoff_seconds: float = Field(
         default=1.0,
         ge=0,
         le=600,
         description="the wait before the second try of a release "
-        "webhook; it doubles with every try",
+        "webhook; it doubles with every try.",
     )
     release_webhook_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=600, description="how long one try of a release webhook may take"
+        default=10.0, gt=0, le=600, description="how long one try of a release webhook may take."
     )
     release_docker_host: str | None = Field(
         default=None,
         description="the Docker engine that runs services of target docker or swarm when "
-        "their config names none (unix:///… or tcp://host:port); unset: DOCKER_HOST",
+        "their config names none (unix:///… or tcp://host:port); unset: DOCKER_HOST.",
     )
     release_ports: str = Field(
         default="20000-29999",
         description="the host ports (FIRST-LAST) given to released containers, which run on "
-        "the engine's host network and are told theirs in $PORT",
+        "the engine's host network and are told theirs in $PORT.",
     )
     release_secrets_dir: Path | None = Field(
         default=None,
         description="a directory of secret values for released services: the file "
-        "<service>/<NAME> holds the value of NAME (keep it readable by click-deploy only)",
+        "<service>/<NAME> holds the value of NAME (keep it readable by click-deploy only).",
     )
     caddy_admin_url: str = Field(
         default="http://127.0.0.1:2019",
         description="Caddy's admin API, through which the routes to released containers "
-        "are changed",
+        "are changed.",
     )
     caddy_listen: str = Field(
         default=":443",
         description="the address Caddy's click-deploy server listens on for the services' "
-        "traffic (:443 with automatic HTTPS, or e.g. :8000)",
+        "traffic (:443 with automatic HTTPS, or e.g. :8000).",
     )
     caddy_automatic_https: bool = Field(
         default=True,
         description="let Caddy get certificates for the services' host names; turn off for "
-        "plain HTTP behind another proxy",
+        "plain HTTP behind another proxy.",
     )
     caddy_public_url: str = Field(
         default="https://{host}",
         description="the live URL people are given; {host} is the release's host name "
-        "(e.g. http://{host}:8000 for a plain HTTP listener)",
+        "(e.g. http://{host}:8000 for a plain HTTP listener).",
     )
 
     @model_validator(mode="after")

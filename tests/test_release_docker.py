@@ -13,7 +13,7 @@ import json
 import asyncpg
 import pytest
 
-from bot.github.previews import delete_preview_images
+from bot.forge.previews import delete_preview_images
 from pipeline.models import Deployment
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
