@@ -8,6 +8,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from pipeline.queue.queue import Queue
 from pipeline.release import ReleaseFailed, ReleaseRequest, ReleaseStore, release
-from pipeline.release.config import ReleaseConfig
+from pipeline.release.config import ReleaseConfig, release_reference
 from pipeline.release.webhook import SIGNATURE_HEADER
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
@@ -178,3 +179,8 @@ async def test_without_the_signing_key_nothing_is_sent(
 def test_the_config_needs_the_url_for_a_webhook() -> None:
     with pytest.raises(ValueError, match=r"target webhook needs `release.webhook_url`"):
         ReleaseConfig.model_validate({"target": "webhook"})
+
+
+def test_the_release_page_has_the_keys_table_made_from_the_model() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "release.md").read_text()
+    assert release_reference() in page

@@ -7,6 +7,7 @@ release runs, with one line naming what is missing.
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from typing import Literal
@@ -182,3 +183,14 @@ def _env_name(name: str) -> str:
             f"{shown(name)} is not a variable name: letters, digits and _, not first a digit"
         )
     return name
+
+
+def release_reference() -> str:
+    """docs/release.md's table of `release.` keys, made from the model (a test keeps them
+    equal)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, info in ReleaseConfig.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown_default = "–" if default is None else f"`{json.dumps(default)}`"
+        rows.append(f"| `release.{key}` | {shown_default} | {info.description or ''} |")
+    return "\n".join(rows)
