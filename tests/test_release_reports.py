@@ -4,12 +4,17 @@ link and the Slack message."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
+from click.testing import CliRunner
 
 from bot.api.schemas import DeploymentOut
+from bot.cli import main
 from bot.reporting.github_deployments import environment_url, status_body
 from bot.reporting.render import check_output, preview_link
 from bot.slack.blocks import deployment_message
@@ -19,6 +24,9 @@ from pipeline.release import ReleaseStore
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import NewService, Store
+from tests.support.api import Api, api
+
+__all__ = ["api"]  # the fixture, used by name
 
 LIVE = "https://pr-12.web.example.com"
 
@@ -80,3 +88,41 @@ async def test_the_api_deployment_carries_the_live_url_set_by_the_release(
     stored = await store.get_deployment(made.id)
     assert stored.live_url == LIVE
     assert DeploymentOut.of(stored).model_dump()["live_url"] == LIVE
+
+
+async def test_what_runs_is_listed_by_the_api_and_service_show(
+    api: Api,
+    store: Store,
+    queue: Queue,
+    pool: asyncpg.Pool,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = await store.create_service(NewService("web", "acme/web", "github"))
+    made = await queue.enqueue(service.id, commit_sha="ab" * 20)
+    digest = "sha256:" + "cd" * 32
+    await ReleaseStore(pool).switched(
+        service_id=service.id,
+        environment="production",
+        deployment_id=made.id,
+        target="docker",
+        image="registry/web:abab",
+        digest=digest,
+        engine="unix:///run/docker.sock",
+        runs_as="0123456789ab",
+        url="https://web.example.com",
+    )
+    answer = await api.client.get(f"/api/v1/services/{service.id}", headers=api.auth("read"))
+    assert answer.status == 200
+    [release] = (await answer.json())["releases"]
+    assert release["environment"] == "production" and release["digest"] == digest
+    assert release["url"] == "https://web.example.com" and release["healthy"] is True
+    assert release["deployment_id"] == made.id and release["runs_as"] == "0123456789ab"
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    shown = await asyncio.to_thread(CliRunner().invoke, main, ["service", "show", "web"])
+    assert shown.exit_code == 0, shown.output
+    assert "https://web.example.com" in shown.output and "0123456789ab" in shown.output

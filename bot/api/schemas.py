@@ -17,6 +17,7 @@ from pydantic import (
 
 from pipeline import values
 from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
+from pipeline.release import ReleaseRecord
 from pipeline.service_config import ServiceConfig
 from pipeline.states import Status
 
@@ -142,6 +143,40 @@ class ServiceOut(Model):
             return out
         config, redacted = names_only(service.config)
         return out.model_copy(update={"config": config, "redacted": redacted})
+
+
+class ReleaseOut(Model):
+    """What runs for one environment of a service (targets docker, swarm, webhook)."""
+
+    environment: str
+    deployment_id: int | None
+    target: str
+    image: str
+    digest: str
+    runs_as: str = Field(description="the container ids, the Swarm service, or the hook")
+    url: str | None = Field(description="where it answers (docker, swarm)")
+    healthy: bool
+    since: datetime
+
+    @classmethod
+    def of(cls, release: ReleaseRecord) -> ReleaseOut:
+        return cls(
+            environment=release.environment,
+            deployment_id=release.deployment_id,
+            target=release.target,
+            image=release.image,
+            digest=release.digest,
+            runs_as=release.runs_as,
+            url=release.url,
+            healthy=release.healthy,
+            since=release.started_at,
+        )
+
+
+class ServiceDetail(ServiceOut):
+    releases: list[ReleaseOut] = Field(
+        default_factory=list, description="what runs now, per environment"
+    )
 
 
 class ServiceList(Model):

@@ -169,6 +169,9 @@ class Engine:
                 "Labels": dict(labels),
                 "HostConfig": {
                     "NetworkMode": "host",
+                    # docker-init as PID 1 passes SIGTERM on: an app that sets no handler of
+                    # its own stops at once instead of after the stop timeout.
+                    "Init": True,
                     "RestartPolicy": {"Name": "unless-stopped"},
                     "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
                 },
