@@ -1,6 +1,6 @@
 """The live URL of a release, where deployments are reported: the REST API's deployment,
 the GitHub Deployment status (`environment_url`), the check run summary, the PR comment's
-link and the Slack message."""
+link, the Slack message and the deployment page; what runs, in the API and the CLI."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bot.cli import main
 from bot.reporting.github_deployments import environment_url, status_body
 from bot.reporting.render import check_output, preview_link
 from bot.slack.blocks import deployment_message
+from bot.web.signing import signed_path
 from pipeline.models import Deployment, Service
 from pipeline.queue.queue import Queue
 from pipeline.release import ReleaseStore
@@ -126,3 +127,17 @@ async def test_what_runs_is_listed_by_the_api_and_service_show(
     shown = await asyncio.to_thread(CliRunner().invoke, main, ["service", "show", "web"])
     assert shown.exit_code == 0, shown.output
     assert "https://web.example.com" in shown.output and "0123456789ab" in shown.output
+
+
+async def test_the_deployment_page_links_the_live_url(
+    api: Api, store: Store, queue: Queue, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    service = await store.create_service(NewService("web", "acme/web", "github"))
+    made = await queue.enqueue(service.id, environment="pr-12", commit_sha="ab" * 20)
+    path = signed_path(settings, "deployment", made.id)
+    before = await (await api.client.get(path)).text()
+    assert "<dt>live at</dt><dd id=live_url>-</dd>" in before
+    await ReleaseStore(pool).set_live_url(made.id, None, LIVE)
+    page = await api.client.get(path)
+    assert page.status == 200
+    assert f'<dd id=live_url><a href="{LIVE}">{LIVE}</a></dd>' in await page.text()

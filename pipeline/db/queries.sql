@@ -513,9 +513,6 @@ INSERT INTO releases (service_id, environment, deployment_id, target, image, dig
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING *;
 
--- name: release_set_healthy
-UPDATE releases SET healthy = $2 WHERE id = $1;
-
 -- name: deployment_set_live_url
 UPDATE deployments SET live_url = $3, updated_at = now()
 WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)
