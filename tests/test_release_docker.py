@@ -95,6 +95,7 @@ async def test_a_push_switches_traffic_with_no_failed_request_and_a_sick_version
     assert third.error.startswith("release failed: the new version is not healthy")
     assert "GET /health answered 500 (expected 200)" in third.error
     assert "v3: the database is unreachable" in third.error
+    assert "config: API_KEY=<secret>" in third.error and API_KEY not in third.error
     assert await get(caddy, DOMAIN) == (200, f"v2 hello key={key}")
     assert containers_of(service_name, "production") == [v2_container]
     assert third.live_url is None

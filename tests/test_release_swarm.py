@@ -24,6 +24,7 @@ from tests.support.caddy_server import CaddyServer
 from tests.support.gitserver import GitDaemon
 from tests.support.infra import free_port
 from tests.support.release_apps import (
+    API_KEY,
     DOMAIN,
     add_service,
     app_files,
@@ -122,6 +123,7 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     )
     assert third.error is not None and "not healthy" in third.error, third.error
     assert "rolled back" in third.error and "v3: the database is unreachable" in third.error
+    assert "config: API_KEY=<secret>" in third.error and API_KEY not in third.error
     assert service_image(swarm_engine, name).endswith(second.digest)
     assert (await get(caddy, DOMAIN))[1].startswith("v2 hello")
 

@@ -25,7 +25,7 @@ from pipeline.release.config import ReleaseConfig
 from pipeline.release.engine import LABEL, Engine, EngineRefused, EngineUnavailable
 from pipeline.release.health import Unhealthy, wait_healthy
 from pipeline.release.records import ReleaseStore
-from pipeline.release.secrets import service_environment
+from pipeline.release.secrets import redacted, service_environment
 from pipeline.settings import Settings
 
 LOG_LINES = 20
@@ -104,7 +104,9 @@ class DockerTarget:
         try:
             for engine in engines:
                 started.append(await self._start(engine, request, environment))
-            await asyncio.gather(*(self._healthy(one, image, config) for one in started))
+            await asyncio.gather(
+                *(self._healthy(one, image, request, environment) for one in started)
+            )
             old = await self._serving(engines, request, exclude={s.container for s in started})
             await self.caddy.switch(
                 request.service, request.environment, host, [s.upstream for s in started]
@@ -174,7 +176,14 @@ class DockerTarget:
         self.log(f"started {name} on {engine.address}, port {port}")
         return Started(engine, container, port)
 
-    async def _healthy(self, started: Started, image: str, config: ReleaseConfig) -> None:
+    async def _healthy(
+        self,
+        started: Started,
+        image: str,
+        request: ReleaseRequest,
+        environment: dict[str, str],
+    ) -> None:
+        config = request.config
         has_check = (
             config.health_path is None and await started.engine.image_healthcheck(image) is not None
         )
@@ -183,7 +192,9 @@ class DockerTarget:
                 started.engine, started.container, started.port, config, has_healthcheck=has_check
             )
         except Unhealthy as problem:
-            lines = await started.engine.logs(started.container, LOG_LINES)
+            lines = redacted(
+                await started.engine.logs(started.container, LOG_LINES), request, environment
+            )
             for line in lines:
                 self.log(f"  | {line}")
             tail = "\n".join(lines) if lines else "(it wrote no output)"

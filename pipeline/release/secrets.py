@@ -13,6 +13,28 @@ from pipeline.settings import Settings
 MAX_SECRET_BYTES = 64 * 1024
 
 
+def redacted(lines: list[str], request: ReleaseRequest, environment: dict[str, str]) -> list[str]:
+    """A container's log lines with the values of its secrets replaced: an app that prints
+    its configuration must not put them into the deployment's log or failure."""
+    values = sorted(
+        (
+            environment[name]
+            for name in request.config.secrets
+            if len(environment.get(name, "")) >= 4
+        ),
+        key=len,
+        reverse=True,
+    )
+    if not values:
+        return lines
+    out = []
+    for line in lines:
+        for value in values:
+            line = line.replace(value, "<secret>")
+        out.append(line)
+    return out
+
+
 def service_environment(request: ReleaseRequest, settings: Settings) -> dict[str, str]:
     environment = dict(request.config.env)
     if not request.config.secrets:

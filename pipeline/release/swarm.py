@@ -25,7 +25,7 @@ from pipeline.release.docker import caddy_for, engines_for, free_port, live_url,
 from pipeline.release.engine import LABEL, Engine, EngineRefused, demultiplex
 from pipeline.release.health import POLL_SECONDS
 from pipeline.release.records import ReleaseStore
-from pipeline.release.secrets import service_environment
+from pipeline.release.secrets import redacted, service_environment
 from pipeline.settings import Settings
 
 LOG_LINES = 20
@@ -82,7 +82,7 @@ class SwarmTarget:
             await self._converged(manager, name, request.by_digest, config)
             await self._healthy(engines, port, config)
         except ReleaseFailed as failure:
-            lines = await self._logs(manager, name)
+            lines = redacted(await self._logs(manager, name), request, environment)
             for line in lines:
                 self.log(f"  | {line}")
             await self._roll_back(manager, name)

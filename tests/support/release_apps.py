@@ -64,6 +64,8 @@ class Handler(BaseHTTPRequestHandler):
 
 print(f"{VERSION} starting; healthy={HEALTHY}", file=sys.stderr, flush=True)
 if not HEALTHY:
+    # As a careless app does: its configuration, secret and all, in its output.
+    print(f"config: API_KEY={os.environ.get('API_KEY')}", file=sys.stderr, flush=True)
     print(f"{VERSION}: the database is unreachable", file=sys.stderr, flush=True)
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 """
