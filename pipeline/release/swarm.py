@@ -145,6 +145,8 @@ class SwarmTarget:
                     "Env": [f"{k}={v}" for k, v in {**environment, "PORT": str(port)}.items()],
                 },
                 "Networks": [{"Target": "host"}],
+                # On the host network two tasks cannot share a machine's port.
+                "Placement": {"MaxReplicas": 1},
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             },
             "Mode": {"Replicas": {"Replicas": config.replicas}},
