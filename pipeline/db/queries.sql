@@ -517,3 +517,26 @@ RETURNING *;
 UPDATE deployments SET live_url = $3, updated_at = now()
 WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)
 RETURNING id;
+
+-- name: centrifugo_publisher_lock
+-- The Centrifugo publisher's lock (bot/centrifugo), session-level: held by the one process
+-- that publishes live logs, until its connection ends.
+SELECT pg_try_advisory_lock(hashtextextended('click-deploy:centrifugo-publisher', 0));
+
+-- name: deployments_running_ids
+-- What the Centrifugo publisher takes up when it starts publishing.
+SELECT id FROM deployments WHERE status IN ('cloning', 'building', 'pushing') ORDER BY id;
+
+-- GitHub App from a manifest (pipeline/app_credentials.py) -------------------------------
+
+-- name: github_app_insert
+INSERT INTO github_app (app_id, slug, name, owner, html_url, client_id, secrets)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (singleton) DO NOTHING
+RETURNING app_id;
+
+-- name: github_app_get
+SELECT app_id, slug, name, owner, html_url, client_id, secrets FROM github_app;
+
+-- name: github_app_exists
+SELECT EXISTS (SELECT 1 FROM github_app);
