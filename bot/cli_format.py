@@ -7,6 +7,7 @@ from datetime import datetime
 from tabulate import tabulate
 
 from pipeline.models import Deployment, LogLine, Service
+from pipeline.release import ReleaseRecord
 
 
 def when(moment: datetime | None) -> str:
@@ -77,6 +78,28 @@ def deployments_table(deployments: list[Deployment]) -> str:
             for d in deployments
         ],
         headers=["ID", "SERVICE", "ENV", "STATUS", "COMMIT/REF", "CREATED", "TOOK"],
+        tablefmt="plain",
+    )
+
+
+def releases_table(releases: list[ReleaseRecord]) -> str:
+    """What runs per environment (the live release of each)."""
+    if not releases:
+        return "Nothing released (target none, or not deployed yet)."
+    return tabulate(
+        [
+            (
+                r.environment,
+                r.target,
+                r.digest[:19],
+                r.runs_as,
+                r.url or "-",
+                when(r.started_at),
+                "yes" if r.healthy else "no",
+            )
+            for r in releases
+        ],
+        headers=["ENV", "TARGET", "DIGEST", "RUNS AS", "URL", "SINCE", "HEALTHY"],
         tablefmt="plain",
     )
 

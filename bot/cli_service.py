@@ -18,6 +18,7 @@ from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
 from pipeline.local_repository import local_source, looks_local
+from pipeline.release import ReleaseStore
 from pipeline.service_config import parse_config
 from pipeline.store import NewService
 
@@ -206,6 +207,10 @@ def service_show(name: str, limit: int) -> None:
     async def action(runtime: Runtime) -> None:
         found = await runtime.store.find_service(name)
         click.echo(fmt.service_details(found))
+        click.echo()
+        click.echo(
+            fmt.releases_table(await ReleaseStore(runtime.store.pool).live_for_service(found.id))
+        )
         page = await runtime.store.list_deployments(found.id, limit=limit)
         click.echo()
         click.echo(fmt.deployments_table(page.items))

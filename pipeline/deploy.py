@@ -1,4 +1,4 @@
-"""The build pipeline a worker runs: clone → plan → build → push → verify → record.
+"""The build pipeline a worker runs: clone → plan → build → push → verify → release.
 
 Each step is visible (a row in deployment_steps, progress "step i of 5", log lines) and
 cancellable; the build directory is removed whatever happens. Errors keep their type:
@@ -41,6 +41,7 @@ from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.railpack import choose_plan
 from pipeline.registry import RegistryClient, image_reference, parse_reference
+from pipeline.release import ReleaseRequest, ReleaseStore, release
 from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.runner import BuildResult, Job, StepHandle
 from pipeline.settings import Settings
@@ -290,7 +291,44 @@ class DeployPipeline:
         with _PipelineStep(job, "verify"):
             await self._verify_and_tag(job, built.reference, built.digest)
             job.log(f"pushed {built.reference} ({built.digest})", stream="system")
+
+        # 6. release: the verified image goes into service on the service's target.
+        await self._release(job, service, built.reference, built.digest)
         return BuildResult(image=built.reference, digest=built.digest)
+
+    async def _release(self, job: Job, service: Service, image: str, digest: str) -> None:
+        """Put the image into service (nothing for target `none`); a failure leaves what
+        served before serving and fails the deployment at step `release`."""
+        config = service.options.release
+        if config.target == "none":
+            return
+        deployment = job.deployment
+        await job.progress(len(STEPS) + 1, len(STEPS) + 1, f"releasing ({config.target})")
+        records = ReleaseStore(job.store.pool)
+        with _PipelineStep(job, "release") as step:
+            released = await release(
+                ReleaseRequest(
+                    service_id=service.id,
+                    service=service.name,
+                    environment=deployment.environment,
+                    deployment_id=deployment.id,
+                    commit=deployment.commit_sha,
+                    image=image,
+                    digest=digest,
+                    config=config,
+                    deployment_url=(
+                        f"{self.settings.public_url.rstrip('/')}/api/v1/deployments/{deployment.id}"
+                    ),
+                ),
+                self.settings,
+                records,
+                lambda line: job.log(line, stream="system"),
+            )
+            if released is not None:
+                step.detail = released.url or released.runs_as
+                if released.url is not None:
+                    await records.set_live_url(deployment.id, job.lease_token, released.url)
+                    job.log(f"live at {released.url}", stream="system")
 
     async def _verify_and_tag(self, job: Job, image: str, digest: str) -> None:
         """Check the registry holds `digest` under `image`, then point the environment's
@@ -327,6 +365,9 @@ class DeployPipeline:
         await job.progress(3, 3, "re-tagging")
         with _PipelineStep(job, "verify"):
             await self._verify_and_tag(job, target.image, target.digest)
+        # The same health-checked switch as a new version: the old one serves until the
+        # restored one is healthy.
+        await self._release(job, service, target.image, target.digest)
         return BuildResult(image=target.image, digest=target.digest)
 
     def _credentials(self) -> RegistryCredentials | None:

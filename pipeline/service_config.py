@@ -29,6 +29,7 @@ from pydantic import (
 from pipeline.errors import InvalidValue
 from pipeline.explain import Problem, explain, kind_of
 from pipeline.plan.config import BuildSettings
+from pipeline.release.config import ReleaseConfig
 from pipeline.values import WatchPathText, shown
 
 log = structlog.get_logger(__name__)
@@ -174,6 +175,11 @@ class ServiceConfig(_Strict):
     slack: SlackAccess = Field(
         default_factory=SlackAccess,
         description="who may deploy from Slack, and from where: the `slack.` keys",
+    )
+    release: ReleaseConfig = Field(
+        default_factory=ReleaseConfig,
+        description="where a verified image goes into service: the `release.` keys (see "
+        "docs/release.md); default: only the moving tag",
     )
 
     @model_validator(mode="before")

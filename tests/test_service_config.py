@@ -127,6 +127,7 @@ def test_every_key_the_bot_reads_is_in_the_model() -> None:
         "preview_url",
         "slack_channel",
         "slack",
+        "release",
     }
 
 

@@ -17,6 +17,7 @@ from pydantic import (
 
 from pipeline import values
 from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
+from pipeline.release import ReleaseRecord
 from pipeline.service_config import ServiceConfig
 from pipeline.states import Status
 
@@ -144,6 +145,40 @@ class ServiceOut(Model):
         return out.model_copy(update={"config": config, "redacted": redacted})
 
 
+class ReleaseOut(Model):
+    """What runs for one environment of a service (targets docker, swarm, webhook)."""
+
+    environment: str
+    deployment_id: int | None
+    target: str
+    image: str
+    digest: str
+    runs_as: str = Field(description="the container ids, the Swarm service, or the hook")
+    url: str | None = Field(description="where it answers (docker, swarm)")
+    healthy: bool
+    since: datetime
+
+    @classmethod
+    def of(cls, release: ReleaseRecord) -> ReleaseOut:
+        return cls(
+            environment=release.environment,
+            deployment_id=release.deployment_id,
+            target=release.target,
+            image=release.image,
+            digest=release.digest,
+            runs_as=release.runs_as,
+            url=release.url,
+            healthy=release.healthy,
+            since=release.started_at,
+        )
+
+
+class ServiceDetail(ServiceOut):
+    releases: list[ReleaseOut] = Field(
+        default_factory=list, description="what runs now, per environment"
+    )
+
+
 class ServiceList(Model):
     items: list[ServiceOut]
 
@@ -168,6 +203,9 @@ class DeploymentOut(Model):
     superseded_by: int | None
     image: str | None
     digest: str | None
+    live_url: str | None = Field(
+        default=None, description="where its release answers, once healthy (docker, swarm)"
+    )
     error: str | None
     error_kind: str | None
     created_at: datetime
@@ -199,6 +237,7 @@ class DeploymentOut(Model):
             superseded_by=deployment.superseded_by,
             image=deployment.image,
             digest=deployment.digest,
+            live_url=deployment.live_url,
             error=deployment.error,
             error_kind=deployment.error_kind,
             created_at=deployment.created_at,

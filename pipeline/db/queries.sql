@@ -493,6 +493,31 @@ WHERE d.service_id = $1 AND d.environment = $2 AND r.target = 'github'
   AND r.github_deployment_id IS NOT NULL AND r.github_deployment_state = 'success'
 ORDER BY r.deployment_id;
 
+-- name: release_live
+SELECT * FROM releases WHERE service_id = $1 AND environment = $2 AND stopped_at IS NULL;
+
+-- name: releases_live_for_service
+SELECT * FROM releases WHERE service_id = $1 AND stopped_at IS NULL ORDER BY environment;
+
+-- name: releases_live_previews
+SELECT * FROM releases
+WHERE service_id = $1 AND stopped_at IS NULL AND environment <> 'production'
+ORDER BY started_at, id;
+
+-- name: release_stop
+UPDATE releases SET stopped_at = now() WHERE id = $1 AND stopped_at IS NULL RETURNING id;
+
+-- name: release_insert
+INSERT INTO releases (service_id, environment, deployment_id, target, image, digest, engine,
+                      runs_as, url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *;
+
+-- name: deployment_set_live_url
+UPDATE deployments SET live_url = $3, updated_at = now()
+WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)
+RETURNING id;
+
 -- name: centrifugo_publisher_lock
 -- The Centrifugo publisher's lock (bot/centrifugo), session-level: held by the one process
 -- that publishes live logs, until its connection ends.
