@@ -15,6 +15,7 @@ import click
 
 from bot import cli_format as fmt
 from bot.api.token_cli import token
+from bot.cli_examples import add_examples
 from bot.cli_service import service, usage_checked
 from bot.follow import follow_logs
 from bot.runtime import (
@@ -44,8 +45,8 @@ EXIT_UNAVAILABLE = 4  # the database cannot be reached
 
 EPILOG = """\b
 Configuration comes from environment variables (or a .env file): DATABASE_URL,
-WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see README). Without DATABASE_URL an
-embedded PostgreSQL is started under DATA_DIR.
+WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see docs/configuration.md). Without
+DATABASE_URL an embedded PostgreSQL is started under DATA_DIR.
 \b
 Exit codes: 0 ok; 1 not found, refused or failed; 2 bad command line;
 3 bad configuration; 4 database unreachable.
@@ -334,6 +335,7 @@ def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
 
 main.add_command(service)
 main.add_command(token)
+add_examples(main)  # last: every command registered above gets its examples
 
 if __name__ == "__main__":  # pragma: no cover
     main()

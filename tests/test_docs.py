@@ -4,13 +4,16 @@ the generated page is current, links resolve, and the commands they name exist."
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from bot import docs_config
 from bot.cli import main as cli
+from bot.cli_examples import EXAMPLES
 from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,3 +134,39 @@ def test_the_command_check_catches_a_wrong_name() -> None:
     assert not real_command(["deplo", "web"])
     assert not real_command(["service", "ad"])
     assert not real_command(["service"])  # a group alone does nothing
+
+
+def every_command(command: click.Command = cli, path: str = "") -> list[tuple[str, click.Command]]:
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += every_command(sub, f"{path} {name}".strip())
+    return found
+
+
+@pytest.mark.parametrize("path", [path for path, _ in every_command()])
+def test_every_commands_help_shows_its_examples(path: str) -> None:
+    assert path in EXAMPLES, f"`click-deploy {path}` has no examples in bot/cli_examples.py"
+    result = CliRunner().invoke(cli, [*path.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output
+    for example in EXAMPLES[path]:
+        assert example in result.output
+
+
+@pytest.mark.parametrize("example", [e for examples in EXAMPLES.values() for e in examples])
+def test_every_example_is_a_real_command_with_real_options(example: str) -> None:
+    words = shlex.split(example)
+    start = words.index("click-deploy")
+    command: click.Command = cli
+    arguments = words[start + 1 :]
+    while isinstance(command, click.Group) and arguments and arguments[0] in command.commands:
+        command = command.commands[arguments.pop(0)]
+    if command is cli and arguments and not arguments[0].startswith("-"):
+        if arguments[0] in EXAMPLES:  # a command being added elsewhere (doctor)
+            return
+        raise AssertionError(f"{example}: {arguments[0]} is no command")
+    known = {name for param in command.params for name in param.opts} | {"--help"}
+    for word in arguments:
+        if word.startswith("-"):
+            assert word in known, f"{example}: {word} is not an option of it"
