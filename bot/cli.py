@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
 from bot import cli_format as fmt
 from bot.api.token_cli import token
 from bot.cli_examples import add_examples
+from bot.cli_run import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    run,
+    settings_or_exit,
+    with_runtime,
+)
 from bot.cli_service import service, usage_checked
 from bot.follow import follow_logs
 from bot.runtime import (
@@ -27,21 +34,14 @@ from bot.runtime import (
 )
 from bot.serve import bind_http, run_server, run_worker
 from pipeline import values
-from pipeline.errors import ClickDeployError, ConfigError, InvalidValue, TransientError
+from pipeline.errors import ConfigError
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
 from pipeline.runner import load_pipeline
-from pipeline.settings import Settings, load_settings
 from pipeline.states import Status
 from pipeline.trigger import Trigger
 
 T = TypeVar("T")
-
-EXIT_OK = 0
-EXIT_FAILED = 1  # not found, refused, or the deployment followed did not succeed
-EXIT_USAGE = 2  # click's own code for a bad command line
-EXIT_CONFIG = 3
-EXIT_UNAVAILABLE = 4  # the database cannot be reached
 
 EPILOG = """\b
 Configuration comes from environment variables (or a .env file): DATABASE_URL,
@@ -51,49 +51,6 @@ DATABASE_URL an embedded PostgreSQL is started under DATA_DIR.
 Exit codes: 0 ok; 1 not found, refused or failed; 2 bad command line;
 3 bad configuration; 4 database unreachable.
 """
-
-
-def fail(message: str, code: int) -> None:
-    click.echo(f"click-deploy: {message}", err=True)
-    sys.exit(code)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        fail(str(error), EXIT_CONFIG)
-        raise AssertionError("unreachable") from None
-
-
-def run(work: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; errors a person can act on become one line and an exit
-    code, never a traceback."""
-    try:
-        return asyncio.run(work)
-    except ConfigError as error:
-        fail(str(error), EXIT_CONFIG)
-    except InvalidValue as error:  # a value the store refuses: the command line's
-        fail(str(error), EXIT_USAGE)
-    except TransientError as error:
-        fail(str(error), EXIT_UNAVAILABLE)
-    except ClickDeployError as error:
-        fail(str(error), EXIT_FAILED)
-    except OSError as error:  # PostgreSQL's are TransientErrors by now: shown as it is
-        fail(str(error), EXIT_FAILED)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    raise AssertionError("unreachable")
-
-
-def with_runtime(action: Callable[[Runtime], Awaitable[T]], *, pool_size: int | None = 3) -> T:
-    settings = settings_or_exit()
-
-    async def main() -> T:
-        async with open_runtime(settings, pool_size=pool_size) as runtime:
-            return await action(runtime)
-
-    return run(main())
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,13 +5,14 @@ line and exit 2."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from bot import cli_format as fmt
+from bot.cli_run import EXIT_USAGE, fail, with_runtime
 from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
@@ -23,15 +24,7 @@ T = TypeVar("T")
 
 def refuse(message: str) -> None:
     """One line on stderr and the exit code of a bad command line."""
-    from bot.cli import EXIT_USAGE, fail  # bot.cli imports this module
-
     fail(message, EXIT_USAGE)
-
-
-def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
-    from bot.cli import with_runtime as run_with_runtime
-
-    return run_with_runtime(action)
 
 
 @click.group()

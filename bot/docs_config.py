@@ -56,6 +56,11 @@ GROUPS = (
         prefixes=("base_image_",),
     ),
     Group(
+        "Railpack",
+        'Services planned by Railpack (`builder = "railpack"`). See [railpack.md](railpack.md).',
+        prefixes=("railpack_",),
+    ),
+    Group(
         "Registry",
         "Images go to `REGISTRY_URL/REGISTRY_PROJECT/<service>:<commit>`.",
         prefixes=("registry_",),

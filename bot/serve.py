@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from bot.api.app import setup_api
+from bot.app_keys import RUNTIME_KEY, WORKER_KEY
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
@@ -29,9 +30,6 @@ from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-RUNTIME_KEY = web.AppKey("runtime", Runtime)
-WORKER_KEY = web.AppKey("worker", Worker)
 
 
 def make_worker(runtime: Runtime, pipeline: Pipeline, slots: int | None = None) -> Worker:

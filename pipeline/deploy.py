@@ -10,6 +10,7 @@ is retried by the worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,6 @@ from pipeline.buildkit.builder import (
     BuildRequest,
     RegistryCredentials,
     cache_ref_for,
-    make_builder,
 )
 from pipeline.buildkit.events import (
     BuildEvent,
@@ -34,10 +34,12 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
+from pipeline.buildkit.factory import make_builder
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
 from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure, InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
+from pipeline.railpack import choose_plan
 from pipeline.registry import RegistryClient, image_reference, parse_reference
 from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.runner import BuildResult, Job, StepHandle
@@ -225,7 +227,14 @@ class DeployPipeline:
         await job.enter(Status.BUILDING)
         await job.progress(2, len(STEPS), "planning")
         with _PipelineStep(job, "plan") as step:
-            result = await asyncio.to_thread(plan_service, build_dir, service, self.images)
+            # click-deploy's planner or Railpack (the service's builder setting).
+            result = await choose_plan(
+                build_dir,
+                service,
+                self.settings,
+                functools.partial(plan_service, build_dir, service, self.images),
+                cache_namespace=cache_namespace(service),
+            )
             if not result.ok or result.plan is None:
                 raise StepError(f"plan failed: {result.message}")
             plan = result.plan

@@ -355,6 +355,33 @@ class Settings(BaseSettings):
         "for dockerd --bridge=none), `none`.",
     )
 
+    # --- Railpack --------------------------------------------------------------------------
+    railpack_path: str = Field(
+        default="railpack",
+        description='The railpack CLI used for services with builder = "railpack" and for '
+        "apps the planner finds no runtime in: a name looked up on PATH, or a full path.",
+    )
+    railpack_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long `railpack prepare` may take to plan one app before the plan fails.",
+    )
+    railpack_builder_image: str | None = Field(
+        default=None,
+        description="The image used wherever a Railpack plan names "
+        "ghcr.io/railwayapp/railpack-builder (any tag): set it where ghcr.io cannot be reached.",
+    )
+    railpack_runtime_image: str | None = Field(
+        default=None,
+        description="The image used wherever a Railpack plan names "
+        "ghcr.io/railwayapp/railpack-runtime (any tag): set it where ghcr.io cannot be reached.",
+    )
+    railpack_image_mirror: str | None = Field(
+        default=None,
+        description="A registry prefix that replaces ghcr.io in the other images of Railpack "
+        "plans (a Harbor proxy-cache project such as harbor.example.com/ghcr).",
+    )
+
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
         if self.worker_heartbeat_seconds >= self.worker_lease_seconds:

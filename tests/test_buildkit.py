@@ -37,9 +37,7 @@ from pipeline.buildkit import (
     BuildTimedOut,
     BuildWarning,
     ProgressTracker,
-    RegistryAuthFailed,
     RegistryCredentials,
-    RegistryUnavailable,
     StepCached,
     StepDone,
     StepFailed,
@@ -48,7 +46,6 @@ from pipeline.buildkit import (
     make_builder,
 )
 from pipeline.buildkit.buildctl import BuildctlBuilder
-from pipeline.buildkit.builder import ImageReference
 from pipeline.buildkit.context import (
     DOCKERFILE_NAME,
     ContextError,
@@ -64,6 +61,8 @@ from pipeline.buildkit.rawjson import decode_rawjson_line
 from pipeline.buildkit.status import SolveStatus, Vertex, VertexLog, VertexWarning
 from pipeline.buildkit.trace import TRACE_ID, TraceDecodeError, decode_trace
 from pipeline.errors import ConfigError, DeploymentFailure, TransientError
+from pipeline.registry.errors import RegistryAuthError, RegistryUnavailable
+from pipeline.registry.reference import parse_reference
 from pipeline.settings import Settings
 from tests.support.waiting import PATIENCE
 
@@ -515,17 +514,18 @@ def test_base_images() -> None:
 
 
 def test_image_references() -> None:
-    ref = ImageReference.parse("localhost:5001/click-deploy/web:abc123")
-    assert (ref.registry, ref.repository, ref.tag) == (
+    ref = parse_reference("localhost:5001/click-deploy/web:abc123")
+    assert (ref.host, ref.name, ref.repository, ref.tag) == (
         "localhost:5001",
         "localhost:5001/click-deploy/web",
+        "click-deploy/web",
         "abc123",
     )
-    assert ImageReference.parse("python:3.11").registry == "docker.io"
-    assert ImageReference.parse("harbor.example.com/p/web").tag is None
+    assert parse_reference("python:3.11").host == "docker.io"
+    assert parse_reference("harbor.example.com/p/web").tag is None
     assert cache_ref_for("localhost:5001/p/web:1") == "localhost:5001/p/web:buildcache"
     with pytest.raises(DeploymentFailure):
-        ImageReference.parse("localhost:5001/p/web:")
+        parse_reference("localhost:5001/p/web:")
 
 
 def test_make_builder_names_the_variables(tmp_path: Path) -> None:
@@ -730,7 +730,7 @@ async def test_buildctl_unreachable_daemon(
 
 async def test_buildctl_push_refused(tmp_path: Path, fake_buildctl: Callable[[str], Path]) -> None:
     fake_buildctl("push-unauthorized")
-    with pytest.raises(RegistryAuthFailed) as caught:
+    with pytest.raises(RegistryAuthError) as caught:
         await buildctl_builder().build(stub_request(tmp_path), lambda e: None)
     message = str(caught.value)
     assert "registry registry.test:5443 refused" in message
@@ -911,9 +911,9 @@ async def test_engine_builds_and_pushes(
     assert names(events, StepFailed) == []
     assert f"pushing {request.image}" in names(events, StepDone)
     assert built.digest.startswith("sha256:")
-    reference = ImageReference.parse(request.image)
+    reference = parse_reference(request.image)
     status, digest = await _registry_get(
-        f"http://{TARGET}/v2/{reference.path}/manifests/{reference.tag}",
+        f"http://{TARGET}/v2/{reference.repository}/manifests/{reference.tag}",
         aiohttp.BasicAuth(TARGET_USER, TARGET_PASSWORD),
     )
     assert (status, digest) == (200, built.digest)
@@ -1035,7 +1035,7 @@ async def test_engine_push_with_wrong_password(
         image=unique_image("engine-badauth"),
         credentials=RegistryCredentials(TARGET_USER, SecretStr("wrong-password-123")),
     )
-    with pytest.raises(RegistryAuthFailed) as caught:
+    with pytest.raises(RegistryAuthError) as caught:
         await engine.build(request, lambda e: None)
     message = str(caught.value)
     assert message.startswith(f"registry {TARGET} refused to accept {request.image}")
@@ -1075,7 +1075,7 @@ async def test_engine_private_base_image(
         credentials=target_registry,
     )
     await engine.build(first, lambda e: None)
-    reference = ImageReference.parse(private)
+    reference = parse_reference(private)
     # forget the local copy so that the pull really happens
     socket = DOCKER_HOST.removeprefix("unix://")
     connector = aiohttp.UnixConnector(path=socket)
@@ -1226,7 +1226,7 @@ async def test_recorded_engine_failure(recorded_engine: Callable[..., Any], tmp_
 @pytest.mark.parametrize(
     ("push", "error", "text"),
     [
-        (PUSH_UNAUTHORIZED, RegistryAuthFailed, "authentication required; check REGISTRY_USERNAME"),
+        (PUSH_UNAUTHORIZED, RegistryAuthError, "authentication required; check REGISTRY_USERNAME"),
         (PUSH_REFUSED, RegistryUnavailable, "connection refused"),
     ],
 )

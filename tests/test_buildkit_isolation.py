@@ -23,7 +23,6 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.buildkit import BuildFailed, BuildRequest, RegistryCredentials
-from pipeline.buildkit.builder import ImageReference
 from pipeline.buildkit.engine import EngineBuilder
 from pipeline.buildkit.session import GET_SECRET, HEALTH_CHECK, answer
 from pipeline.deploy import plan_service
@@ -32,6 +31,7 @@ from pipeline.plan import BaseImages
 from pipeline.plan.context import Layout, Step
 from pipeline.plan.dockerfile import render
 from pipeline.queue.queue import Queue
+from pipeline.registry.reference import parse_reference
 from pipeline.states import Status
 from pipeline.store import Store
 from tests.support.github_hooks import private_key_pem
@@ -92,18 +92,18 @@ async def registry_get(session: aiohttp.ClientSession, path: str, accept: str = 
 
 async def pushed_blobs(image: str) -> tuple[dict[str, Any], list[bytes]]:
     """The pushed image's config (parsed) and every layer, uncompressed, from the registry."""
-    reference = ImageReference.parse(image)
+    reference = parse_reference(image)
     async with aiohttp.ClientSession(auth=AUTH) as session:
         raw = await registry_get(
-            session, f"{reference.path}/manifests/{reference.tag}", MANIFEST_TYPES
+            session, f"{reference.repository}/manifests/{reference.tag}", MANIFEST_TYPES
         )
         manifest = json.loads(raw)
         config_raw = await registry_get(
-            session, f"{reference.path}/blobs/{manifest['config']['digest']}"
+            session, f"{reference.repository}/blobs/{manifest['config']['digest']}"
         )
         layers = []
         for layer in manifest["layers"]:
-            blob = await registry_get(session, f"{reference.path}/blobs/{layer['digest']}")
+            blob = await registry_get(session, f"{reference.repository}/blobs/{layer['digest']}")
             layers.append(blob)
             layers.append(gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob)
     return json.loads(config_raw) | {"_raw": config_raw.decode()}, [raw, *layers]

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from bot.reporting.github import GitHubReporter
 from bot.reporting.loop import Outcome, Retry
 from pipeline.buildkit.builder import BuildRequest, RegistryCredentials
-from pipeline.buildkit.common import registry_error
-from pipeline.buildkit.errors import RegistryAuthFailed, RegistryUnavailable
+from pipeline.buildkit.failures import registry_error
 from pipeline.errors import TransientError
+from pipeline.registry.errors import RegistryAuthError, RegistryUnavailable
 
 
 def test_a_registry_that_does_not_answer_is_unreachable_and_retried(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_a_registry_that_does_not_answer_is_unreachable_and_retried(tmp_path: Pa
     login = registry_error(
         "accept it", "127.0.0.1:9", "unauthorized: authentication required", request
     )
-    assert isinstance(login, RegistryAuthFailed) and not isinstance(login, TransientError)
+    assert isinstance(login, RegistryAuthError) and not isinstance(login, TransientError)
 
 
 class _Answering(GitHubReporter):

@@ -6,6 +6,7 @@ import click
 from tabulate import tabulate
 
 from bot.api.tokens import Scope, TokenStore
+from bot.cli_run import with_runtime
 from bot.runtime import Runtime
 
 
@@ -29,7 +30,6 @@ def token() -> None:
 )
 def token_create(name: str, scope: str) -> None:
     """Create a token and print it, once: only its hash is kept."""
-    from bot.cli import with_runtime
 
     async def action(runtime: Runtime) -> str:
         _created, clear = await TokenStore(runtime.pool).create(name, Scope.parse(scope))
@@ -43,7 +43,6 @@ def token_create(name: str, scope: str) -> None:
 @token.command("list")
 def token_list() -> None:
     """List tokens (never their values)."""
-    from bot.cli import with_runtime
 
     async def action(runtime: Runtime) -> None:
         rows = [
@@ -67,7 +66,6 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke the token called NAME, at once."""
-    from bot.cli import with_runtime
 
     async def action(runtime: Runtime) -> None:
         await TokenStore(runtime.pool).revoke(name)

@@ -20,7 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from bot.runtime import Runtime
-from pipeline.buildkit.builder import builder_addresses
+from pipeline.buildkit.factory import builder_addresses
 from pipeline.db.migrate import load_migrations
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings

@@ -35,6 +35,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from bot.app_keys import WORKER_KEY
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 from pipeline.queue.listener import Listener
@@ -262,8 +263,6 @@ def make_registry(collector: OpsCollector) -> CollectorRegistry:
 
 def setup(app: web.Application, runtime: Runtime) -> None:
     """GET /metrics. The worker's figures come from the app's worker when it has one."""
-    from bot.serve import WORKER_KEY  # here: bot.serve imports this module
-
     worker = app.get(WORKER_KEY)
     collector = OpsCollector()
     if worker is not None:

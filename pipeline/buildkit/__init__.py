@@ -5,17 +5,13 @@ from pipeline.buildkit.builder import (
     Builder,
     BuildRequest,
     BuiltImage,
-    ImageReference,
     RegistryCredentials,
     cache_ref_for,
-    make_builder,
 )
 from pipeline.buildkit.errors import (
     BuilderUnavailable,
     BuildFailed,
     BuildTimedOut,
-    RegistryAuthFailed,
-    RegistryUnavailable,
 )
 from pipeline.buildkit.events import (
     BuildEvent,
@@ -27,6 +23,7 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
+from pipeline.buildkit.factory import make_builder
 
 __all__ = [
     "BuildEvent",
@@ -38,11 +35,8 @@ __all__ = [
     "Builder",
     "BuilderUnavailable",
     "BuiltImage",
-    "ImageReference",
     "ProgressTracker",
-    "RegistryAuthFailed",
     "RegistryCredentials",
-    "RegistryUnavailable",
     "StepCached",
     "StepDone",
     "StepFailed",

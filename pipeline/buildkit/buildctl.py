@@ -29,18 +29,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.buildkit.builder import BuildRequest, BuiltImage, ImageReference, OpenSteps
-from pipeline.buildkit.common import (
+from pipeline.buildkit.builder import BuildRequest, BuiltImage, OpenSteps
+from pipeline.buildkit.errors import BuilderUnavailable, BuildTimedOut
+from pipeline.buildkit.events import BuildEvent, ProgressTracker
+from pipeline.buildkit.failures import (
     failure_from_build,
     hidden_values,
     is_auth_error,
     is_unreachable_error,
     registry_error,
 )
-from pipeline.buildkit.errors import BuilderUnavailable, BuildTimedOut
-from pipeline.buildkit.events import BuildEvent, ProgressTracker
 from pipeline.buildkit.rawjson import RawJsonDecodeError, decode_rawjson_line
 from pipeline.errors import ConfigError, DeploymentFailure
+from pipeline.registry.reference import parse_reference
 from pipeline.subprocess_env import minimal_env
 
 STDERR_LINE_LIMIT = 16 * 1024 * 1024
@@ -187,7 +188,7 @@ class BuildctlBuilder:
     async def build(
         self, request: BuildRequest, on_event: Callable[[BuildEvent], None]
     ) -> BuiltImage:
-        reference = ImageReference.parse(request.image)
+        reference = parse_reference(request.image)
         if reference.digest:
             raise DeploymentFailure(f"cannot push by digest: {request.image}")
         if not request.context_dir.is_dir():
@@ -311,7 +312,7 @@ class BuildctlBuilder:
                 f"cannot reach buildkitd at BUILDKIT_ADDRESS={self.address}: {overall}"
             )
         if failed is None:
-            registry = ImageReference.parse(request.image).registry
+            registry = parse_reference(request.image).host
             if ("push" in overall or "export" in overall) and (
                 is_auth_error(overall) or is_unreachable_error(overall)
             ):

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -28,12 +27,11 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
-from pipeline.errors import ConfigError, DeploymentFailure
+from pipeline.registry.reference import parse_reference
 
 if TYPE_CHECKING:
-    from pipeline.settings import Settings
+    pass
 
-DEFAULT_REGISTRY = "docker.io"
 METADATA_PREFIX = "[internal] load metadata for "
 REDACT_MIN_LENGTH = 4
 
@@ -78,7 +76,7 @@ class BuildRequest:
 
     @property
     def registry(self) -> str:
-        return ImageReference.parse(self.image).registry
+        return parse_reference(self.image).host
 
     @property
     def credentials_registry(self) -> str | None:
@@ -95,7 +93,7 @@ class BuiltImage:
     @property
     def pinned(self) -> str:
         """The reference by digest, for deploying exactly this image."""
-        return f"{ImageReference.parse(self.reference).repository}@{self.digest}"
+        return f"{parse_reference(self.reference).name}@{self.digest}"
 
 
 class Builder(Protocol):
@@ -104,44 +102,15 @@ class Builder(Protocol):
     ) -> BuiltImage:
         """Build `request` with BuildKit and push it; report progress through `on_event`.
 
-        Raises `BuildFailed`/`BuildTimedOut`/`RegistryAuthFailed` (DeploymentFailure) or
+        Raises `BuildFailed`/`BuildTimedOut`/`RegistryAuthError` (DeploymentFailure) or
         `BuilderUnavailable`/`RegistryUnavailable` (TransientError). Cancelling the call
         stops the build on the builder too."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ImageReference:
-    registry: str  # host[:port], "docker.io" when the name has none
-    path: str  # click-deploy/web
-    tag: str | None
-    digest: str | None
-    explicit_registry: bool
-
-    @property
-    def repository(self) -> str:
-        """The name to push: registry/path as written (no tag, no digest)."""
-        return f"{self.registry}/{self.path}" if self.explicit_registry else self.path
-
-    @classmethod
-    def parse(cls, reference: str) -> ImageReference:
-        name, _, digest = reference.partition("@")
-        slash = name.rfind("/")
-        colon = name.rfind(":")
-        tag = None
-        if colon > slash:
-            name, tag = name[:colon], name[colon + 1 :]
-        first, _, rest = name.partition("/")
-        explicit = bool(rest) and ("." in first or ":" in first or first == "localhost")
-        registry, path = (first, rest) if explicit else (DEFAULT_REGISTRY, name)
-        if not path or tag == "" or any(part == "" for part in path.split("/")):
-            raise DeploymentFailure(f"invalid image reference {reference!r}")
-        return cls(registry, path, tag, digest or None, explicit)
-
-
 def cache_ref_for(image: str) -> str:
     """The registry cache next to an image: same repository, tag `buildcache`."""
-    return f"{ImageReference.parse(image).repository}:buildcache"
+    return f"{parse_reference(image).name}:buildcache"
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -206,96 +175,3 @@ class OpenSteps:
         open_steps, self._open = self._open, {}
         for step_id, name in open_steps.items():
             self._on_event(StepFailed(step_id, name, redact(reason, *self._hidden)))
-
-
-def _check_address(variable: str, value: str, schemes: tuple[str, ...], example: str) -> None:
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # "tcp://[::1": an unclosed IPv6 bracket
-        raise ConfigError(f"{variable} must look like {example} (got {value!r})") from None
-    if parts.scheme not in schemes or not (parts.path if parts.scheme == "unix" else parts.netloc):
-        raise ConfigError(f"{variable} must look like {example} (got {value!r})")
-
-
-DOCKER_SCHEMES = ("unix", "tcp", "http")
-DOCKER_EXAMPLE = "unix:///var/run/docker.sock or tcp://host:2375"
-BUILDKITD_SCHEMES = ("unix", "tcp", "docker-container", "kube-pod", "podman-container", "ssh")
-BUILDKITD_EXAMPLE = "unix:///run/buildkit/buildkitd.sock or tcp://host:1234"
-
-
-def parse_addresses(
-    variable: str, value: str, schemes: tuple[str, ...], example: str
-) -> tuple[str, ...]:
-    """One daemon address, or several separated by commas, each checked; in order."""
-    addresses = tuple(item.strip() for item in value.split(",") if item.strip())
-    if not addresses:
-        raise ConfigError(f"{variable} must look like {example} (got {value!r})")
-    for address in addresses:
-        _check_address(variable, address, schemes, example)
-    seen: set[str] = set()
-    for address in addresses:
-        if address in seen:
-            raise ConfigError(f"{variable} names {address} twice")
-        seen.add(address)
-    return addresses
-
-
-def builder_addresses(settings: Settings) -> tuple[str, ...]:
-    """The daemons the settings name (DOCKER_HOST or BUILDKIT_ADDRESS), checked."""
-    if settings.builder == "docker":
-        return parse_addresses("DOCKER_HOST", settings.docker_host, DOCKER_SCHEMES, DOCKER_EXAMPLE)
-    if not settings.buildkit_address:
-        raise ConfigError(f"BUILDER=buildkitd needs BUILDKIT_ADDRESS ({BUILDKITD_EXAMPLE})")
-    return parse_addresses(
-        "BUILDKIT_ADDRESS", settings.buildkit_address, BUILDKITD_SCHEMES, BUILDKITD_EXAMPLE
-    )
-
-
-def make_builder(settings: Settings, *, buildctl: str = "buildctl") -> Builder:
-    """The builder BUILDER names, checked: a bad configuration names its variables. Several
-    addresses give a `BuilderPool` of one builder each; one gives that builder itself."""
-    from pipeline.buildkit.pool import BuilderPool
-
-    timeout = settings.build_timeout_seconds
-    addresses = builder_addresses(settings)
-    builders: dict[str, Builder]
-    if settings.builder == "docker":
-        from pipeline.buildkit.engine import EngineBuilder
-
-        builders = {
-            address: EngineBuilder(address, timeout=timeout, network=settings.build_network)
-            for address in addresses
-        }
-        kind = "docker engine"
-    else:
-        from pipeline.buildkit.buildctl import BuildctlBuilder, find_buildctl
-
-        tls = {
-            "BUILDKIT_TLS_CA": settings.buildkit_tls_ca,
-            "BUILDKIT_TLS_CERT": settings.buildkit_tls_cert,
-            "BUILDKIT_TLS_KEY": settings.buildkit_tls_key,
-        }
-        for variable, path in tls.items():
-            if path is not None and not path.is_file():
-                raise ConfigError(f"{variable}: no such file {path}")
-        if (settings.buildkit_tls_cert is None) != (settings.buildkit_tls_key is None):
-            raise ConfigError("BUILDKIT_TLS_CERT and BUILDKIT_TLS_KEY must be set together")
-        if any(tls.values()) and not all(a.startswith("tcp://") for a in addresses):
-            raise ConfigError("BUILDKIT_TLS_* only apply to a tcp:// BUILDKIT_ADDRESS")
-        executable = find_buildctl(buildctl)
-        builders = {
-            address: BuildctlBuilder(
-                address,
-                tls_ca=settings.buildkit_tls_ca,
-                tls_cert=settings.buildkit_tls_cert,
-                tls_key=settings.buildkit_tls_key,
-                buildctl=executable,
-                timeout=timeout,
-                network=settings.build_network,
-            )
-            for address in addresses
-        }
-        kind = "buildkitd"
-    if len(builders) == 1:
-        return next(iter(builders.values()))
-    return BuilderPool(builders, kind=kind)

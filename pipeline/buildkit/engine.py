@@ -32,10 +32,8 @@ import aiohttp
 from pipeline.buildkit.builder import (
     BuildRequest,
     BuiltImage,
-    ImageReference,
     OpenSteps,
 )
-from pipeline.buildkit.common import failure_from_build, hidden_values, registry_error
 from pipeline.buildkit.context import (
     DOCKERFILE_NAME,
     ContextError,
@@ -52,9 +50,11 @@ from pipeline.buildkit.events import (
     StepFailed,
     StepStarted,
 )
+from pipeline.buildkit.failures import failure_from_build, hidden_values, registry_error
 from pipeline.buildkit.session import secrets_session
 from pipeline.buildkit.trace import TRACE_ID, TraceDecodeError, decode_trace
 from pipeline.errors import DeploymentFailure
+from pipeline.registry.reference import parse_reference
 
 API_VERSION = "v1.41"
 IMAGE_ID = "moby.image.id"
@@ -266,15 +266,15 @@ class EngineBuilder:
             return
         for image in base_images(request.dockerfile, request.build_args):
             try:
-                reference = ImageReference.parse(image)
+                reference = parse_reference(image)
             except DeploymentFailure:
                 continue  # BuildKit will say what is wrong with it
-            if reference.registry != registry:
+            if reference.host != registry:
                 continue
             step_id, name = f"pull:{image}", f"pulling base image {image}"
             started = time.monotonic()
             params = {
-                "fromImage": reference.repository,
+                "fromImage": reference.name,
                 "tag": reference.digest or reference.tag or "latest",
             }
             headers = {"X-Registry-Auth": _auth_header(request, registry)}
@@ -382,15 +382,15 @@ class EngineBuilder:
     async def _push(
         self, session: aiohttp.ClientSession, request: BuildRequest, on_event: OnEvent
     ) -> str:
-        reference = ImageReference.parse(request.image)
+        reference = parse_reference(request.image)
         step_id, name = f"push:{request.image}", f"pushing {request.image}"
         on_event(StepStarted(step_id, name))
         started = time.monotonic()
-        headers = {"X-Registry-Auth": _auth_header(request, reference.registry)}
+        headers = {"X-Registry-Auth": _auth_header(request, reference.host)}
         digest: str | None = None
         error: str | None = None
         async with session.post(
-            f"/{API_VERSION}/images/{reference.repository}/push",
+            f"/{API_VERSION}/images/{reference.name}/push",
             params={"tag": reference.tag or "latest"},
             headers=headers,
         ) as response:
@@ -410,7 +410,7 @@ class EngineBuilder:
                 response.close()
                 raise
         if error is not None:
-            failure = registry_error(f"accept {request.image}", reference.registry, error, request)
+            failure = registry_error(f"accept {request.image}", reference.host, error, request)
             on_event(StepFailed(step_id, name, str(failure)))
             raise failure
         if digest is None:
@@ -444,7 +444,7 @@ class _ContextBody:
 
 def _check_request(request: BuildRequest) -> None:
     """Refuse a request BuildKit would refuse, before contacting anything."""
-    reference = ImageReference.parse(request.image)
+    reference = parse_reference(request.image)
     if reference.digest:
         raise DeploymentFailure(f"cannot push by digest: {request.image}")
     if not request.context_dir.is_dir():

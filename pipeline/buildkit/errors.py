@@ -32,11 +32,3 @@ class BuildTimedOut(DeploymentFailure):
 
 class BuilderUnavailable(TransientError):
     """The builder (Docker engine, buildkitd) cannot be reached right now."""
-
-
-class RegistryAuthFailed(DeploymentFailure):
-    """The registry refused the configured credentials."""
-
-
-class RegistryUnavailable(TransientError):
-    """The registry could not be reached or answered with a server error."""

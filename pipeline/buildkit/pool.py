@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable, Mapping
 import structlog
 from cachetools import TTLCache
 
-from pipeline.buildkit.builder import Builder, BuildRequest, BuiltImage, ImageReference
+from pipeline.buildkit.builder import Builder, BuildRequest, BuiltImage
 from pipeline.buildkit.errors import BuilderUnavailable
 from pipeline.buildkit.events import BuildEvent, BuildWarning, StepDone, StepStarted
+from pipeline.registry.reference import parse_reference
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,7 @@ def rendezvous_order(addresses: Iterable[str], key: str) -> list[str]:
 
 def affinity_key(request: BuildRequest) -> str:
     """What ties a build to a daemon: the request's key, else the image's repository."""
-    return request.affinity_key or ImageReference.parse(request.image).repository
+    return request.affinity_key or parse_reference(request.image).name
 
 
 def builder_step_name(kind: str, address: str) -> str:

@@ -3,6 +3,7 @@
 The service config is flat (`BuildConfig`); the repo file has sections:
 
     provider = "python"            # skip detection (and the repo's Dockerfile)
+    builder = "railpack"           # plan with Railpack ("auto" / "click-deploy")
     [build]
     install = "pip install -r requirements/prod.txt"
     build = "python manage.py collectstatic --noinput"
@@ -37,6 +38,9 @@ REPO_CONFIG_FILE = "click-deploy.toml"
 ProviderName = Literal["node", "python", "go", "php", "ruby", "static", "shell"]
 PROVIDER_NAMES: tuple[str, ...] = ("node", "python", "go", "php", "ruby", "static", "shell")
 Kind = Literal["web", "worker"]
+# Who plans the build: click-deploy's planner, Railpack (`railpack prepare`), or "auto":
+# the planner, and Railpack when the planner finds no runtime and railpack is installed.
+BuilderName = Literal["auto", "click-deploy", "railpack"]
 
 _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A Debian package name, optionally pinned (`libpq5=15.*`): nothing a shell would expand.
@@ -91,6 +95,7 @@ class BuildSettings(_Strict):
     "detect"."""
 
     provider: ProviderName | None = None  # force a provider, skipping the repo's Dockerfile
+    builder: BuilderName | None = None  # None: the repo's click-deploy.toml, else "auto"
     install: str | None = None
     build: str | None = None
     start: str | None = None
@@ -143,6 +148,7 @@ class RepoConfig(_Strict):
     """`click-deploy.toml`."""
 
     provider: ProviderName | None = None
+    builder: BuilderName | None = None
     build: RepoBuildSection = Field(default_factory=RepoBuildSection)
     docker: RepoDockerSection = Field(default_factory=RepoDockerSection)
 
@@ -213,6 +219,7 @@ def merge_configs(service: BuildConfig, repo: RepoConfig | None) -> BuildConfig:
     explicit = service.model_fields_set
     from_repo: dict[str, Any] = {
         "provider": repo.provider,
+        "builder": repo.builder,
         "install": repo.build.install,
         "build": repo.build.build,
         "start": repo.build.start,

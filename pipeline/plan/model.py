@@ -100,14 +100,16 @@ class PlanResult:
     ok: bool
     plan: BuildPlan | None = None
     message: str | None = None
+    # A failure because no runtime was detected (what another builder may still plan).
+    no_runtime: bool = False
 
     @classmethod
     def success(cls, plan: BuildPlan) -> PlanResult:
         return cls(ok=True, plan=plan)
 
     @classmethod
-    def failure(cls, message: str) -> PlanResult:
-        return cls(ok=False, message=message)
+    def failure(cls, message: str, *, no_runtime: bool = False) -> PlanResult:
+        return cls(ok=False, message=message, no_runtime=no_runtime)
 
     def to_dict(self) -> dict[str, Any]:
         return {

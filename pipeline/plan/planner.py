@@ -290,7 +290,7 @@ def _generate(
 ) -> PlanResult:
     provider = _choose(app, config)
     if provider is None:
-        return PlanResult.failure(_nothing_found(app))
+        return PlanResult.failure(_nothing_found(app), no_runtime=True)
     procfile = read_procfile(app)
     start_override = config.start or (procfile.web if procfile else None)
     ctx = PlanContext(app, config, images, start_override=start_override, location=app.label)

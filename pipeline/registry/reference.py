@@ -86,6 +86,9 @@ def validate_manifest_reference(reference: str) -> str:
     return validate_tag(reference)
 
 
+DEFAULT_REGISTRY = "docker.io"
+
+
 @dataclass(frozen=True)
 class ImageReference:
     """One parsed reference. `str()` formats it back."""
@@ -112,6 +115,11 @@ class ImageReference:
     def name(self) -> str:
         """`host/path/name` (or `path/name` without a registry)."""
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
+
+    @property
+    def host(self) -> str:
+        """The registry the name points at: its own host, Docker Hub's when it names none."""
+        return self.registry or DEFAULT_REGISTRY
 
     @property
     def reference(self) -> str | None:

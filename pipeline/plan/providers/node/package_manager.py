@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from pipeline.plan.app import App
 from pipeline.plan.context import PlanContext, Step
 from pipeline.plan.providers.node.manifest import Manifest
-from pipeline.plan.providers.node.tool_versions import ToolVersion, manager_version
-
-ManagerName = Literal["npm", "pnpm", "yarn", "berry", "bun"]
+from pipeline.plan.providers.node.tool_versions import ManagerName, ToolVersion, manager_version
 
 NPM_CACHE = "/root/.npm"
 YARN_CACHE = "/root/.cache/yarn"

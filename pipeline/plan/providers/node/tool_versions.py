@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from pipeline.plan.app import App, InvalidFile
 from pipeline.plan.context import PlanContext
@@ -18,8 +18,7 @@ from pipeline.plan.providers.node.manifest import Manifest
 from pipeline.plan.providers.node.semver import lowest_major, major_satisfies
 from pipeline.plan.versions import declared_tool_version
 
-if TYPE_CHECKING:
-    from pipeline.plan.providers.node.package_manager import ManagerName
+ManagerName = Literal["npm", "pnpm", "yarn", "berry", "bun"]
 
 DEFAULTS: dict[str, str] = {"pnpm": "9", "yarn": "1.22.22", "berry": "4", "bun": "1"}
 # yarn.lock `__metadata: version:` → the yarn release that writes that format.

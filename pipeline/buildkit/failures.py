@@ -1,4 +1,5 @@
-"""Pieces both transports share: reading JSON-lines bodies, classifying registry errors."""
+"""How both transports turn what failed into one message: registry errors classified (auth,
+unreachable), the failed step of a build, the values a message must hide."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import re
 from dataclasses import replace
 
 from pipeline.buildkit.builder import METADATA_PREFIX, BuildRequest, build_failure, redact
-from pipeline.buildkit.errors import RegistryAuthFailed, RegistryUnavailable
 from pipeline.buildkit.events import FailedStep
 from pipeline.errors import ClickDeployError
+from pipeline.registry.errors import RegistryAuthError, RegistryUnavailable
 
 _AUTH = re.compile(
     r"unauthori[sz]ed|authentication required|no basic auth credentials|\bdenied\b"
@@ -46,7 +47,7 @@ def is_unreachable_error(message: str) -> bool:
 def registry_error(
     action: str, registry: str, message: str, request: BuildRequest
 ) -> ClickDeployError:
-    """A registry's refusal → RegistryAuthFailed (the user fixes credentials) or
+    """A registry's refusal → RegistryAuthError (the user fixes credentials) or
     RegistryUnavailable (retried). The password never appears in the message."""
     message = redact(message.strip(), *hidden_values(request))
     if is_auth_error(message):
@@ -57,12 +58,17 @@ def registry_error(
                 f"check REGISTRY_USERNAME (now {request.credentials.username!r}) "
                 "and REGISTRY_PASSWORD"
             )
-        return RegistryAuthFailed(f"registry {registry} refused to {action}: {message}; {hint}")
+        return RegistryAuthError(
+            f"registry {registry} refused to {action}: {message}; {hint}", registry=registry
+        )
     if _NO_ANSWER.search(message):
         return RegistryUnavailable(
-            f"registry {registry} is unreachable, so it could not {action}: {message}"
+            f"registry {registry} is unreachable, so it could not {action}: {message}",
+            registry=registry,
         )
-    return RegistryUnavailable(f"registry {registry} failed to {action}: {message}")
+    return RegistryUnavailable(
+        f"registry {registry} failed to {action}: {message}", registry=registry
+    )
 
 
 def failure_from_build(
