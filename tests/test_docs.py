@@ -170,3 +170,20 @@ def test_every_example_is_a_real_command_with_real_options(example: str) -> None
     for word in arguments:
         if word.startswith("-"):
             assert word in known, f"{example}: {word} is not an option of it"
+
+
+# Upper-case names in the docs that share a setting's first word but are someone else's.
+NOT_SETTINGS = {
+    "DOCKER_BUILDKIT": "the docker CLI's",
+    "GIT_ASKPASS": "git's",
+    "GIT_SHA": "an example build arg",
+}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_the_settings_the_docs_name_exist(page: Path) -> None:
+    settings = {name.upper() for name in Settings.model_fields}
+    first_words = {name.split("_")[0] for name in settings}
+    for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", page.read_text()):
+        if name.split("_")[0] in first_words and name not in NOT_SETTINGS:
+            assert name in settings, f"{page.name} names {name}, which is no setting"
