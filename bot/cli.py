@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import sys
@@ -25,8 +26,11 @@ from bot.cli_run import (
 )
 from bot.cli_service import service, usage_checked
 from bot.follow import follow_logs
+from bot.local_engine import run_line
+from bot.local_services import recorded_services, run_engine, start_local_services
 from bot.runtime import (
     Runtime,
+    announce,
     apply_migrations,
     check_work_dirs,
     open_runtime,
@@ -80,10 +84,12 @@ def worker(slots: int | None) -> None:
 
     async def main() -> None:
         # Checked before the database, in the order a newcomer would fix them.
-        pipeline = load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses
+        load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses
         check_work_dirs(settings)
         async with open_runtime(settings, pool_size=settings.database_pool_size) as runtime:
-            await run_worker(runtime, pipeline, slots)
+            local = recorded_services(settings, announce)  # what serve started here
+            pipeline = load_pipeline(local)
+            await run_worker(dataclasses.replace(runtime, settings=local), pipeline, slots)
 
     run(main())
 
@@ -91,20 +97,59 @@ def worker(slots: int | None) -> None:
 @main.command()
 @click.option("--slots", type=click.IntRange(1, 64), help="Deployments run at once [WORKER_SLOTS].")
 def serve(slots: int | None) -> None:
-    """Run the workers and the HTTP endpoints (GET /healthz) on HTTP_HOST:HTTP_PORT."""
+    """Run the workers and the HTTP endpoints (GET /healthz) on HTTP_HOST:HTTP_PORT.
+
+    What is not configured runs on this machine: PostgreSQL without DATABASE_URL, a Docker
+    engine without DOCKER_HOST or BUILDKIT_ADDRESS (when none answers at the default
+    socket), a registry on 127.0.0.1:LOCAL_REGISTRY_PORT without REGISTRY_URL. It prints
+    what it started and where.
+    """
     settings = settings_or_exit()
 
     async def main() -> None:
-        pipeline = load_pipeline(settings)
+        load_pipeline(settings)  # WORKER_PIPELINE, BUILDER and its addresses: checked first
         check_work_dirs(settings)
         listener = bind_http(settings)  # HTTP_HOST, HTTP_PORT
         try:
             async with open_runtime(settings, pool_size=settings.database_pool_size) as runtime:
-                await run_server(runtime, listener, pipeline, slots)
+                # After the database, so a wrong setting stops serve before anything starts.
+                local = await start_local_services(settings, announce)
+                try:
+                    pipeline = load_pipeline(local.settings)
+                    served = dataclasses.replace(runtime, settings=local.settings)
+                    await run_server(served, listener, pipeline, slots)
+                finally:
+                    await local.stop()
         finally:
             listener.close()
 
     run(main())
+
+
+@main.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--timeout",
+    "patience",
+    type=click.FloatRange(0.1, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds each request of a check may take.",
+)
+def doctor(json_output: bool, patience: float) -> None:
+    """Check every setting and reach every configured dependency: PostgreSQL and its
+    migrations, each builder, the registry (push and delete a tiny blob), the GitHub App,
+    the GitLab token, the Slack token. One line per check with the fix. Exit 0 when all
+    pass, 1 when one fails, 3 when the settings are invalid.
+    """
+    from bot.doctor import doctor as run_doctor
+
+    try:
+        code = run_doctor(click.echo, json_output=json_output, patience=patience)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+        return
+    sys.exit(code)
 
 
 # --- deployments ------------------------------------------------------------------------
@@ -115,11 +160,17 @@ def serve(slots: int | None) -> None:
 @click.option("--ref", help="Branch or tag to deploy [the service's branch].")
 @click.option("--commit", "commit_sha", help="Exact commit to deploy (its full id).")
 @click.option("--env", "environment", default="production", show_default=True)
-@click.option("--follow", is_flag=True, help="Stream the build log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def deploy(
     service_name: str, ref: str | None, commit_sha: str | None, environment: str, follow: bool
 ) -> None:
-    """Queue a deployment of SERVICE (name or id)."""
+    """Queue a deployment of SERVICE (name or id). With --follow, a deployment that
+    succeeds ends with the `docker run` line that starts its image.
+    """
     usage_checked(lambda: values.environment(environment))
     if ref is not None:
         usage_checked(lambda: values.ref(ref))
@@ -145,10 +196,26 @@ def deploy(
         )
         click.echo(f"queued deployment {deployment.id} of {found.name} ({environment})")
         if follow:
-            return await follow_logs(runtime, deployment.id, click.echo)
+            code = await follow_logs(runtime, deployment.id, click.echo)
+            if code == EXIT_OK:
+                await show_run_line(runtime, deployment.id)
+            return code
         return EXIT_OK
 
     sys.exit(with_runtime(action))
+
+
+async def show_run_line(runtime: Runtime, deployment_id: int) -> None:
+    """After a deployment succeeded: the `docker run` line that starts its image on the
+    engine that built it, and where the app then answers."""
+    image = (await runtime.store.get_deployment(deployment_id)).image
+    if not image:
+        return
+    line, url = await run_line(run_engine(runtime.settings), image)
+    click.echo("-- start it with:")
+    click.echo(line)
+    if url:
+        click.echo(f"-- then open {url}")
 
 
 @main.command()
@@ -181,7 +248,12 @@ def deployments(service_name: str, limit: int, state: str | None) -> None:
 
 @main.command()
 @click.argument("deployment_id", type=int)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the deployment ends.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def logs(deployment_id: int, follow: bool) -> None:
     """Print a deployment's build log. With --follow the exit code is 0 only if it
     succeeded."""
@@ -206,7 +278,11 @@ def logs(deployment_id: int, follow: bool) -> None:
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--env", "environment", default="production", show_default=True)
 @click.option("--to", "to", type=int, help="Deployment whose image to restore [the previous one].")
-@click.option("--follow", is_flag=True, help="Stream the log until it ends.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow it until it ends (a live display on a terminal, plain lines when piped).",
+)
 def rollback(service_name: str, environment: str, to: int | None, follow: bool) -> None:
     """Put SERVICE's previous image back (re-tagged in the registry, no rebuild)."""
     usage_checked(lambda: values.environment(environment))

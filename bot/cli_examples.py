@@ -21,11 +21,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "click-deploy worker --slots 4",
     ),
     "serve": (
-        "click-deploy serve",
+        "click-deploy serve    # then: click-deploy service add hello --repo examples/hello",
         "HTTP_HOST=0.0.0.0 HTTP_PORT=9000 click-deploy serve --slots 4",
     ),
     "deploy": (
-        "click-deploy deploy web --follow",
+        "click-deploy deploy hello --follow",
         "click-deploy deploy web --ref release-2.1",
         "click-deploy deploy web --env staging --commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
     ),
@@ -51,13 +51,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "doctor": (
         "click-deploy doctor",
-        "click-deploy doctor --json",
+        "click-deploy doctor --json | jq '.checks[] | select(.ok | not)'",
     ),
     "service": (
         "click-deploy service add web --repo acme/web --provider github",
         "click-deploy service list",
     ),
     "service add": (
+        "click-deploy service add hello --repo examples/hello     # a folder on this machine",
         "click-deploy service add web --repo acme/web --provider github --branch main",
         "click-deploy service add api --repo group/api --provider gitlab --root-dir api",
         "click-deploy service add site --repo https://git.example.com/site.git",

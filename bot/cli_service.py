@@ -5,6 +5,7 @@ line and exit 2."""
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,10 +13,11 @@ from typing import Any, TypeVar
 import click
 
 from bot import cli_format as fmt
-from bot.cli_run import EXIT_USAGE, fail, with_runtime
+from bot.cli_run import EXIT_USAGE, fail, settings_or_exit, with_runtime
 from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
+from pipeline.local_repository import local_source, looks_local
 from pipeline.service_config import parse_config
 from pipeline.store import NewService
 
@@ -37,7 +39,8 @@ def config_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..
         "--config",
         "config_text",
         metavar="JSON",
-        help=help_text + " A JSON object, or @FILE to read one (see README: service config).",
+        help=help_text
+        + " A JSON object, or @FILE to read one (see docs/configuration.md: service config).",
     )
 
 
@@ -70,15 +73,30 @@ def usage_checked(check: Callable[[], T]) -> T:
         raise AssertionError("unreachable") from None
 
 
+REPO_HELP = "owner/name on a forge, a clone URL, or a folder on this machine."
+
+
+def local_repository(
+    name: str, repository: str, branch: str | None, root_dir: str
+) -> tuple[str, str, str, str] | None:
+    """`--repo PATH` of a folder here (provider git): the repository, branch and root dir
+    to store, and what a deploy builds; None when REPOSITORY is no folder."""
+    if not looks_local(repository):
+        return None
+    usage_checked(lambda: values.service_name(name))
+    source = usage_checked(lambda: local_source(repository, name, settings_or_exit().data_dir))
+    inside = usage_checked(lambda: values.root_dir(root_dir))
+    folder = posixpath.normpath(posixpath.join(source.root_dir, inside))
+    return source.repository, branch or source.branch, folder, source.note
+
+
 @service.command("add")
 @click.argument("name")
-@click.option("--repo", "repository", required=True, help="owner/name on a forge, or a clone URL.")
+@click.option("--repo", "repository", required=True, help=REPO_HELP)
 @click.option(
     "--provider", type=click.Choice(["github", "gitlab", "git"]), default="git", show_default=True
 )
-@click.option(
-    "--branch", default="main", show_default=True, help="Pushes here deploy to production."
-)
+@click.option("--branch", help="Pushes here deploy to production [main; a folder's: its branch].")
 @click.option(
     "--root-dir", default=".", show_default=True, help="The service's folder in the repo."
 )
@@ -87,24 +105,33 @@ def service_add(
     name: str,
     repository: str,
     provider: str,
-    branch: str,
+    branch: str | None,
     root_dir: str,
     config_text: str | None,
 ) -> None:
-    """Add a service called NAME."""
+    """Add a service called NAME (its examples: bot/cli_examples.py)."""
     config = read_config(config_text)
-    new = usage_checked(NewService(name, repository, provider, branch, root_dir, config).checked)
+    note = None
+    local = provider == "git" and local_repository(name, repository, branch, root_dir)
+    if local:
+        repository, branch, root_dir, note = local
+    new = NewService(
+        name, repository, provider, branch or "main", root_dir, config, local=bool(local)
+    )
+    checked = usage_checked(new.checked)
 
     async def action(runtime: Runtime) -> None:
-        created = await runtime.store.create_service(new)
+        created = await runtime.store.create_service(checked)
         click.echo(f"added service {created.name} (id {created.id})")
+        if note:
+            click.echo(f"  {note}")
 
     with_runtime(action)
 
 
 @service.command("update")
 @click.argument("name")
-@click.option("--repo", "repository", help="owner/name on a forge, or a clone URL.")
+@click.option("--repo", "repository", help=REPO_HELP)
 @click.option("--provider", type=click.Choice(["github", "gitlab", "git"]))
 @click.option("--branch", help="Pushes here deploy to production.")
 @click.option("--root-dir", help="The service's folder in the repo.")
@@ -119,12 +146,22 @@ def service_update(
 ) -> None:
     """Change a service (by name or id): only the options given."""
     config = read_config(config_text)
-    if branch is not None:
-        usage_checked(lambda: values.branch(branch))
-    if root_dir is not None:
-        usage_checked(lambda: values.root_dir(root_dir))
-    if repository is not None and provider is not None:
-        usage_checked(lambda: values.repository(provider, repository))
+    given_branch, given_root = branch, root_dir
+    if given_branch is not None:
+        usage_checked(lambda: values.branch(given_branch))
+    if given_root is not None:
+        usage_checked(lambda: values.root_dir(given_root))
+    note = None
+    local = (
+        repository is not None
+        and provider in (None, "git")
+        and local_repository(name, repository, branch, root_dir or ".")
+    )
+    if local:
+        repository, branch, root_dir, note = local
+    elif repository is not None and provider is not None:
+        given_provider, given_repository = provider, repository
+        usage_checked(lambda: values.repository(given_provider, given_repository))
 
     async def action(runtime: Runtime) -> None:
         found = await runtime.store.find_service(name)
@@ -135,8 +172,11 @@ def service_update(
             branch=branch,
             root_dir=root_dir,
             config=config,
+            local=bool(local),
         )
         click.echo(f"updated service {updated.name} (id {updated.id})")
+        if note:
+            click.echo(f"  {note}")
 
     with_runtime(action)
 

@@ -56,6 +56,12 @@ GROUPS = (
         prefixes=("base_image_",),
     ),
     Group(
+        "Services started on this machine",
+        "What `serve` runs itself when it is not configured: a Docker engine and a registry. "
+        "See [first-deploy.md](first-deploy.md).",
+        prefixes=("local_",),
+    ),
+    Group(
         "Railpack",
         'Services planned by Railpack (`builder = "railpack"`). See [railpack.md](railpack.md).',
         prefixes=("railpack_",),
@@ -82,7 +88,7 @@ GROUPS = (
         "GitHub",
         "The GitHub App. See [github-gitlab.md](github-gitlab.md).",
         prefixes=("github_",),
-        names=("webhook_max_bytes",),
+        names=("webhook_max_bytes", "secrets_key"),
     ),
     Group(
         "GitLab",
@@ -105,6 +111,12 @@ GROUPS = (
         "Logs",
         "click-deploy's own log lines. See [operations.md](operations.md#logs).",
         names=("log_level", "log_format"),
+    ),
+    Group(
+        "Centrifugo",
+        "Live logs published to a Centrifugo a team already runs. See "
+        "[centrifugo.md](centrifugo.md).",
+        prefixes=("centrifugo_",),
     ),
 )
 OTHER = Group("Other settings", "Settings without a section of their own yet.")

@@ -58,9 +58,10 @@ class StepError(DeploymentFailure):
 def repository_url(service: Service, settings: Settings) -> str:
     """Where to clone a service from: a forge's HTTPS URL, or the URL given for plain git.
     Checked again here: a row stored before repositories were checked may hold one git
-    must not be given (`ext::…`, a local path, "-…")."""
+    must not be given (`ext::…`, a bare local path, "-…"). A `file://` repository can only
+    have been stored from the command line (pipeline.values.repository)."""
     try:
-        values.repository(service.provider, service.repository)
+        values.repository(service.provider, service.repository, local=True)
     except InvalidValue as error:
         raise StepError(f"clone failed: {error}") from None
     if service.provider == "github":

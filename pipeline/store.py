@@ -27,6 +27,8 @@ class NewService:
     branch: str = "main"
     root_dir: str = "."
     config: Mapping[str, Any] | None = None
+    # A `file://` repository on this machine is allowed: set by the command line only.
+    local: bool = False
 
     def checked(self) -> NewService:
         """This service as it is stored (a folder normalized, the config as validated), or
@@ -34,11 +36,12 @@ class NewService:
         provider = values.provider(self.provider)
         return NewService(
             name=values.service_name(self.name),
-            repository=values.repository(provider, self.repository),
+            repository=values.repository(provider, self.repository, local=self.local),
             provider=provider,
             branch=values.branch(self.branch),
             root_dir=values.root_dir(self.root_dir),
             config=parse_config(self.config or {}).stored(),
+            local=self.local,
         )
 
 
@@ -133,9 +136,10 @@ class Store:
         branch: str | None = None,
         root_dir: str | None = None,
         config: Mapping[str, Any] | None = None,
+        local: bool = False,
     ) -> Service:
         """Change the fields given; the result is checked as a whole (a new provider must
-        fit the repository) before anything is written."""
+        fit the repository) before anything is written. LOCAL: as in NewService."""
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(q("service_by_id_for_update"), service_id)
             if row is None:
@@ -146,7 +150,9 @@ class Store:
             new_provider = current.provider if provider is None else values.provider(provider)
             if repository is not None or provider is not None:
                 repository = values.repository(
-                    new_provider, current.repository if repository is None else repository
+                    new_provider,
+                    current.repository if repository is None else repository,
+                    local=local,
                 )
             row = await connection.fetchrow(
                 q("service_update"),

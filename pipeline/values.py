@@ -151,9 +151,14 @@ def provider(value: str) -> str:
     return value
 
 
-def repository(provider_name: str, value: str) -> str:
+def repository(provider_name: str, value: str, *, local: bool = False) -> str:
     """Where a service's code is: `owner/name` on GitHub, `group/…/project` on GitLab, a
-    clone URL for plain git."""
+    clone URL for plain git. LOCAL: a `file://` repository on this machine is allowed too,
+    for the command line only (`click-deploy service add --repo PATH`) and the clone of a
+    service stored from there; never from the API, chat or forges, where it would let a
+    remote person make the bot read its own disk."""
+    if local and provider_name == "git" and value.startswith(LOCAL_SCHEME):
+        return local_repository_url(value)
     if provider_name == "github":
         owner, slash, name = value.partition("/")
         if not (
@@ -183,6 +188,26 @@ def repository(provider_name: str, value: str) -> str:
     return repository_url(value)
 
 
+LOCAL_SCHEME = "file://"
+
+
+def local_repository_url(value: str) -> str:
+    """`file:///absolute/path` of a git repository on this machine: no `..`, no option."""
+    path = value[len(LOCAL_SCHEME) :]
+    if not (
+        path.startswith("/")
+        and 1 < len(path) <= URL_MAX
+        and path.isprintable()
+        and ".." not in path.split("/")
+        and "\\" not in path
+    ):
+        raise InvalidValue(
+            f"repository {shown(value)} is not allowed: a repository on this machine is "
+            "file:// and an absolute path without '..'"
+        )
+    return value
+
+
 def repository_url(value: str) -> str:
     """A clone URL git fetches over the network: https://, http://, ssh://, git:// or
     `user@host:path`, with no password in it. Never a transport git would run a command
@@ -205,6 +230,11 @@ def _url_problem(value: str) -> str | None:
         return f"a URL is 1-{URL_MAX} printable characters without spaces"
     if "://" in value:
         parts = urlsplit(value)
+        if parts.scheme.lower() == "file":
+            return (
+                "a folder on the bot's machine is only taken from its command line "
+                "(click-deploy service add NAME --repo PATH)"
+            )
         if parts.scheme.lower() not in _URL_SCHEMES:
             return f"the scheme {parts.scheme!r} is not allowed"
         try:

@@ -121,7 +121,12 @@ def test_logs_follow_ends_with_the_deployment(
         result = cli.invoke(main, ["deploy", "web", "--follow"])
         assert result.exit_code == 0, result.output
         assert "building main" in result.output
-        assert result.output.rstrip().splitlines()[-1].startswith("-- deployment 1 succeeded")
+        lines = result.output.rstrip().splitlines()
+        assert lines[-4].startswith("-- deployment 1 succeeded"), result.output
+        # A deployment that succeeded ends with the line that starts its image.
+        assert lines[-3] == "-- start it with:", result.output
+        assert lines[-2].startswith("docker ") and " run --rm " in lines[-2], result.output
+        assert lines[-2].endswith(" registry.test/web:1"), result.output
         result = cli.invoke(main, ["logs", "1"])
         assert result.exit_code == 0 and "building main" in result.output
     finally:

@@ -109,7 +109,7 @@ REPOSITORIES_BAD = [
     ("git", "ssh://-oProxyCommand=touch%20x/y", "no valid host"),
     ("git", "ssh://-oProxyCommand=x@host/y", "user name"),
     ("git", "https://user:secret@git.example.com/x.git", "GIT_TOKEN"),
-    ("git", "file:///etc/repo.git", "scheme 'file'"),
+    ("git", "file:///etc/repo.git", "only taken from its command line"),
     ("git", "/srv/repos/web.git", "local paths"),
     ("git", "acme/web", "local paths"),
     ("git", "https://git.example.com", "names no repository"),
@@ -150,6 +150,23 @@ def test_repositories_refused(provider: str, repository: str, allowed: str) -> N
     with pytest.raises(InvalidValue, match=re.escape(allowed)) as refused:
         values.repository(provider, repository)
     assert str(refused.value).startswith(f"repository {values.shown(repository)}")
+
+
+def test_a_repository_on_this_machine_only_where_the_command_line_allows_it() -> None:
+    # The command line (and the clone of what it stored) passes local=True ...
+    assert values.repository("git", "file:///srv/app", local=True) == "file:///srv/app"
+    # ... the API, chat and forges do not.
+    with pytest.raises(InvalidValue, match="only taken from its command line"):
+        values.repository("git", "file:///srv/app")
+    for bad in ("file://srv/app", "file:///srv/../etc", "file:///", "file:///a\\b"):
+        with pytest.raises(InvalidValue, match=re.escape("absolute path without '..'")):
+            values.repository("git", bad, local=True)
+    # Only plain git: a forge's repository is never a folder.
+    with pytest.raises(InvalidValue, match="not a GitHub repository"):
+        values.repository("github", "file:///srv/app", local=True)
+    # Bare paths stay refused everywhere: the command line makes them file:// URLs.
+    with pytest.raises(InvalidValue, match="local paths are not allowed"):
+        values.repository("git", "/srv/app", local=True)
 
 
 SCHEMA_TYPES = {

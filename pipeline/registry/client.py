@@ -371,6 +371,19 @@ class RegistryClient:
         await self._finish_upload(repository, location, digest, data, len(data))
         return digest
 
+    async def delete_blob(self, repository: str, digest: str) -> None:
+        """Delete a blob (202); a registry with deletes disabled answers 405."""
+        validate_repository(repository)
+        validate_digest(digest)
+        async with self._exchange(
+            "DELETE",
+            f"/v2/{repository}/blobs/{digest}",
+            repository=repository,
+            subject=f"blob {digest}",
+            ok=(200, 202, 204),
+        ):
+            pass
+
     async def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Make a blob of `from_repository` available in `repository` without moving bytes.
 

@@ -2,7 +2,8 @@
 OpenAPI description (`@octokit/openapi`): an unknown path or method, a missing required
 field or a wrong enum value is answered 422 and recorded in `invalid`. Every request is
 recorded in `requests` with the status it was answered; a few answers are canned and can
-be changed per test.
+be changed per test. GET /app verifies the App's JWT (RS256) with the public key of an App
+registered in `app_keys`, and answers 401 as GitHub does when it cannot.
 
 `start_outage(seconds)` plays a GitHub incident: until it ends, every (valid) request is
 answered with the next status of a cycle of 500 and 429 (the 429 as GitHub sends a
@@ -19,9 +20,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
+
+from tests.support.fake_github_apps import CONVERSION, FakeApps
 
 SERVER = "https://api.github.com"
 
@@ -81,6 +85,14 @@ class FakeGitHub:
     outage_retry_after: int | None = 60
     outage_answers: list[OutageAnswer] = field(default_factory=list)
     _outage_turn: int = 0
+    # GET /app answers an App JWT (RS256, `iss` the App's id) signed by the key of an App
+    # registered here: app id → (public key PEM, slug); anything else is GitHub's 401.
+    app_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Apps made from a manifest: GitHub's web page and the code conversion.
+    apps: FakeApps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.apps = FakeApps(self.validator)
 
     def start_outage(
         self,
@@ -158,6 +170,8 @@ class FakeGitHub:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.apps.is_page(request.path):  # github.com's pages, not the API
+            return await self.apps.page(request)
         body = await request.read()
         try:
             parsed = json.loads(body) if body else None
@@ -182,9 +196,49 @@ class FakeGitHub:
                 return web.json_response(
                     {"message": "fake failure"}, status=status, headers=headers
                 )
+        if request.method == "GET" and request.path == "/app":
+            return self._app(request.headers.get("Authorization", ""))
         return self.answer(request.method, request.path, parsed)
 
+    def _app(self, authorization: str) -> web.Response:
+        """GET /app as GitHub answers it: the App of a valid JWT, else 401."""
+        scheme, _, token = authorization.partition(" ")
+        refused = web.json_response(
+            {
+                "message": "A JSON web token could not be decoded",
+                "documentation_url": "https://docs.github.com/rest",
+            },
+            status=401,
+        )
+        if scheme.lower() != "bearer":
+            return refused
+        try:
+            issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss"))
+            public_key, slug = self.app_keys[issuer]
+            jwt.decode(token, public_key, algorithms=["RS256"], options={"require": ["exp"]})
+        except (jwt.PyJWTError, KeyError):
+            return refused
+        return web.json_response(
+            {
+                "id": int(issuer),
+                "slug": slug,
+                "node_id": "MDExOkludGVncmF0aW9uMQ==",
+                "client_id": "Iv1.ab1112223334445c",
+                "owner": {"login": "octocat", "id": 1, "type": "User"},
+                "name": slug.replace("-", " ").title(),
+                "description": "",
+                "external_url": "https://example.com",
+                "html_url": f"https://github.com/apps/{slug}",
+                "created_at": "2017-07-08T16:18:44-04:00",
+                "updated_at": "2017-07-08T16:18:44-04:00",
+                "permissions": {"metadata": "read", "checks": "write", "statuses": "write"},
+                "events": ["push", "pull_request"],
+            }
+        )
+
     def answer(self, method: str, path: str, body: Any) -> web.Response:
+        if method == "POST" and (m := CONVERSION.fullmatch(path)):
+            return self.apps.convert(method, path, m[1])
         if m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path):
             expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             return web.json_response(

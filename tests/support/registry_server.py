@@ -141,13 +141,15 @@ class RegistryProcess:
             raise
 
 
-def _config(directory: Path, port: int, auth: dict[str, Any] | None) -> dict[str, Any]:
+def _config(
+    directory: Path, port: int, auth: dict[str, Any] | None, delete: bool = True
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "version": "0.1",
         "log": {"level": "warn", "formatter": "text", "accesslog": {"disabled": True}},
         "storage": {
             "filesystem": {"rootdirectory": str(directory / "data")},
-            "delete": {"enabled": True},
+            "delete": {"enabled": delete},
             "cache": {"blobdescriptor": "inmemory"},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
@@ -183,9 +185,14 @@ def _wait_ready(registry: RegistryProcess, timeout: float) -> None:
 
 
 def start_registry(
-    directory: Path, *, auth: dict[str, Any] | None = None, timeout: float = PATIENCE
+    directory: Path,
+    *,
+    auth: dict[str, Any] | None = None,
+    timeout: float = PATIENCE,
+    delete: bool = True,
 ) -> RegistryProcess:
-    """Start `docker-registry serve` with a generated config under `directory`."""
+    """Start `docker-registry serve` with a generated config under `directory`
+    (`delete=False`: one that refuses deletes, as distribution does by default)."""
     binary = registry_binary()
     if binary is None:
         raise RegistryStartError(
@@ -196,7 +203,7 @@ def start_registry(
     for attempt in range(3):  # a port taken between probing and binding: try another
         port = free_port()
         config_path = directory / f"config-{attempt}.yml"
-        config_path.write_text(json.dumps(_config(directory, port, auth), indent=2))
+        config_path.write_text(json.dumps(_config(directory, port, auth, delete), indent=2))
         log_path = directory / f"registry-{attempt}.log"
         with log_path.open("wb") as log:
             try:
