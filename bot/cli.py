@@ -14,6 +14,7 @@ import click
 
 from bot import cli_format as fmt
 from bot.api.token_cli import token
+from bot.cli_examples import add_examples
 from bot.cli_run import (
     EXIT_FAILED,
     EXIT_OK,
@@ -48,8 +49,8 @@ T = TypeVar("T")
 
 EPILOG = """\b
 Configuration comes from environment variables (or a .env file): DATABASE_URL,
-WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see README). Without DATABASE_URL an
-embedded PostgreSQL is started under DATA_DIR.
+WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see docs/configuration.md). Without
+DATABASE_URL an embedded PostgreSQL is started under DATA_DIR.
 \b
 Exit codes: 0 ok; 1 not found, refused or failed; 2 bad command line;
 3 bad configuration; 4 database unreachable.
@@ -102,10 +103,6 @@ def serve(slots: int | None) -> None:
     engine without DOCKER_HOST or BUILDKIT_ADDRESS (when none answers at the default
     socket), a registry on 127.0.0.1:LOCAL_REGISTRY_PORT without REGISTRY_URL. It prints
     what it started and where.
-
-    \b
-    Example:
-      click-deploy serve            # then: click-deploy service add hello --repo examples/hello
     """
     settings = settings_or_exit()
 
@@ -144,11 +141,6 @@ def doctor(json_output: bool, patience: float) -> None:
     migrations, each builder, the registry (push and delete a tiny blob), the GitHub App,
     the GitLab token, the Slack token. One line per check with the fix. Exit 0 when all
     pass, 1 when one fails, 3 when the settings are invalid.
-
-    \b
-    Example:
-      click-deploy doctor
-      click-deploy doctor --json | jq '.checks[] | select(.ok | not)'
     """
     from bot.doctor import doctor as run_doctor
 
@@ -178,10 +170,6 @@ def deploy(
 ) -> None:
     """Queue a deployment of SERVICE (name or id). With --follow, a deployment that
     succeeds ends with the `docker run` line that starts its image.
-
-    \b
-    Example:
-      click-deploy deploy hello --follow
     """
     usage_checked(lambda: values.environment(environment))
     if ref is not None:
@@ -380,6 +368,7 @@ def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
 
 main.add_command(service)
 main.add_command(token)
+add_examples(main)  # last: every command registered above gets its examples
 
 if __name__ == "__main__":  # pragma: no cover
     main()

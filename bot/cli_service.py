@@ -40,7 +40,8 @@ def config_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..
         "--config",
         "config_text",
         metavar="JSON",
-        help=help_text + " A JSON object, or @FILE to read one (see README: service config).",
+        help=help_text
+        + " A JSON object, or @FILE to read one (see docs/configuration.md: service config).",
     )
 
 
@@ -109,14 +110,7 @@ def service_add(
     root_dir: str,
     config_text: str | None,
 ) -> None:
-    """Add a service called NAME.
-
-    \b
-    Examples:
-      click-deploy service add hello --repo examples/hello     # a folder on this machine
-      click-deploy service add web --repo acme/web --provider github
-      click-deploy service add api --repo https://git.example.com/team/api.git
-    """
+    """Add a service called NAME (its examples: bot/cli_examples.py)."""
     config = read_config(config_text)
     note = None
     local = provider == "git" and local_repository(name, repository, branch, root_dir)
