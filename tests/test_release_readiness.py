@@ -6,12 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from bot.ops.checks import Level
+from bot.ops.health import readiness
+from bot.ops.release_checks import check_release_targets_at
+from bot.runtime import Runtime
+from pipeline.queue.queue import Queue
 from pipeline.release import check_targets
 from pipeline.release.config import ReleaseConfig
 from pipeline.settings import Settings
+from pipeline.store import NewService, Store
 from tests.support.caddy_server import CaddyServer
 from tests.support.infra import DOCKER_HOST, free_port
 
@@ -72,3 +79,30 @@ async def test_a_webhook_target_is_ready_with_its_key(settings: Settings) -> Non
     assert [(c.name, c.ok) for c in await check_targets(keyed, [HOOK])] == [
         ("release webhook", True)
     ]
+
+
+async def test_readyz_and_doctor_show_the_targets_of_the_services(
+    settings: Settings, pool: asyncpg.Pool, database_url: str
+) -> None:
+    """What the services in the database release to, in /readyz (shown, never a reason to be
+    unready: webhooks and builds still work) and in doctor."""
+    store = Store(pool)
+    runtime = Runtime(settings, database_url, pool, store, Queue(pool, settings))
+    _, body = await readiness(runtime)
+    assert not any(name.startswith("release") for name in body["checks"])  # none configured
+    await store.create_service(
+        NewService(
+            "hooked",
+            "acme/hooked",
+            "github",
+            config={"release": {"target": "webhook", "webhook_url": "https://h.example.com/d"}},
+        )
+    )
+    _, body = await readiness(runtime)
+    assert body["checks"]["release webhook"] == {
+        "ok": False,
+        "detail": "RELEASE_WEBHOOK_SECRET is not set: release webhooks cannot be signed",
+    }
+    assert "release webhook" not in body.get("not_ready", [])
+    [shown] = await check_release_targets_at(settings, database_url, 5.0)
+    assert shown.name == "release webhook" and shown.level is Level.FAIL and shown.fix
