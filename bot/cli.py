@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import json
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 import click
 
@@ -39,6 +40,7 @@ from bot.runtime import (
 from bot.serve import bind_http, run_server, run_worker
 from pipeline import values
 from pipeline.errors import ConfigError
+from pipeline.plan.config import PROVIDER_NAMES, BuilderName
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
 from pipeline.runner import load_pipeline
@@ -339,30 +341,63 @@ def cancel(deployment_id: int) -> None:
 )
 @click.option(
     "--provider",
-    type=click.Choice(["node", "python", "go", "php", "ruby", "static"]),
+    type=click.Choice(PROVIDER_NAMES),
     help="Skip detection (and the repo's Dockerfile).",
 )
+@click.option(
+    "--builder",
+    type=click.Choice(get_args(BuilderName)),
+    help="Who plans the build, as the service's build.builder would (default: the app's "
+    "click-deploy.toml, else auto: Railpack only when click-deploy finds no runtime).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
-    """Show how the checkout at PATH would be built: runtime, version, evidence, commands
-    and the Dockerfile. Reads files only. Exit 1 when it cannot be planned."""
+def plan(
+    path: str, root_dir: str, provider: str | None, builder: str | None, as_json: bool
+) -> None:
+    """Show how the checkout at PATH would be built: the builder (click-deploy's planner or
+    Railpack) and why, runtime, version, evidence, commands and the Dockerfile. Runs no
+    build and needs no database. Exit 1 when it cannot be planned."""
     from pipeline.plan import BaseImages, format_plan, parse_build_config, plan_app
+    from pipeline.railpack.choose import choose
+    from pipeline.railpack.summary import summary_lines
 
     settings = settings_or_exit()
     options: dict[str, str] = {"root_dir": root_dir}
     if provider:
         options["provider"] = provider
+    if builder:
+        options["builder"] = builder
     try:
         config = parse_build_config(options, source="options")
     except ConfigError as error:
         fail(str(error), EXIT_USAGE)
         return
-    result = plan_app(Path(path), config, BaseImages.from_settings(settings))
+    checkout, images = Path(path), BaseImages.from_settings(settings)
+    chosen = asyncio.run(
+        choose(
+            checkout,
+            config.root_dir,
+            config,
+            settings,
+            partial(plan_app, checkout, config, images),
+            cache_namespace=None,
+            own="given with --builder",
+        )
+    )
+    result = chosen.result
+    who = f"{chosen.builder} ({chosen.reason})"
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        railpack = (
+            chosen.railpack.plan.model_dump(mode="json", by_alias=True) if chosen.railpack else None
+        )
+        data = {"builder": {"name": chosen.builder, "reason": chosen.reason}, "railpack": railpack}
+        click.echo(json.dumps({**result.to_dict(), **data}, indent=2))
     elif result.ok:
-        click.echo(format_plan(result), nl=False)
+        details = summary_lines(chosen.railpack) if chosen.railpack else ()
+        click.echo(format_plan(result, builder=who, details=details), nl=False)
     if not result.ok:
+        if not as_json:
+            click.echo(f"builder:    {who}", err=True)
         fail(result.message or "cannot plan", EXIT_FAILED)
 
 
