@@ -435,6 +435,46 @@ def test_next_standalone_copies_the_traced_server(tmp_path: Path) -> None:
     assert "HOSTNAME=0.0.0.0" in final and "COPY --from=build /app /app" not in final
 
 
+def test_next_without_an_output_setting_is_built_standalone(tmp_path: Path) -> None:
+    built = ok(plan(tmp_path / "a", next_app("export default { reactStrictMode: true }")))
+    final = final_stage(built)
+    assert built.start == "node server.js"
+    assert "COPY --from=build /app/.next/standalone /app" in final
+    assert "NEXT_PRIVATE_STANDALONE" not in final  # a build setting, not the image's
+    build_stage = built.dockerfile.split(final)[0]
+    assert "NEXT_PRIVATE_STANDALONE=1" in build_stage
+    assert "standalone output is made (NEXT_PRIVATE_STANDALONE=1" in messages(built)
+    # No config file at all: the default too.
+    files = next_app("")
+    del files["next.config.mjs"]
+    assert ok(plan(tmp_path / "b", files)).start == "node server.js"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"start": "node server.mjs"}, "a custom server"),
+        ({"build": "next build && node scripts/after.js"}, "a build of its own"),
+        ({"lockfile": None}, "in a workspace: the lockfile is elsewhere"),
+        ({"next": "12.1.0"}, "before Next 12.2"),
+    ],
+)
+def test_next_is_left_to_next_start_where_standalone_might_not_fit(
+    tmp_path: Path, change: dict[str, str | None], why: str
+) -> None:
+    files = next_app("export default {}")
+    package = files["package.json"]
+    if "start" in change or "build" in change:
+        package["scripts"] = {**package["scripts"], **change}
+    if "next" in change:
+        package["dependencies"] = {**package["dependencies"], "next": change["next"]}
+    if "lockfile" in change:
+        del files["package-lock.json"]
+        files["../package-lock.json"] = "{}"
+    built = plan(tmp_path / "app", files)
+    assert built.plan is None or built.plan.start != "node server.js", why
+
+
 def test_next_start_with_a_fixed_port_listens_on_port(tmp_path: Path) -> None:
     scripts = {"build": "next build", "start": "next start -p 3000"}
     built = ok(plan(tmp_path, next_app("export default {}", scripts)))
