@@ -535,3 +535,43 @@ async def test_a_rerequested_check_run_of_a_protected_service_needs_the_allowlis
     _, answer = await post("check_run", payload)
     assert len(answer["deployments"]) == 1, answer
     assert fake.invalid == []
+
+
+async def test_deploy_on_a_pull_request_deploys_the_services_it_touches(
+    post: Post, store: Store, fake: FakeGitHub, examples_path: Path
+) -> None:
+    """Several services in one repository: `/deploy` deploys those whose root directory or
+    watch paths the pull request's files are under; none touched, it says what to type."""
+    await add(store, "web", root_dir="web")
+    await add(store, "api", root_dir="services/api", watch=["shared"])
+    await add(store, "docs", root_dir="docs")
+    fake.permissions["maintainer"] = "write"
+    payload = comment_payload(examples_path, "/deploy", "maintainer")
+    number = payload["issue"]["number"]
+    fake.pulls[number] = pull(number, "a" * 40)
+    fake.pull_files[number] = ["web/index.html", "shared/util.py", "README.md"]
+
+    status, answer = await post("issue_comment", payload)
+    assert status == 200 and answer["message"] == "queued", answer
+    deployed = [(await store.get_deployment(i)).service_name for i in answer["deployments"]]
+    assert sorted(deployed) == ["api", "web"]
+    [files_call] = fake.calls("GET", rf"/repos/{REPO}/pulls/{number}/files")
+    assert files_call.status == 200
+
+    # Nothing of a service changed: nothing queued, the services and the command to type.
+    fake.pull_files[number] = ["README.md"]
+    status, answer = await post(
+        "issue_comment", comment_payload(examples_path, "/deploy", "maintainer")
+    )
+    assert answer["message"] == "replied: which service" and answer["deployments"] == []
+    await settle_calls(fake, "POST", rf"/repos/{REPO}/issues/{number}/comments", 1)
+    [said] = [call.body["body"] for call in fake.calls("POST", rf".*/issues/{number}/comments")]
+    assert "nothing was queued" in said and "`api`, `docs`, `web`" in said
+    assert "`/deploy api`" in said
+
+    # Naming a service deploys it whatever the files.
+    named = comment_payload(examples_path, "/deploy docs", "maintainer")
+    _, answer = await post("issue_comment", named)
+    [only] = answer["deployments"]
+    assert (await store.get_deployment(only)).service_name == "docs"
+    assert fake.invalid == []

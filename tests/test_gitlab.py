@@ -520,3 +520,65 @@ async def test_status_and_cancel_obey_the_allowlist_too(
     answer, said = await reply_to("/deploy status", BOSS_ID, "boss")
     assert all(f"/deployments/{one}?s=" in said for one in ids), said
     assert fake.invalid == []
+
+
+async def test_notes_get_reactions_like_on_github(
+    post: Post,
+    store: Store,
+    fake: FakeGitLab,
+    start_worker: Callable[..., Awaitable[Worker]],
+) -> None:
+    """👀 when a note's command is taken, 😕 when it is refused or its deployment fails, 🚀
+    when it succeeds: GitLab's award emoji API on the note itself."""
+    await add(store, "diaspora")
+    fake.members[PROJECT_ID] = {MAINTAINER_ID: DEVELOPER, VISITOR_ID: REPORTER}
+    refused = note_hook("/deploy", user_id=VISITOR_ID, iid=3)
+    _, answer = await post("Note Hook", refused)
+    assert answer["message"] == "refused"
+    refused_id = refused["object_attributes"]["id"]
+    await until(lambda: fake.awards.get(refused_id) == ["confused"])
+
+    accepted = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=3)
+    _, answer = await post("Note Hook", accepted)
+    [deployment_id] = answer["deployments"]
+    accepted_id = accepted["object_attributes"]["id"]
+    await until(lambda: fake.awards.get(accepted_id) == ["eyes"])
+    pipeline = ScriptedPipeline()
+    await start_worker(pipeline)
+    assert (await wait_for_status(store, deployment_id, Status.SUCCEEDED)).status == "succeeded"
+    await until(lambda: fake.awards.get(accepted_id) == ["eyes", "rocket"])
+
+    failing = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=4)
+    failing_id = failing["object_attributes"]["id"]
+    pipeline.default_script["fail"] = "permanent"
+    _, answer = await post("Note Hook", failing)
+    await wait_for_status(store, answer["deployments"][0], Status.FAILED, Status.SUCCEEDED)
+    await until(lambda: "confused" in fake.awards.get(failing_id, []))
+    assert fake.awards[failing_id] == ["eyes", "confused"]
+    award_calls = fake.calls("POST", r".*/notes/\d+/award_emoji")
+    assert all(call.body.keys() == {"name"} for call in award_calls)
+    assert fake.invalid == []
+
+
+async def test_deploy_on_a_merge_request_deploys_the_services_it_touches(
+    post: Post, store: Store, fake: FakeGitLab
+) -> None:
+    """The MR's diffs against each service's root directory and watch paths; none touched:
+    the list and the command to type."""
+    await add(store, "web", root_dir="web")
+    await add(store, "api", root_dir="api", watch=["lib"])
+    fake.members[PROJECT_ID] = {MAINTAINER_ID: DEVELOPER}
+    fake.mr_files[2] = ["lib/x.rb"]
+    note = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=2)
+    _, answer = await post("Note Hook", note)
+    [deployment_id] = answer["deployments"]
+    assert (await store.get_deployment(deployment_id)).service_name == "api"
+    assert fake.calls("GET", rf"/projects/{PROJECT_ID}/merge_requests/2/diffs")
+
+    fake.mr_files[2] = [".gitlab-ci.yml"]
+    note = note_hook("/deploy", user_id=MAINTAINER_ID, username="maint", iid=2)
+    _, answer = await post("Note Hook", note)
+    assert answer["message"] == "replied: which service" and answer["deployments"] == []
+    [said] = await replies(fake, 1)
+    assert "`api`, `web`" in said and "`/deploy api`" in said
+    assert fake.invalid == []

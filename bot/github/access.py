@@ -1,15 +1,16 @@
-"""Who may deploy a service from GitHub: write access to its repository (admin, maintain
-or write), and for a service with `config.protected` a place in `config.allow` (logins,
-or teams as "@org/team"). One rule for everything that acts on a service or shows its
-deployments: `/deploy` comments of every kind, and a re-requested check run."""
+"""A GitHub user as the rules of bot/forge/access.py ask about them: write access to the
+repository (admin, maintain or write), and teams as "@org/team" on an allowlist."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import gidgethub
 
+from bot.forge.access import named
 from bot.github.client import GitHubClient
 from bot.github.models import Repo
-from pipeline.models import Service
 
 WRITE_OR_MORE = frozenset({"admin", "maintain", "write"})
 
@@ -29,31 +30,32 @@ async def permission(gh: GitHubClient, repo: Repo, login: str) -> str:
     return str(role if role in WRITE_OR_MORE else level or "none")
 
 
-async def on_allowlist(gh: GitHubClient, service: Service, login: str) -> bool:
-    """`config.allow`: logins, or teams as "@org/team"."""
-    entries = service.options.allow
-    if login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}:
-        return True
-    for entry in entries:
-        if not entry.startswith("@") or "/" not in entry:
-            continue
-        org, team = entry[1:].split("/", 1)
-        try:
-            membership = await gh.getitem(
-                "/orgs/{org}/teams/{team_slug}/memberships/{username}",
-                {"org": org, "team_slug": team, "username": login},
-            )
-        except gidgethub.BadRequest:
-            continue
-        if isinstance(membership, dict) and membership.get("state") == "active":
+@dataclass(frozen=True)
+class GitHubMember:
+    gh: GitHubClient
+    repo: Repo
+    login: str
+
+    async def write_access(self) -> str | None:
+        level = await permission(self.gh, self.repo, self.login)
+        if level in WRITE_OR_MORE:
+            return None
+        return f"write access to {self.repo.full_name} (you have {level})"
+
+    async def on_allowlist(self, entries: Sequence[str]) -> bool:
+        if named(self.login, entries):
             return True
-    return False
-
-
-async def may_deploy(gh: GitHubClient, service: Service, login: str) -> bool:
-    """The per-service part of the rule (write access is checked once, before): a
-    protected service needs `login` on its allowlist. A stored config that is not valid
-    refuses everyone."""
-    if service.options.problem is not None:
+        for entry in entries:
+            if not entry.startswith("@") or "/" not in entry:
+                continue
+            org, team = entry[1:].split("/", 1)
+            try:
+                membership = await self.gh.getitem(
+                    "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+                    {"org": org, "team_slug": team, "username": self.login},
+                )
+            except gidgethub.BadRequest:
+                continue
+            if isinstance(membership, dict) and membership.get("state") == "active":
+                return True
         return False
-    return not service.options.protected or await on_allowlist(gh, service, login)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.forge.paths import commit_paths
 from bot.payload import PayloadError, commit_id, optional_text, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
@@ -88,15 +89,7 @@ class Push:
         commits = payload.get("commits")
         changed: frozenset[str] | None = None
         if isinstance(commits, list) and 0 < len(commits) < 20:
-            paths: set[str] = set()
-            for commit in commits:
-                if not isinstance(commit, Mapping):
-                    continue
-                for key in ("added", "modified", "removed"):
-                    items = commit.get(key)
-                    if isinstance(items, list):
-                        paths.update(item for item in items if isinstance(item, str))
-            changed = frozenset(paths)
+            changed = commit_paths(commits)
         return cls(
             repo=Repo.from_payload(_get(payload, "repository")),
             ref=ref,

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from bot.forge import webhook
+from bot.forge.webhook import WebhookState
 from bot.github import credentials
 from bot.github.auth import AppAuth
-from bot.github.webhook import GITHUB_STATE, GitHubState, github_webhook, refuse_early
+from bot.github.webhook import GITHUB_WEBHOOK, GitHubWebhook
 from bot.reporting.github import TARGET, GitHubReporter
 from bot.reporting.loop import run_reporter
-from bot.request_body import answer_expect
 from bot.runtime import Runtime
 
 
@@ -27,16 +28,13 @@ def app_auth(runtime: Runtime) -> AppAuth | None:
 
 def setup(app: web.Application, runtime: Runtime) -> None:
     credentials.register()  # installation tokens clone provider-github services
-    # The route reads its own body (up to WEBHOOK_MAX_BYTES), not through client_max_size.
-    app.router.add_post(
-        "/webhooks/github", github_webhook, expect_handler=answer_expect(refuse_early)
-    )
+    webhook.mount(app, "/webhooks/github", GITHUB_WEBHOOK)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         auth = app_auth(runtime)
-        state = GitHubState(runtime, session, auth)
-        app[GITHUB_STATE] = state
+        state = WebhookState(runtime, GitHubWebhook(runtime, session, auth))
+        app[GITHUB_WEBHOOK] = state
         stop = asyncio.Event()
         reporter: asyncio.Task[None] | None = None
         if auth is not None:
@@ -48,8 +46,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         stop.set()
         if reporter is not None:
             await reporter
-        if state.background:
-            await asyncio.wait(state.background, timeout=10)
+        await state.drain()
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)

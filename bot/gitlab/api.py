@@ -19,6 +19,7 @@ from pipeline.settings import Settings
 
 T = TypeVar("T")
 
+DIFFS_MAX = 3000  # a merge request changing more files is not sorted into services
 DEVELOPER = 30  # GitLab's access level of a Developer; Maintainer 40, Owner 50
 _MAX_RETRIES = 2  # 429s waited out inside one call
 _TIMEOUT_SECONDS = 30.0
@@ -116,6 +117,34 @@ class GitLabApi:
             return int(note.get_id())
 
         return await self._call("note", run)
+
+    async def merge_request_paths(self, project: int | str, mr_iid: int) -> list[str] | None:
+        """The paths a merge request changes (old and new of each diff), from
+        GET /projects/:id/merge_requests/:iid/diffs; None past DIFFS_MAX diffs."""
+
+        def run() -> list[str] | None:
+            paths: list[str] = []
+            diffs = self._gl.http_list(
+                f"/projects/{project}/merge_requests/{mr_iid}/diffs", iterator=True, per_page=100
+            )
+            for count, diff in enumerate(diffs, 1):
+                if count > DIFFS_MAX:
+                    return None
+                if isinstance(diff, dict):
+                    paths += [str(diff.get("old_path") or ""), str(diff.get("new_path") or "")]
+            return [path for path in paths if path]
+
+        return await self._call("merge request diffs", run)
+
+    async def award_emoji(self, project: int | str, mr_iid: int, note_id: int, name: str) -> None:
+        """A reaction on an MR note (the award emoji API: `eyes`, `rocket`, `confused`)."""
+
+        def run() -> None:
+            mr = self._project(project).mergerequests.get(mr_iid, lazy=True)
+            note = mr.notes.get(note_id, lazy=True)
+            note.awardemojis.create({"name": name}, max_retries=_MAX_RETRIES)
+
+        await self._call("award emoji", run)
 
     async def update_note(self, project: int | str, mr_iid: int, note_id: int, body: str) -> bool:
         """Edit a note in place; False when it is gone (someone deleted it)."""

@@ -1,5 +1,5 @@
-"""What GitLab handlers may use, passed in (never globals). Handlers return the same `Plan`
-as GitHub's (deployments to queue, follow-ups to run once the delivery is stored)."""
+"""What GitLab handlers may use, passed in (never globals). Handlers return a
+`DeliveryIntent` (bot/forge/intent.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from typing import Any, Final
 
 import asyncpg
 
-from bot.github.plan import After, Enqueue, Plan
 from bot.gitlab.api import GitLabApi, GitLabError
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
 from pipeline.store import Store
 
 SOURCE: Final = "gitlab"
-
-__all__ = ["SOURCE", "After", "Enqueue", "GitLabContext", "Plan", "preview_environment"]
 
 
 def preview_environment(iid: int) -> str:

@@ -1,4 +1,4 @@
-"""Push Hook and Merge Request Hook → a Plan: production on a push, a preview `mr-<iid>`
+"""Push Hook and Merge Request Hook → a DeliveryIntent: production on a push, a preview `mr-<iid>`
 for merge requests of services with previews, its image tags deleted when it closes. The
 same rules as GitHub's (skip markers, root_dir / watch paths, several services a project)."""
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import structlog
 
-from bot.github.events import SKIP_MARKERS, touches
-from bot.github.previews import delete_preview_images
-from bot.gitlab.context import SOURCE, Enqueue, GitLabContext, Plan, preview_environment
+from bot.forge.intent import DeliveryIntent, Enqueue
+from bot.forge.paths import SKIP_MARKERS, touches
+from bot.forge.previews import delete_preview_images
+from bot.gitlab.context import SOURCE, GitLabContext, preview_environment
 from bot.gitlab.models import MergeRequestEvent, Push
 from pipeline.trigger import Trigger
 
@@ -20,19 +21,19 @@ PREVIEW_ACTIONS = frozenset({"open", "reopen", "update"})
 CLOSE_ACTIONS = frozenset({"close", "merge"})
 
 
-async def on_push(payload: Any, context: GitLabContext) -> Plan:
+async def on_push(payload: Any, context: GitLabContext) -> DeliveryIntent:
     push = Push.from_payload(payload)
     if push.deleted:
-        return Plan("ignored: branch deleted")
+        return DeliveryIntent("ignored: branch deleted")
     if push.branch is None:
-        return Plan("ignored: not a branch")
+        return DeliveryIntent("ignored: not a branch")
     if SKIP_MARKERS.search(push.head_message):
-        return Plan("skipped: the head commit asks not to deploy")
+        return DeliveryIntent("skipped: the head commit asks not to deploy")
     project = push.project
     services = await context.store.services_for_repository(SOURCE, project.path, push.branch)
     if not services:
-        return Plan("ignored: no service deploys this branch")
-    plan = Plan("queued")
+        return DeliveryIntent("ignored: no service deploys this branch")
+    intent = DeliveryIntent("queued")
     for service in services:
         if not touches(service, push.changed):
             continue
@@ -45,13 +46,13 @@ async def on_push(payload: Any, context: GitLabContext) -> Plan:
             delivery_id=context.delivery_id,
             answer=context.answer(project.path, project.id, head_sha=push.after),
         )
-        plan.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
-    if not plan.enqueue:
-        return Plan("skipped: nothing under the services' directories changed")
-    return plan
+        intent.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
+    if not intent.enqueue:
+        return DeliveryIntent("skipped: nothing under the services' directories changed")
+    return intent
 
 
-async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
+async def on_merge_request(payload: Any, context: GitLabContext) -> DeliveryIntent:
     event = MergeRequestEvent.from_payload(payload)
     mr = event.mr
     services = [
@@ -62,21 +63,21 @@ async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
         if service.options.previews
     ]
     if not services:
-        return Plan("ignored: no service has previews for this branch")
+        return DeliveryIntent("ignored: no service has previews for this branch")
     environment = preview_environment(mr.iid)
     if event.action in CLOSE_ACTIONS:
-        plan = Plan("preview closed")
-        plan.after += [
+        intent = DeliveryIntent("preview closed")
+        intent.after += [
             delete_preview_images(context.settings, context.pool, s, environment) for s in services
         ]
-        return plan
+        return intent
     if event.action not in PREVIEW_ACTIONS:
-        return Plan(f"ignored: merge request {event.action or 'without action'}")
+        return DeliveryIntent(f"ignored: merge request {event.action or 'without action'}")
     if event.action == "update" and not event.new_commits:
-        return Plan("ignored: merge request update without new commits")
+        return DeliveryIntent("ignored: merge request update without new commits")
     if mr.fork:
-        return Plan("ignored: merge requests from forks are built only on a /deploy note")
-    plan = Plan("queued")
+        return DeliveryIntent("ignored: merge requests from forks are built only on a /deploy note")
+    intent = DeliveryIntent("queued")
     for service in services:
         trigger = Trigger(
             source=SOURCE,
@@ -88,5 +89,5 @@ async def on_merge_request(payload: Any, context: GitLabContext) -> Plan:
             delivery_id=context.delivery_id,
             answer=context.answer(mr.project.path, mr.project.id, mr=mr.iid, head_sha=mr.head_sha),
         )
-        plan.enqueue.append(Enqueue(service, environment, mr.source_branch, mr.head_sha, trigger))
-    return plan
+        intent.enqueue.append(Enqueue(service, environment, mr.source_branch, mr.head_sha, trigger))
+    return intent

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.forge.paths import commit_paths
 from bot.payload import PayloadError, commit_id, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
@@ -73,13 +74,7 @@ class Push:
         changed: frozenset[str] | None = None
         complete = not isinstance(total, int) or total <= len(commits)
         if commits and complete and len(commits) <= PUSH_COMMITS_LIMIT:
-            paths: set[str] = set()
-            for commit in commits:
-                for key in ("added", "modified", "removed"):
-                    items = commit.get(key)
-                    if isinstance(items, list):
-                        paths.update(item for item in items if isinstance(item, str))
-            changed = frozenset(paths)
+            changed = commit_paths(commits)
         return cls(
             project=Project.from_payload(_get(payload, "project")),
             ref=ref,

@@ -8,27 +8,25 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot.forge import webhook
+from bot.forge.webhook import WebhookState
 from bot.gitlab import credentials
 from bot.gitlab.api import GitLabApi
-from bot.gitlab.webhook import GITLAB_STATE, GitLabState, gitlab_webhook, refuse_early
+from bot.gitlab.webhook import GITLAB_WEBHOOK, GitLabWebhook
 from bot.reporting.gitlab import TARGET, GitLabReporter
 from bot.reporting.loop import run_reporter
-from bot.request_body import answer_expect
 from bot.runtime import Runtime
 
 
 def setup(app: web.Application, runtime: Runtime) -> None:
     credentials.register()  # GITLAB_TOKEN clones provider-gitlab services
-    # The route reads its own body (up to WEBHOOK_MAX_BYTES), not through client_max_size.
-    app.router.add_post(
-        "/webhooks/gitlab", gitlab_webhook, expect_handler=answer_expect(refuse_early)
-    )
+    webhook.mount(app, "/webhooks/gitlab", GITLAB_WEBHOOK)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = runtime.settings
         api = GitLabApi(settings) if settings.gitlab_token is not None else None
-        state = GitLabState(runtime, api)
-        app[GITLAB_STATE] = state
+        state = WebhookState(runtime, GitLabWebhook(runtime, api))
+        app[GITLAB_WEBHOOK] = state
         stop = asyncio.Event()
         reporter: asyncio.Task[None] | None = None
         if api is not None:
@@ -38,7 +36,6 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         stop.set()
         if reporter is not None:
             await reporter
-        if state.background:
-            await asyncio.wait(state.background, timeout=10)
+        await state.drain()
 
     app.cleanup_ctx.append(lifecycle)

@@ -93,10 +93,30 @@ class GitLabReporter:
         mr = where.get("mr")
         if isinstance(mr, int):
             await self._mr_note(project, project_id, mr)
+        reacted = await self._react(where, deployment, state, final)
         await self.pool.execute(
-            q("forge_report_save"), deployment_id, TARGET, None, str(deployment.status), False
+            q("forge_report_save"), deployment_id, TARGET, None, str(deployment.status), reacted
         )
         return Sent()
+
+    async def _react(
+        self, where: dict[str, Any], deployment: Deployment, state: Any, final: bool
+    ) -> bool:
+        """🚀 or 😕 on the note that asked, once, when the deployment succeeded or failed
+        (as on GitHub); whether the reaction is done (or not wanted: cancelled)."""
+        note_id, mr, project_id = where.get("note_id"), where.get("mr"), where.get("project_id")
+        if not final or (state is not None and state["reacted"]):
+            return False
+        if not (isinstance(note_id, int) and isinstance(mr, int) and isinstance(project_id, int)):
+            return False
+        if deployment.status in (Status.SUCCEEDED, Status.FAILED):
+            name = "rocket" if deployment.status == Status.SUCCEEDED else "confused"
+            try:
+                await self.api.award_emoji(project_id, mr, note_id, name)
+            except GitLabError as error:
+                if error.status != 404:  # 404: given already (a retried send)
+                    raise
+        return True
 
     async def _mr_note(self, project: str, project_id: int, mr: int) -> None:
         # One writer per MR in this process (the others wait without holding a connection);

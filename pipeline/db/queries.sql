@@ -306,16 +306,6 @@ WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 s
 -- name: forge_delivery_seen
 SELECT outcome FROM webhook_deliveries WHERE source = $1 AND delivery_id = $2;
 
--- name: forge_delivery_insert
-INSERT INTO webhook_deliveries (source, delivery_id, event, outcome)
-VALUES ($1, $2, $3, 'received')
-ON CONFLICT (source, delivery_id) DO NOTHING
-RETURNING delivery_id;
-
--- name: forge_delivery_finish
-UPDATE webhook_deliveries SET outcome = $3, deployment_ids = $4
-WHERE source = $1 AND delivery_id = $2;
-
 -- name: forge_outbox_claim
 -- Due rows of one target; a claimed row is hidden for $3 seconds (a reporter that dies
 -- mid-send leaves it to be picked up again).
@@ -479,8 +469,8 @@ ORDER BY d.service_id, d.environment, d.id DESC;
 -- GitHub Deployments and the GitHub webhook's hot path (bot/github, bot/reporting/github.py;
 -- migration 0010).
 
--- name: github_delivery_store
--- A delivery and the deployments it causes in one statement (its own transaction): their ids
+-- name: forge_delivery_store
+-- A delivery (of forge $1) and the deployments it causes in one statement (its own transaction): their ids
 -- in the order given ($5-$9, one element per deployment), or NULL when it was stored already.
 SELECT click_deploy_forge_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 

@@ -65,6 +65,9 @@ class FakeGitHub:
     validator: OpenAPI
     permissions: dict[str, str] = field(default_factory=dict)  # login → admin/write/read
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # pull request number → the files it changes (GET …/pulls/{n}/files; one page, as many
+    # as a test needs)
+    pull_files: dict[int, list[str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     # (method, path regex) → (status, headers) to answer once instead, e.g. a rate limit
@@ -192,6 +195,10 @@ class FakeGitHub:
         if m := re.fullmatch(r"/repos/[^/]+/[^/]+/collaborators/([^/]+)/permission", path):
             level = self.permissions.get(m[1], "read")
             return web.json_response({"permission": level, "role_name": level, "user": None})
+        if m := re.fullmatch(r"/repos/[^/]+/[^/]+/pulls/(\d+)/files", path):
+            return web.json_response(
+                [pull_file(name) for name in self.pull_files.get(int(m[1]), [])]
+            )
         if m := re.fullmatch(r"/repos/[^/]+/[^/]+/pulls/(\d+)", path):
             pull = self.pulls.get(int(m[1]))
             if pull is None:
@@ -234,6 +241,22 @@ class FakeGitHub:
             and "<!-- click-deploy -->" in str(call.body)
         ]
         return bodies[-1] if bodies else None
+
+
+def pull_file(filename: str) -> dict[str, Any]:
+    """One entry of GET /repos/{owner}/{repo}/pulls/{pull_number}/files (a "diff-entry")."""
+    return {
+        "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+        "filename": filename,
+        "status": "modified",
+        "additions": 1,
+        "deletions": 1,
+        "changes": 2,
+        "blob_url": f"https://github.com/o/r/blob/HEAD/{filename}",
+        "raw_url": f"https://github.com/o/r/raw/HEAD/{filename}",
+        "contents_url": f"https://api.github.com/repos/o/r/contents/{filename}",
+        "patch": "@@ -1 +1 @@\n-a\n+b",
+    }
 
 
 async def start(fake: FakeGitHub) -> web.AppRunner:

@@ -11,6 +11,11 @@ The fake checks what GitLab documents for the calls click-deploy makes and answe
 - POST /projects/:id/merge_requests/:iid/notes and PUT …/notes/:note_id: `body` required,
   a non-empty string of at most 1,000,000 characters; only body, internal, created_at and
   merge_request_diff_head_sha.
+- POST /projects/:id/merge_requests/:iid/notes/:note_id/award_emoji: `name` required (an
+  emoji's name without colons; here one of the names GitLab knows that a bot would use),
+  nothing else; the same award twice is GitLab's 404 "has
+  already been taken" (not counted as invalid).
+- GET /projects/:id/merge_requests/:iid/diffs: `mr_files`, one page.
 - Every request needs the PRIVATE-TOKEN header (401 otherwise) and JSON bodies.
 Every request is recorded in `requests`; `failures` answers a matching request once with a
 canned status (a rate limit, a 502)."""
@@ -36,6 +41,8 @@ STATUS_STATES = frozenset({"pending", "running", "success", "failed", "canceled"
 STATUS_FIELDS = frozenset(
     {"state", "ref", "name", "context", "target_url", "description", "coverage", "pipeline_id"}
 )
+# A few of GitLab's emoji names (its full list is Gemojione's): enough to tell a typo.
+EMOJI_NAMES = frozenset({"eyes", "rocket", "confused", "thumbsup", "thumbsdown", "tada"})
 NOTE_FIELDS = frozenset({"body", "internal", "created_at", "merge_request_diff_head_sha"})
 
 
@@ -58,6 +65,8 @@ class FakeGitLab:
     failures: list[tuple[str, str, int, dict[str, str]]] = field(default_factory=list)
     notes: dict[int, dict[str, Any]] = field(default_factory=dict)  # note id → note
     statuses: dict[tuple[str, str, str], str] = field(default_factory=dict)  # → state
+    awards: dict[int, list[str]] = field(default_factory=dict)  # note id → emoji names
+    mr_files: dict[int, list[str]] = field(default_factory=dict)  # MR iid → changed paths
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5000))
     url: str = ""
 
@@ -111,6 +120,14 @@ class FakeGitLab:
             return web.json_response({"id": int(m[2]), "access_level": 30, "state": "active"})
         if method == "POST" and (m := re.fullmatch(r"/projects/([^/]+)/statuses/(\w+)", path)):
             return self._status(m[1], m[2], body)
+        diffs = re.fullmatch(r"/projects/([^/]+)/merge_requests/(\d+)/diffs", path)
+        if method == "GET" and diffs:
+            return web.json_response([_diff(name) for name in self.mr_files.get(int(diffs[2]), [])])
+        award = re.fullmatch(
+            r"/projects/([^/]+)/merge_requests/(\d+)/notes/(\d+)/award_emoji", path
+        )
+        if method == "POST" and award:
+            return self._award(int(award[2]), int(award[3]), body)
         if m := re.fullmatch(r"/projects/([^/]+)/merge_requests/(\d+)/notes(?:/(\d+))?", path):
             return self._note(method, int(m[2]), int(m[3]) if m[3] else None, body)
         return self._refuse(f"{method} {path}: not an endpoint click-deploy should call")
@@ -186,6 +203,28 @@ class FakeGitLab:
         self.notes[note["id"]] = note
         return web.json_response(note, status=201)
 
+    def _award(self, iid: int, note_id: int, body: Any) -> web.Response:
+        where = f"POST merge_requests/{iid}/notes/{note_id}/award_emoji"
+        if not isinstance(body, dict) or "name" not in body:
+            return self._refuse(f"{where}: name is missing")
+        if set(body) != {"name"}:
+            return self._refuse(f"{where}: undocumented attributes {sorted(set(body) - {'name'})}")
+        name = body["name"]
+        if not isinstance(name, str) or name not in EMOJI_NAMES:
+            return self._refuse(f"{where}: name is not an emoji: {name!r}")
+        given = self.awards.setdefault(note_id, [])
+        if name in given:
+            return web.json_response({"message": {"name": ["has already been taken"]}}, status=404)
+        given.append(name)
+        award = {
+            "id": next(self._ids),
+            "name": name,
+            "user": BOT,
+            "awardable_id": note_id,
+            "awardable_type": "Note",
+        }
+        return web.json_response(award, status=201)
+
     def mr_notes(self, iid: int) -> list[dict[str, Any]]:
         return [note for note in self.notes.values() if note["noteable_iid"] == iid]
 
@@ -246,6 +285,21 @@ def _repository(path: str = PROJECT_PATH) -> dict[str, Any]:
         "git_http_url": f"http://example.com/{path}.git",
         "git_ssh_url": f"git@example.com:{path}.git",
         "visibility_level": 0,
+    }
+
+
+def _diff(path: str) -> dict[str, Any]:
+    """One entry of GET /projects/:id/merge_requests/:iid/diffs."""
+    return {
+        "old_path": path,
+        "new_path": path,
+        "a_mode": "100644",
+        "b_mode": "100644",
+        "diff": "@@ -1 +1 @@\n-a\n+b\n",
+        "new_file": False,
+        "renamed_file": False,
+        "deleted_file": False,
+        "generated_file": False,
     }
 
 

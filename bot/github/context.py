@@ -1,12 +1,9 @@
-"""What a delivery asks for, as data: deployments to queue and things to do once they are
-stored (replies, reactions, preview tags to delete). Handlers return one `Plan`; the
-webhook stores the delivery and the deployments in one transaction, then acknowledges,
-then runs `after` in the background."""
+"""What GitHub handlers may use, passed in (never globals). Handlers return a
+`DeliveryIntent` (bot/forge/intent.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -15,38 +12,9 @@ import asyncpg
 from bot.github.auth import AppAuth, GitHubAppError
 from bot.github.client import GitHubClient
 from bot.payload import PayloadError
-from pipeline.models import Service
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
 from pipeline.store import Store
-from pipeline.trigger import Trigger
-
-
-@dataclass(frozen=True)
-class Enqueue:
-    service: Service
-    environment: str
-    ref: str | None
-    commit_sha: str | None
-    trigger: Trigger
-
-
-After = Callable[[], Awaitable[None]]
-
-
-OUTCOME_MAX = 300  # an outcome may quote the payload (an action, say): it stays short
-
-
-@dataclass
-class Plan:
-    outcome: str
-    enqueue: list[Enqueue] = field(default_factory=list)
-    after: list[After] = field(default_factory=list)
-    status: int = 200
-
-    def __post_init__(self) -> None:
-        if len(self.outcome) > OUTCOME_MAX:
-            self.outcome = self.outcome[: OUTCOME_MAX - 3] + "..."
 
 
 @dataclass
