@@ -109,7 +109,7 @@ async def settle(fake: FakeGitHub, count: int, timeout: float = PATIENCE) -> Non
 
 
 async def settle_calls(
-    fake: FakeGitHub, method: str, pattern: str, count: int, timeout: float = 5.0
+    fake: FakeGitHub, method: str, pattern: str, count: int, timeout: float = PATIENCE
 ) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while len(fake.calls(method, pattern)) < count:

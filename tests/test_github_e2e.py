@@ -16,7 +16,7 @@ from pipeline.store import NewService, Store
 from tests.support.fake_github import FakeGitHub
 from tests.support.github_hooks import example
 from tests.support.gitserver import GitDaemon
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import PATIENCE, wait_for_status
 from tests.test_deploy_e2e import BUILD_TIMEOUT, StartDeployer, build_settings, deployer
 from tests.test_deploy_e2e import example_files as app_files
 from tests.test_github import (
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-async def wait_check_run(fake: FakeGitHub, timeout: float = 30.0) -> dict[str, Any]:
+async def wait_check_run(fake: FakeGitHub, timeout: float = PATIENCE) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         state = fake.latest_check_run()
@@ -54,7 +54,7 @@ async def wait_check_run(fake: FakeGitHub, timeout: float = 30.0) -> dict[str, A
         await asyncio.sleep(0.05)
 
 
-async def wait_deployment_state(fake: FakeGitHub, state: str, timeout: float = 30.0) -> None:
+async def wait_deployment_state(fake: FakeGitHub, state: str, timeout: float = PATIENCE) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     pattern = r"/repos/[^/]+/[^/]+/deployments/\d+/statuses"
     while not [c for c in fake.calls("POST", pattern) if c.body["state"] == state]:
