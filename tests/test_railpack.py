@@ -311,6 +311,16 @@ async def test_the_service_asks_for_railpack(tmp_path: Path) -> None:
     assert result.plan.dockerignore is not None and ".git" in result.plan.dockerignore
 
 
+async def test_build_values_never_reach_railpacks_command_line(tmp_path: Path) -> None:
+    config = {"build": {"builder": "railpack", "env": {"API_TOKEN": "s3cret-value"}}}
+    result = await choose(tmp_path, "shell-script", config)
+    assert result.ok and result.plan is not None, result.message
+    assert result.plan.secrets == {"API_TOKEN": "s3cret-value"}  # handed to BuildKit only
+    assert "s3cret-value" not in json.dumps(fake_railpack.calls(tmp_path / "bin"))
+    assert "s3cret-value" not in result.plan.dockerfile
+    assert "--mount=type=secret,id=API_TOKEN,required=true" in result.plan.dockerfile
+
+
 async def test_click_deploy_toml_asks_for_railpack(tmp_path: Path) -> None:
     result = await choose(
         tmp_path, "shell-script", {}, {"click-deploy.toml": 'builder = "railpack"\n'}
