@@ -479,8 +479,11 @@ def machine(env: dict[str, object]) -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kib = int(Path("/proc/meminfo").read_text().split()[1])
         memory = f", {kib / 1024 / 1024:.0f} GB memory"
+    # Other work on the machine slows the builds down: the load says how busy it was.
+    load = env.get("load_average")
+    busy = f", load average {load:.1f} at the start" if isinstance(load, float) else ""
     return (
-        f"{platform.system()} {platform.release()}, {env['cpus']} CPUs{memory}; "
+        f"{platform.system()} {platform.release()}, {env['cpus']} CPUs{memory}{busy}; "
         f"Docker engine {env['docker_engine']}; PostgreSQL {env['postgresql']}"
     )
 
@@ -547,8 +550,8 @@ def merged_section(
     runs.append(f"Rows of {', '.join(sorted(fresh))} re-run {_when(env, jobs, wall)}")
     rows = []
     for app in apps:
-        line = fresh.get(app.name) or old.rows.get(app.name)
-        rows.append(line or f"| {app.name} | {app.check.family} | – | not run | – | – | – | – |")
+        kept = fresh.get(app.name) or old.rows.get(app.name)
+        rows.append(kept or f"| {app.name} | {app.check.family} | – | not run | – | – | – | – |")
     return "\n".join([TABLE_START, *runs, "", table_of_rows(rows), TABLE_END])
 
 
@@ -601,12 +604,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"corpus: no app {', '.join(unknown)} under {APPS_DIR}", file=sys.stderr)
             return 2
         chosen = [app for app in apps if app.name in wanted]
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     try:
         env, outcomes = asyncio.run(run(chosen, args.database_url, args.jobs, bool(args.only)))
     except BenchError as error:
         print(f"corpus: {one_line(str(error), 400)}", file=sys.stderr)
         return 1
+    env["load_average"] = load
     wall = time.perf_counter() - started
     text = section(env, outcomes, args.jobs, wall)
     print(text)

@@ -20,7 +20,12 @@ from bench.corpus import (
     write_docs,
 )
 
-ENV: dict[str, object] = {"cpus": 2, "docker_engine": "20.10", "postgresql": "15"}
+ENV: dict[str, object] = {
+    "cpus": 2,
+    "docker_engine": "20.10",
+    "postgresql": "15",
+    "load_average": 3.5,
+}
 CHECK = Check(family=5, proves="it answers", http=(HttpCheck(path="/", expect=("hi",)),))
 
 
@@ -90,6 +95,7 @@ def test_only_the_rows_of_the_apps_run_are_rewritten(tmp_path: Path) -> None:
     assert after.runs[1].startswith("Rows of gamma re-run 2026-12-02 21:00 UTC")
     assert after.runs[2].startswith("Rows of alpha re-run ")
     assert "`--jobs 1`, 2 min in all." in after.runs[2]
+    assert ", load average 3.5 at the start;" in after.runs[2]
     assert written.startswith("# Building\n\n") and written.endswith("\nAfter the table.\n")
 
 
