@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 import structlog
@@ -110,9 +111,13 @@ class Migration:
 
 @cache
 def load_functions() -> dict[str, SqlFunction]:
-    """The function files, by name; each must define exactly the function it is named for."""
+    """The function files this code ships, by name."""
+    return read_functions(resources.files("pipeline.db").joinpath("functions"))
+
+
+def read_functions(folder: Traversable) -> dict[str, SqlFunction]:
+    """The function files in `folder`; each must define exactly the function it is named for."""
     found: dict[str, SqlFunction] = {}
-    folder = resources.files("pipeline.db").joinpath("functions")
     for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
         match = _FUNCTION_FILE.match(entry.name)
         if not match:
@@ -122,7 +127,7 @@ def load_functions() -> dict[str, SqlFunction]:
         if [(bool(replace), name) for replace, name in defined] != [(True, match[1])]:
             raise ConfigError(
                 f"functions/{entry.name} must hold one CREATE OR REPLACE FUNCTION {match[1]}(…) "
-                f"and nothing else; it defines {[name for _, name in defined] or 'none'}"
+                f"and nothing else; it defines {[name for _, name in defined] or 'nothing'}"
             )
         found[match[1]] = SqlFunction(match[1], sql)
     return found
@@ -207,6 +212,15 @@ async def _apply_functions(
                     "function's arguments or result type needs a migration that drops the old "
                     "function first"
                 ) from None
+            # CREATE OR REPLACE with other arguments makes a second function beside the old.
+            overloads = await connection.fetch(q("function_overloads"), function.name)
+            if len(overloads) > 1:
+                signatures = ", ".join(row["signature"] for row in overloads)
+                raise ConfigError(
+                    f"functions/{function.name}.sql would leave several functions of that name "
+                    f"({signatures}): a change of a function's arguments needs a migration that "
+                    "drops the old function first (DROP FUNCTION IF EXISTS name(old arguments))"
+                )
             await connection.execute(q("function_record"), function.name, function.checksum)
         if gone:
             await connection.execute(q("functions_forget"), gone)

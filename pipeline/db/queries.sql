@@ -35,6 +35,10 @@ SELECT name, checksum FROM schema_functions;
 INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 
+-- name: function_overloads
+SELECT p.oid::regprocedure::text AS signature FROM pg_proc p
+WHERE p.proname = $1 AND p.pronamespace = current_schema()::regnamespace ORDER BY 1;
+
 -- name: functions_forget
 DELETE FROM schema_functions WHERE name = ANY ($1::text[]);
 
