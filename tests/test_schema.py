@@ -9,8 +9,10 @@ and commit the snapshot with the change.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
+import re
 from pathlib import Path
 
 import asyncpg
@@ -118,3 +120,29 @@ async def test_every_function_lives_in_its_own_file(database_url: str) -> None:
     files = load_functions()
     assert set(names) == set(files)
     assert received == {name: function.checksum for name, function in files.items()}
+
+
+# A statement that reads or changes the schema's objects, as Python code would spell one.
+_SQL_STATEMENT = re.compile(
+    r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|ALTER|DROP|TRUNCATE)\s.*"
+    r"\b(FROM|INTO|SET|TABLE|FUNCTION|INDEX|TRIGGER)\b",
+    re.DOTALL,
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_query_lives_in_queries_sql() -> None:
+    """bot/ and pipeline/ run SQL only by name (pipeline/db/queries.sql), so a newcomer finds
+    every query in one place; the migrations and function files hold the schema."""
+    found = []
+    for path in sorted([*REPO.glob("bot/**/*.py"), *REPO.glob("pipeline/**/*.py")]):
+        if path.is_relative_to(REPO / "pipeline" / "db"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _SQL_STATEMENT.match(node.value)
+            ):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "SQL outside pipeline/db/queries.sql:\n" + "\n".join(found)
