@@ -37,13 +37,16 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --create-home \
         --home-dir /var/lib/click-deploy --shell /usr/sbin/nologin click-deploy
 COPY --from=build /opt/click-deploy /opt/click-deploy
+# The GitHub App manifest /github/setup posts (bot/github/manifest.py looks here too).
+COPY app.yml /opt/click-deploy/share/click-deploy/app.yml
 ENV PATH=/opt/click-deploy/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/var/lib/click-deploy \
     HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8080 \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    LOCAL_SERVICES=false
 USER 10001:10001
 WORKDIR /var/lib/click-deploy
 VOLUME ["/var/lib/click-deploy"]

@@ -88,7 +88,7 @@ GROUPS = (
         "GitHub",
         "The GitHub App. See [github-gitlab.md](github-gitlab.md).",
         prefixes=("github_",),
-        names=("webhook_max_bytes",),
+        names=("webhook_max_bytes", "secrets_key"),
     ),
     Group(
         "GitLab",
@@ -111,6 +111,12 @@ GROUPS = (
         "Logs",
         "click-deploy's own log lines. See [operations.md](operations.md#logs).",
         names=("log_level", "log_format"),
+    ),
+    Group(
+        "Centrifugo",
+        "Live logs published to a Centrifugo a team already runs. See "
+        "[centrifugo.md](centrifugo.md).",
+        prefixes=("centrifugo_",),
     ),
 )
 OTHER = Group("Other settings", "Settings without a section of their own yet.")

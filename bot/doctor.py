@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.centrifugo.check import check_centrifugo
 from bot.logs import configure_logging
 from bot.ops.checks import (
     CheckResult,
@@ -102,6 +103,7 @@ async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:
         guarded("github", check_github(settings, patience), patience),
         guarded("gitlab", check_gitlab(settings, patience), patience),
         guarded("slack", check_slack(settings, patience), patience),
+        guarded("centrifugo", check_centrifugo(settings, patience), patience),
     )
 
 

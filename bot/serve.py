@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.api.app import setup_api
 from bot.app_keys import RUNTIME_KEY, WORKER_KEY
+from bot.centrifugo.setup import setup as centrifugo_setup
 from bot.github.setup import setup as github_setup
 from bot.gitlab.setup import setup as gitlab_setup
 from bot.ops import health as ops_health
@@ -24,6 +25,7 @@ from bot.ops import unavailable as ops_unavailable
 from bot.runtime import Runtime
 from bot.slack.setup import setup as slack_setup
 from bot.web.pages import setup_pages
+from pipeline.app_credentials import use_stored_app
 from pipeline.errors import ConfigError
 from pipeline.queue.worker import Worker
 from pipeline.runner import Pipeline
@@ -84,6 +86,7 @@ def stop_on_signals(worker: Worker) -> None:
 
 
 async def run_worker(runtime: Runtime, pipeline: Pipeline, slots: int | None = None) -> None:
+    await use_stored_app(runtime.settings, runtime.pool)  # the App made at /github/setup
     worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     await worker.run()
@@ -118,6 +121,7 @@ def make_app(runtime: Runtime, worker: Worker) -> web.Application:
 # background tasks (app.cleanup_ctx). One line a feature, so features stay apart.
 FEATURES: list[Callable[[web.Application, Runtime], None]] = []
 FEATURES.append(setup_api)  # REST API and live logs (bot/api)
+FEATURES.append(centrifugo_setup)  # live logs published to Centrifugo, when set (bot/centrifugo)
 FEATURES.append(setup_pages)  # deployment and service pages (bot/web)
 FEATURES.append(github_setup)  # POST /webhooks/github, the GitHub reporter (bot/github)
 FEATURES.append(gitlab_setup)  # POST /webhooks/gitlab, the GitLab reporter (bot/gitlab)
@@ -132,6 +136,7 @@ async def run_server(
     runtime: Runtime, listener: socket.socket, pipeline: Pipeline, slots: int | None = None
 ) -> None:
     """Serve HTTP on `listener` (from bind_http) and run the workers until stopped."""
+    await use_stored_app(runtime.settings, runtime.pool)  # the App made at /github/setup
     worker = make_worker(runtime, pipeline, slots)
     stop_on_signals(worker)
     app_runner = web.AppRunner(make_app(runtime, worker), access_log=None)

@@ -7,6 +7,7 @@ in front of them.
 
 from __future__ import annotations
 
+import base64
 import re
 from urllib.parse import parse_qsl, urlsplit
 
@@ -145,3 +146,23 @@ def check_image_reference(value: str, *, mirror: bool = False) -> str:
     if mirror and (":" in text.partition("/")[2] or "@" in text):
         raise ValueError(f"must be a registry and path prefix, without a tag (got {value!r})")
     return value
+
+
+FERNET_KEY_HINT = "make one with: openssl rand -base64 32 | tr '+/' '-_'"
+
+
+def check_fernet_keys(value: str) -> str:
+    """One Fernet key, or several comma-separated (the first encrypts, all decrypt): each
+    32 bytes in URL-safe base64. Which one is wrong is said by position, never by value."""
+    keys = [key.strip() for key in value.split(",")]
+    for position, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raw = b""
+        if len(raw) != 32 or not key:
+            which = f"key {position} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise ValueError(
+                f"{which} is not a Fernet key (32 bytes, URL-safe base64); {FERNET_KEY_HINT}"
+            )
+    return ",".join(keys)

@@ -398,6 +398,72 @@ class Settings(BaseSettings):
         "is unset; change it when another program uses it.",
     )
 
+    # --- Centrifugo (bot/centrifugo) ---------------------------------------------------
+    centrifugo_api_url: str | None = Field(
+        default=None,
+        description="Centrifugo's server HTTP API (e.g. http://centrifugo:8000/api); set "
+        "with CENTRIFUGO_API_KEY to publish every deployment's log lines and status changes "
+        "to its channel.",
+    )
+    centrifugo_api_key: SecretStr | None = Field(
+        default=None,
+        description="The key of Centrifugo's HTTP API (its http_api.key), sent as X-API-Key.",
+    )
+    centrifugo_channel_prefix: str = Field(
+        default="deployments:",
+        description="A deployment's channel is this prefix and its id; a namespace in it "
+        "(the part before ':') must exist in Centrifugo's configuration.",
+    )
+    centrifugo_token_hmac_secret: SecretStr | None = Field(
+        default=None,
+        description="Centrifugo's HMAC secret for tokens (client.token.hmac_secret_key); "
+        "set it to issue subscription tokens at GET /api/v1/deployments/{id}/logs/subscription.",
+    )
+    centrifugo_token_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a subscription token is valid; Centrifugo asks the browser "
+        "for a fresh one when it expires.",
+    )
+    centrifugo_queue_size: int = Field(
+        default=2000,
+        ge=10,
+        le=1_000_000,
+        description="Publications waiting for Centrifugo; beyond this (Centrifugo slow or "
+        "down) lines are dropped for Centrifugo only and subscribers told where to re-read.",
+    )
+    centrifugo_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Publications sent in one batch request to Centrifugo.",
+    )
+    centrifugo_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long one request to Centrifugo may take before it counts as failed.",
+    )
+
+    # --- GitHub App from a manifest (bot/github/manifest.py, pipeline/app_credentials.py) --
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The key that encrypts the GitHub App created at /github/setup in the database: "
+            "a Fernet key (32 random bytes, URL-safe base64; github-app.md shows how to make "
+            "one); several, comma-separated, to rotate (the first encrypts, all decrypt). "
+            "Keep it outside the database."
+        ),
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(check.check_fernet_keys(value.get_secret_value()))
+
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
         if self.worker_heartbeat_seconds >= self.worker_lease_seconds:
@@ -489,6 +555,37 @@ class Settings(BaseSettings):
             if (first_value is None) != (second_value is None):
                 missing = second if second_value is None else first
                 raise ValueError(f"{missing} is not set: {first} and {second} go together")
+        return self
+
+    @field_validator("centrifugo_api_url")
+    @classmethod
+    def _centrifugo_api_url(cls, value: str | None) -> str | None:
+        return value and check.check_http_url(value, "http://centrifugo:8000/api").rstrip("/")
+
+    @field_validator("centrifugo_channel_prefix")
+    @classmethod
+    def _centrifugo_channel_prefix(cls, value: str) -> str:
+        if not value or len(value) > 200 or any(c.isspace() for c in value):
+            raise ValueError(
+                f"must be a channel name prefix without spaces, e.g. deployments: (got {value!r})"
+            )
+        return value
+
+    @field_validator("centrifugo_token_hmac_secret")
+    @classmethod
+    def _centrifugo_token_hmac_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters: HS256 needs a 256-bit key")
+        return value
+
+    @model_validator(mode="after")
+    def _centrifugo_pair(self) -> Settings:
+        url, key = self.centrifugo_api_url, self.centrifugo_api_key
+        if (url is None) != (key is None):
+            missing = "CENTRIFUGO_API_KEY" if key is None else "CENTRIFUGO_API_URL"
+            raise ValueError(
+                f"{missing} is not set: CENTRIFUGO_API_URL and CENTRIFUGO_API_KEY go together"
+            )
         return self
 
     @property

@@ -94,7 +94,7 @@ async def doubles(github_openapi: OpenAPI) -> AsyncIterator[Doubles]:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    github = FakeGitHub(github_openapi, apps={APP_ID: (public, "click-deploy")})
+    github = FakeGitHub(github_openapi, app_keys={APP_ID: (public, "click-deploy")})
     gitlab, slack = FakeGitLab(), FakeSlack()
     runners = [
         await fake_github.start(github),

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.api import routes, stream  # noqa: F401  (registers the operations)
+from bot.api import routes, stream, subscription  # noqa: F401  (registers the operations)
 from bot.api.auth import SETTINGS_KEY, TOKEN, TOKENS_KEY, may_read, require
 from bot.api.errors import json_errors
 from bot.api.live import LogHub

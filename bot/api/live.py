@@ -6,6 +6,9 @@ progress change, migration 0005). For each deployment someone watches, one `Feed
 the new lines once and offers them to each viewer's bounded queue. A viewer whose queue is
 full is marked lagging and dropped from the fan-out until it has re-read, from its own
 cursor, what it missed: a slow viewer never slows the build, the feed or other viewers.
+
+Observers (the Centrifugo publisher, bot/centrifugo) hear every notification of the same
+connection, for every deployment, watched or not.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -48,6 +52,17 @@ class End:
 
 
 Event = Lines | StatusChange | End
+
+
+class HubObserver(Protocol):
+    """Told of every notification the hub hears; each call must return at once."""
+
+    def logs_stored(self, deployment_id: int) -> None: ...
+
+    def status_changed(self, deployment_id: int) -> None: ...
+
+    def notices_missed(self) -> None:
+        """After a (re)connect, and at each safety poll: notifications may be lost."""
 
 
 class Viewer:
@@ -148,6 +163,7 @@ class LogHub:
         self.store = store
         self.buffer = buffer
         self.feeds: dict[int, Feed] = {}
+        self.observers: list[HubObserver] = []
         self.listener = Listener(
             url,
             {LOGS_CHANNEL: self._on_logs, STATUS_CHANNEL: self._on_status},
@@ -191,18 +207,28 @@ class LogHub:
 
     def _on_logs(self, payload: str) -> None:
         deployment_id, _, _seq = payload.partition(":")
-        feed = self.feeds.get(int(deployment_id)) if deployment_id.isdigit() else None
+        if not deployment_id.isdigit():
+            return
+        for observer in self.observers:
+            observer.logs_stored(int(deployment_id))
+        feed = self.feeds.get(int(deployment_id))
         if feed is not None:
             feed.wake.set()
 
     def _on_status(self, payload: str) -> None:
-        feed = self.feeds.get(int(payload)) if payload.isdigit() else None
+        if not payload.isdigit():
+            return
+        for observer in self.observers:
+            observer.status_changed(int(payload))
+        feed = self.feeds.get(int(payload))
         if feed is not None:
             feed.status_dirty = True
             feed.wake.set()
 
     def _wake_all(self) -> None:
         """After a (re)connect: notifications may have been missed."""
+        for observer in self.observers:
+            observer.notices_missed()
         for feed in self.feeds.values():
             feed.status_dirty = True
             feed.wake.set()

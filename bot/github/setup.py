@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.forge import webhook
 from bot.forge.webhook import WebhookState
-from bot.github import credentials
+from bot.github import credentials, manifest
 from bot.github.auth import AppAuth
 from bot.github.webhook import GITHUB_WEBHOOK, GitHubWebhook
 from bot.reporting.github import TARGET, GitHubReporter
@@ -50,3 +50,4 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)
+    manifest.setup(app, runtime)  # GET /github/setup: the App from app.yml in one click

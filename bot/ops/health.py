@@ -5,7 +5,8 @@ that is down). `/healthz` (bot.serve.health) only says the process is alive.
 The checks are `bot.ops.checks`' (the same ones `click-deploy doctor` runs); readiness runs
 the fast, local ones concurrently under a short timeout, so a probe answers within
 CHECK_TIMEOUT_SECONDS whatever is down: 200 with the details, or 503 naming what is not
-ready. The registry and the forges are `doctor`'s: a probe must not push blobs or spend a
+ready. A configured Centrifugo is shown but never makes the process unready. The registry
+and the forges are `doctor`'s: a probe must not push blobs or spend a
 vendor's rate limit every few seconds."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.centrifugo.check import check_centrifugo
 from bot.ops.checks import CheckResult, Level, check_builders, check_database
 from bot.runtime import Runtime
 from pipeline.settings import Settings
@@ -42,11 +44,17 @@ async def check_buildkit(settings: Settings) -> CheckResult:
 
 async def readiness(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
     """(ready, body): every check with its detail; `not_ready` names the failing ones."""
-    database, buildkit = await asyncio.gather(
-        check_database(runtime.pool, CHECK_TIMEOUT_SECONDS), check_buildkit(runtime.settings)
+    database, buildkit, centrifugo = await asyncio.gather(
+        check_database(runtime.pool, CHECK_TIMEOUT_SECONDS),
+        check_buildkit(runtime.settings),
+        check_centrifugo(runtime.settings, CHECK_TIMEOUT_SECONDS),
     )
     checks = [*database, buildkit]
     failing = [check.name for check in checks if not check.ok]
+    # Centrifugo is shown when configured, never a reason to leave the load balancer: only
+    # its copy of the logs is late while it is down (PostgreSQL keeps them all).
+    if centrifugo.level is not Level.UNCONFIGURED:
+        checks.append(centrifugo)
     body: dict[str, Any] = {
         "status": "ready" if not failing else "not ready",
         "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},

@@ -36,6 +36,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from bot.app_keys import WORKER_KEY
+from bot.centrifugo.publisher import Publisher
+from bot.centrifugo.setup import PUBLISHER_KEY
 from bot.runtime import Runtime
 from pipeline.db.queries import q
 from pipeline.queue.listener import Listener
@@ -125,6 +127,7 @@ class OpsCollector(Collector):
     running: Sized | None = None  # the worker's running deployments
     snapshot: Snapshot | None = None
     errors: int = 0
+    centrifugo: Publisher | None = None  # when CENTRIFUGO_API_URL is set
 
     def collect(self) -> Iterable[Metric]:
         yield from self._process_metrics()
@@ -166,6 +169,8 @@ class OpsCollector(Collector):
             )
             running.add_metric([], float(len(self.running)))
             yield running
+        if self.centrifugo is not None:
+            yield from centrifugo_metrics(self.centrifugo)
 
     def _database_metrics(self, snapshot: Snapshot) -> Iterable[Metric]:
         states = GaugeMetricFamily(
@@ -233,6 +238,38 @@ class OpsCollector(Collector):
         yield from (pending, failing, oldest_report, given_up, retries)
 
 
+def centrifugo_metrics(publisher: Publisher) -> Iterable[Metric]:
+    """This process's Centrifugo publisher (only the one holding the lock publishes)."""
+    stats = publisher.stats
+    counters = (
+        ("published", "Publications Centrifugo accepted from this process", stats.publications),
+        ("published_lines", "Log lines in the publications Centrifugo accepted", stats.lines),
+        (
+            "dropped",
+            "Publications dropped for Centrifugo only (queue full or Centrifugo down); the "
+            "lines stay in the database and subscribers are told where to re-read",
+            stats.dropped_publications,
+        ),
+        ("dropped_lines", "Log lines in the dropped publications", stats.dropped_lines),
+        ("failed_batches", "Batch requests Centrifugo did not take", stats.failed_batches),
+        ("outages", "Times publishing to Centrifugo started dropping", stats.outages),
+        ("gap_messages", "Messages telling subscribers where to re-read", stats.gap_messages),
+    )
+    for name, help_text, value in counters:
+        counter = CounterMetricFamily(f"{PREFIX}_centrifugo_{name}", help_text)
+        counter.add_metric([], float(value))
+        yield counter
+    gauges = (
+        ("publisher", "1 while this process is the one publishing to Centrifugo", stats.leader),
+        ("up", "1 if Centrifugo took this process's last batch", stats.up),
+        ("queue", "Publications waiting to be sent to Centrifugo", publisher.queue.qsize()),
+    )
+    for name, help_text, figure in gauges:
+        gauge = GaugeMetricFamily(f"{PREFIX}_centrifugo_{name}", help_text)
+        gauge.add_metric([], float(figure))
+        yield gauge
+
+
 RUNTIME_KEY = web.AppKey("ops_metrics_runtime", Runtime)
 REGISTRY_KEY = web.AppKey("ops_metrics_registry", CollectorRegistry)
 COLLECTOR_KEY = web.AppKey("ops_metrics_collector", OpsCollector)
@@ -269,6 +306,7 @@ def setup(app: web.Application, runtime: Runtime) -> None:
         collector.listener = worker.listener
         collector.worker_slots = worker.slots
         collector.running = worker.running
+    collector.centrifugo = app.get(PUBLISHER_KEY)
     app[RUNTIME_KEY] = runtime
     app[COLLECTOR_KEY] = collector
     app[REGISTRY_KEY] = make_registry(collector)

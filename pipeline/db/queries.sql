@@ -533,3 +533,26 @@ FROM forge_reports r JOIN deployments d ON d.id = r.deployment_id
 WHERE d.service_id = $1 AND d.environment = $2 AND r.target = 'github'
   AND r.github_deployment_id IS NOT NULL AND r.github_deployment_state = 'success'
 ORDER BY r.deployment_id;
+
+-- name: centrifugo_publisher_lock
+-- The Centrifugo publisher's lock (bot/centrifugo), session-level: held by the one process
+-- that publishes live logs, until its connection ends.
+SELECT pg_try_advisory_lock(hashtextextended('click-deploy:centrifugo-publisher', 0));
+
+-- name: deployments_running_ids
+-- What the Centrifugo publisher takes up when it starts publishing.
+SELECT id FROM deployments WHERE status IN ('cloning', 'building', 'pushing') ORDER BY id;
+
+-- GitHub App from a manifest (pipeline/app_credentials.py) -------------------------------
+
+-- name: github_app_insert
+INSERT INTO github_app (app_id, slug, name, owner, html_url, client_id, secrets)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (singleton) DO NOTHING
+RETURNING app_id;
+
+-- name: github_app_get
+SELECT app_id, slug, name, owner, html_url, client_id, secrets FROM github_app;
+
+-- name: github_app_exists
+SELECT EXISTS (SELECT 1 FROM github_app);

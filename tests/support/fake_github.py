@@ -3,7 +3,7 @@ OpenAPI description (`@octokit/openapi`): an unknown path or method, a missing r
 field or a wrong enum value is answered 422 and recorded in `invalid`. Every request is
 recorded in `requests` with the status it was answered; a few answers are canned and can
 be changed per test. GET /app verifies the App's JWT (RS256) with the public key of an App
-registered in `apps`, and answers 401 as GitHub does when it cannot.
+registered in `app_keys`, and answers 401 as GitHub does when it cannot.
 
 `start_outage(seconds)` plays a GitHub incident: until it ends, every (valid) request is
 answered with the next status of a cycle of 500 and 429 (the 429 as GitHub sends a
@@ -24,6 +24,8 @@ import jwt
 from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
+
+from tests.support.fake_github_apps import CONVERSION, FakeApps
 
 SERVER = "https://api.github.com"
 
@@ -85,7 +87,12 @@ class FakeGitHub:
     _outage_turn: int = 0
     # GET /app answers an App JWT (RS256, `iss` the App's id) signed by the key of an App
     # registered here: app id → (public key PEM, slug); anything else is GitHub's 401.
-    apps: dict[str, tuple[str, str]] = field(default_factory=dict)
+    app_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Apps made from a manifest: GitHub's web page and the code conversion.
+    apps: FakeApps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.apps = FakeApps(self.validator)
 
     def start_outage(
         self,
@@ -163,6 +170,8 @@ class FakeGitHub:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.apps.is_page(request.path):  # github.com's pages, not the API
+            return await self.apps.page(request)
         body = await request.read()
         try:
             parsed = json.loads(body) if body else None
@@ -205,7 +214,7 @@ class FakeGitHub:
             return refused
         try:
             issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss"))
-            public_key, slug = self.apps[issuer]
+            public_key, slug = self.app_keys[issuer]
             jwt.decode(token, public_key, algorithms=["RS256"], options={"require": ["exp"]})
         except (jwt.PyJWTError, KeyError):
             return refused
@@ -228,6 +237,8 @@ class FakeGitHub:
         )
 
     def answer(self, method: str, path: str, body: Any) -> web.Response:
+        if method == "POST" and (m := CONVERSION.fullmatch(path)):
+            return self.apps.convert(method, path, m[1])
         if m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path):
             expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             return web.json_response(
