@@ -129,6 +129,21 @@ ALTER TABLE forge_reports ADD CONSTRAINT forge_reports_deployment_id_fkey FOREIG
 ALTER TABLE forge_reports ADD CONSTRAINT forge_reports_pkey PRIMARY KEY (deployment_id, target);
 CREATE UNIQUE INDEX forge_reports_pkey ON public.forge_reports USING btree (deployment_id, target);
 
+CREATE TABLE github_app (
+    singleton boolean NOT NULL DEFAULT true,
+    app_id bigint NOT NULL,
+    slug text NOT NULL,
+    name text NOT NULL,
+    owner text NOT NULL,
+    html_url text NOT NULL,
+    client_id text NOT NULL,
+    secrets bytea NOT NULL,
+    created_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE github_app ADD CONSTRAINT github_app_pkey PRIMARY KEY (singleton);
+ALTER TABLE github_app ADD CONSTRAINT github_app_singleton_check CHECK (singleton);
+CREATE UNIQUE INDEX github_app_pkey ON public.github_app USING btree (singleton);
+
 CREATE TABLE outbox (
     id bigint NOT NULL DEFAULT nextval('outbox_id_seq'::regclass),
     deployment_id bigint,
