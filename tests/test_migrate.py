@@ -196,6 +196,13 @@ async def test_a_function_whose_shape_changes_needs_a_migration(
         with pytest.raises(ConfigError, match="cannot change return type") as raised:
             await migrate(connection)
         assert "needs a migration that drops the old function" in str(raised.value)
+        broken = lock.replace("hashtextextended(", "hashtextextended((")
+        _use_functions(monkeypatch, {"click_deploy_target_lock": broken})
+        with pytest.raises(
+            ConfigError, match=r"target_lock\.sql cannot be applied: syntax"
+        ) as raised:
+            await migrate(connection)
+        assert "needs a migration" not in str(raised.value)  # a typo, not a change of shape
 
         more_arguments = lock.replace(
             "p_environment text)", "p_environment text, p_kind text DEFAULT 'target')"

@@ -206,11 +206,16 @@ async def _apply_functions(
         for function in changed:
             try:
                 await connection.execute(function.sql)
-            except asyncpg.PostgresError as error:
+            except asyncpg.InvalidFunctionDefinitionError as error:
+                # What CREATE OR REPLACE cannot change in place: result type, argument names.
                 raise ConfigError(
                     f"functions/{function.name}.sql cannot be applied: {error}. A change of a "
                     "function's arguments or result type needs a migration that drops the old "
                     "function first"
+                ) from None
+            except asyncpg.PostgresError as error:
+                raise ConfigError(
+                    f"functions/{function.name}.sql cannot be applied: {error}"
                 ) from None
             # CREATE OR REPLACE with other arguments makes a second function beside the old.
             overloads = await connection.fetch(q("function_overloads"), function.name)
