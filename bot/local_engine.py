@@ -178,12 +178,12 @@ async def image_port(docker_host: str, image: str) -> tuple[int | None, bool]:
     status, body = await engine_get(docker_host, f"/images/{quote(image, safe='')}/json")
     if status != 200 or not isinstance(body, dict):
         return DEFAULT_APP_PORT, True
-    config = body.get("Config") or {}
-    for item in config.get("Env") or []:
+    image_config = body.get("Config") or {}
+    for item in image_config.get("Env") or []:
         name, _, value = str(item).partition("=")
         if name == "PORT" and value.isdigit():
             return int(value), True
-    for exposed in config.get("ExposedPorts") or {}:
+    for exposed in image_config.get("ExposedPorts") or {}:
         number, _, protocol = str(exposed).partition("/")
         if number.isdigit() and protocol in ("", "tcp"):
             return int(number), False

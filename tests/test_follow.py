@@ -171,9 +171,12 @@ def test_deploy_follow_on_a_terminal_is_a_live_display(
     # Step 2 is drawn under building, pushing or both: the worker writes the move to pushing
     # and the step's progress together or one after the other (DESIGN.md: coalesced moves).
     step = re.compile(r"✓ (building|pushing)  step [12] of 2: (compiling|pushing)")
-    assert all(step.fullmatch(line) for line in lines[2:-1]), shown.last
-    assert 2 <= len(lines[2:-1]) <= 3, shown.last
-    assert re.fullmatch(r"✓ deployment 1 succeeded \(registry.test/web:1\) in \d+:\d\d", lines[-1])
+    # After the outcome, deploy prints how to start the image (bot/local_engine.py).
+    [end] = [i for i, line in enumerate(lines) if line.startswith("✓ deployment 1 succeeded")]
+    assert all(step.fullmatch(line) for line in lines[2:end]), shown.last
+    assert 2 <= len(lines[2:end]) <= 3, shown.last
+    assert re.fullmatch(r"✓ deployment 1 succeeded \(registry.test/web:1\) in \d+:\d\d", lines[end])
+    assert lines[end + 1 :] and lines[end + 1] == "-- start it with:", shown.last
 
 
 def test_a_failure_on_a_terminal_shows_the_end_of_the_log(

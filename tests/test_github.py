@@ -17,10 +17,12 @@ from openapi_core import OpenAPI
 from pydantic import SecretStr
 
 from bot.github.setup import setup as github_setup
+from bot.reporting.render import COMMENT_MARKER
 from bot.runtime import Runtime
 from pipeline.models import Service
 from pipeline.queue.queue import Queue
 from pipeline.settings import Settings
+from pipeline.states import Status
 from pipeline.store import NewService, Store
 from tests.support import fake_github
 from tests.support.fake_github import FakeGitHub
@@ -564,8 +566,16 @@ async def test_deploy_on_a_pull_request_deploys_the_services_it_touches(
         "issue_comment", comment_payload(examples_path, "/deploy", "maintainer")
     )
     assert answer["message"] == "replied: which service" and answer["deployments"] == []
-    await settle_calls(fake, "POST", rf"/repos/{REPO}/issues/{number}/comments", 1)
-    [said] = [call.body["body"] for call in fake.calls("POST", rf".*/issues/{number}/comments")]
+
+    def answers() -> list[str]:  # not the reporter's comment, which may come at any time
+        posted = fake.calls("POST", rf".*/issues/{number}/comments")
+        return [call.body["body"] for call in posted if COMMENT_MARKER not in call.body["body"]]
+
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while not answers():
+        assert asyncio.get_running_loop().time() < deadline, fake.requests
+        await asyncio.sleep(0.02)
+    [said] = answers()
     assert "nothing was queued" in said and "`api`, `docs`, `web`" in said
     assert "`/deploy api`" in said
 
@@ -575,3 +585,83 @@ async def test_deploy_on_a_pull_request_deploys_the_services_it_touches(
     [only] = answer["deployments"]
     assert (await store.get_deployment(only)).service_name == "docs"
     assert fake.invalid == []
+
+
+def button(examples_path: Path, deployment_id: int, identifier: str, login: str) -> Any:
+    """check_run.requested_action: `login` pressed the button `identifier`."""
+    payload = example(examples_path, "check_run", 6, installation=INSTALLATION)
+    assert payload["action"] == "requested_action"
+    payload["check_run"]["external_id"] = str(deployment_id)
+    payload["repository"]["full_name"] = REPO
+    payload["sender"]["login"] = login
+    payload["requested_action"] = {"identifier": identifier}
+    return payload
+
+
+async def test_check_run_buttons_cancel_redeploy_and_roll_back_by_the_comment_rules(
+    post: Post, store: Store, pool: asyncpg.Pool, fake: FakeGitHub, examples_path: Path
+) -> None:
+    """The check run offers Cancel while a deployment waits or runs and Redeploy once it is
+    over; a press obeys the rules of `/deploy` comments (write access, the allowlist)."""
+    service = await add(store, "hello", protected=True, allow=["maintainer"])
+    fake.permissions.update({"maintainer": "write", "visitor": "read", "writer": "write"})
+    _, answer = await post("push", push_payload(examples_path))
+    [first] = answer["deployments"]
+    await settle_calls(fake, "POST", r"/repos/.*/check-runs", 1, PATIENCE)
+    created = fake.calls("POST", r"/repos/.*/check-runs")[0].body
+    assert [action["identifier"] for action in created["actions"]] == ["cancel"]
+
+    for login, why in (("visitor", "lacks write access"), ("writer", "not on its allowlist")):
+        status, answer = await post("check_run", button(examples_path, first, "cancel", login))
+        assert status == 200 and answer["message"].startswith("refused"), answer
+        assert why in answer["message"]
+    assert (await store.get_deployment(first)).status == Status.QUEUED
+    _, answer = await post("check_run", button(examples_path, first, "cancel", "maintainer"))
+    assert answer["message"] == "cancel: cancelled", answer
+    assert (await store.get_deployment(first)).status == Status.CANCELLED
+
+    async def offered() -> list[str]:
+        deadline = asyncio.get_running_loop().time() + PATIENCE
+        while True:
+            actions = fake.latest_check_run().get("actions", [])
+            if [a["identifier"] for a in actions] != ["cancel"]:
+                return [a["identifier"] for a in actions]
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+
+    assert await offered() == ["redeploy"]  # nothing earlier to roll back to
+    _, answer = await post("check_run", button(examples_path, first, "redeploy", "maintainer"))
+    [again] = answer["deployments"]
+    redeployed = await store.get_deployment(again)
+    assert redeployed.trigger["reason"] == "check_run.redeploy"
+    assert redeployed.trigger["actor"] == "maintainer"
+
+    # Rollback: production goes back to the previous good image.
+    older = await _succeeded(pool, service, "registry/hello:old", "sha256:" + "1" * 64)
+    await _succeeded(pool, service, "registry/hello:new", "sha256:" + "2" * 64)
+    _, answer = await post("check_run", button(examples_path, first, "rollback", "maintainer"))
+    [rollback] = answer["deployments"]
+    assert (await store.get_deployment(rollback)).trigger["rollback_to"] == older
+    _, answer = await post("check_run", button(examples_path, first, "merge", "maintainer"))
+    assert answer["message"].startswith("ignored: no button") and answer["deployments"] == []
+    assert fake.invalid == []
+
+
+def test_check_run_actions_follow_the_state() -> None:
+    from bot.github.check_runs import check_run_actions
+
+    def deployment(status: Status, environment: str = "production") -> Any:
+        return type("D", (), {"status": status, "environment": environment})()
+
+    def names(actions: list[dict[str, str]]) -> list[str]:
+        return [action["identifier"] for action in actions]
+
+    for status in (Status.QUEUED, Status.CLONING, Status.BUILDING, Status.PUSHING):
+        assert names(check_run_actions(deployment(status), True)) == ["cancel"]
+    assert names(check_run_actions(deployment(Status.SUCCEEDED), True)) == ["redeploy", "rollback"]
+    assert names(check_run_actions(deployment(Status.FAILED), False)) == ["redeploy"]
+    assert names(check_run_actions(deployment(Status.SUCCEEDED, "pr-3"), True)) == ["redeploy"]
+    for actions in (check_run_actions(deployment(s), True) for s in Status):
+        assert len(actions) <= 3
+        assert all(len(a["label"]) <= 20 and len(a["identifier"]) <= 20 for a in actions)
+        assert all(len(a["description"]) <= 40 for a in actions)

@@ -582,3 +582,33 @@ async def test_deploy_on_a_merge_request_deploys_the_services_it_touches(
     [said] = await replies(fake, 1)
     assert "`api`, `web`" in said and "`/deploy api`" in said
     assert fake.invalid == []
+
+
+async def test_a_preview_is_a_gitlab_deployment_to_its_environment_with_its_url(
+    post: Post,
+    store: Store,
+    fake: FakeGitLab,
+    start_worker: Callable[..., Awaitable[Worker]],
+) -> None:
+    """The merge request's preview shows in GitLab as a deployment to `mr-N` whose
+    environment links the preview; production pushes make none."""
+    await add(store, "diaspora", previews=True, preview_url="https://{environment}.example.com")
+    _, answer = await post("Merge Request Hook", merge_request_hook("open", iid=11))
+    [preview] = answer["deployments"]
+    pipeline = ScriptedPipeline()
+    gate = pipeline.gates[preview] = asyncio.Event()
+    await start_worker(pipeline)
+    await until(lambda: [d["status"] for d in fake.deployments.values()] == ["running"])
+    gate.set()
+    await wait_for_status(store, preview, Status.SUCCEEDED)
+    await until(lambda: [d["status"] for d in fake.deployments.values()] == ["success"])
+    [made] = fake.deployments.values()
+    assert made["environment"]["name"] == "mr-11" and made["sha"] == HEAD
+    assert fake.environments["mr-11"]["external_url"] == "https://mr-11.example.com"
+    assert len(fake.calls("POST", rf"/projects/{PROJECT_ID}/deployments")) == 1
+
+    _, answer = await post("Push Hook", push_hook())
+    await wait_for_status(store, answer["deployments"][0], Status.SUCCEEDED)
+    await until(lambda: fake.status_posts()[-1]["state"] == "success")
+    assert len(fake.deployments) == 1  # production: no GitLab deployment
+    assert fake.invalid == []

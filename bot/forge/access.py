@@ -26,8 +26,8 @@ class Member(Protocol):
         """None when they may deploy from this repository; else what they lack, as the
         end of "`/deploy` needs …" ("write access to o/r (you have read)")."""
 
-    async def on_allowlist(self, entries: Sequence[str]) -> bool:
-        """Whether they are one of `entries` (a name, or a group as "@group")."""
+    async def in_group(self, group: str) -> bool:
+        """Whether they belong to `group` ("org/team" on GitHub, a group path on GitLab)."""
 
 
 def named(login: str, entries: Sequence[str]) -> bool:
@@ -35,18 +35,34 @@ def named(login: str, entries: Sequence[str]) -> bool:
     return login.lower() in {entry.lower() for entry in entries if not entry.startswith("@")}
 
 
+async def on_allowlist(member: Member, entries: Sequence[str]) -> bool:
+    """`config.allow`: names, or groups as "@group"."""
+    if named(member.login, entries):
+        return True
+    for entry in entries:
+        if entry.startswith("@") and len(entry) > 1 and await member.in_group(entry[1:]):
+            return True
+    return False
+
+
+def config_refusal(service: Service) -> str | None:
+    """The rule every front end (Slack too) checks first: a stored config that is not
+    valid refuses everyone (never allows everyone)."""
+    if service.options.problem is not None:
+        return refused_for_config(service.name)
+    return None
+
+
 async def may_deploy(member: Member, service: Service) -> bool:
     """The per-service part (the role is checked once, before)."""
-    if service.options.problem is not None:  # a stored config that is not valid: refuse
+    if config_refusal(service) is not None:
         return False
-    return not service.options.protected or await member.on_allowlist(service.options.allow)
+    return not service.options.protected or await on_allowlist(member, service.options.allow)
 
 
 def refusal(member: Member, service: Service, outcome: str = NOTHING_QUEUED) -> str:
     """Why `member` may not act on `service` (after `may_deploy` said no)."""
-    if service.options.problem is not None:
-        return refused_for_config(service.name)
-    return (
+    return config_refusal(service) or (
         f"Sorry @{member.login}, `{service.name}` is protected and you "
         f"are not on its allowlist. {outcome}"
     )

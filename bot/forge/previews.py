@@ -1,4 +1,5 @@
-"""A closed preview's image tags leave the registry (after the answer; every forge)."""
+"""Previews, every forge alike: which services have them, and a closed preview's image
+tags leaving the registry (after the answer)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ from pipeline.db.queries import q
 from pipeline.models import Service
 from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
 from pipeline.settings import Settings
+from pipeline.store import Store
+from pipeline.trigger import Source
 
 log = structlog.get_logger(__name__)
+
+
+async def preview_services(
+    store: Store, source: Source, repository: str, branch: str
+) -> list[Service]:
+    """The services of `repository` that deploy `branch` and have previews."""
+    found = await store.services_for_repository(source, repository, branch)
+    return [service for service in found if service.options.previews]
 
 
 def delete_preview_images(

@@ -31,7 +31,7 @@ from pipeline.db.queries import q
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Delivery], Awaitable[DeliveryIntent]]
+EventHandler = Callable[[Any, Any], Awaitable[DeliveryIntent]]
 DRAIN_SECONDS = 10  # after-actions still running at shutdown get this long
 
 
@@ -43,8 +43,12 @@ class Forge(ForgeAuth, Protocol):
     # Events whose handler may ask the forge before the delivery is stored.
     asks_forge: frozenset[str]
 
-    def handler(self, event: str) -> Handler | None:
-        """The handler of `event`, None for an event not handled."""
+    @property
+    def handlers(self) -> Mapping[str, EventHandler]:
+        """The handler of each event handled: payload and the forge's context in."""
+
+    def context(self, delivery: Delivery) -> Any:
+        """What the forge's handlers use (passed in, never globals)."""
 
     def forge_error(self, error: Exception) -> Refusal | None:
         """The refusal for an error of asking the forge (the delivery is not stored, so
@@ -105,7 +109,7 @@ async def receive(state: WebhookState, request: web.Request) -> web.Response:
         return _refused(delivery)
     if delivery.event in forge.answers:
         return _answer(200, forge.answers[delivery.event])
-    handler = forge.handler(delivery.event)
+    handler = forge.handlers.get(delivery.event)
     if handler is None:
         return _answer(202, f"event {delivery.event[:100]!r} is not handled")
     if delivery.event in forge.asks_forge:
@@ -115,7 +119,7 @@ async def receive(state: WebhookState, request: web.Request) -> web.Response:
         if seen is not None:
             return _answer(200, "duplicate delivery", outcome=seen["outcome"])
     try:
-        intent = await handler(delivery)
+        intent = await handler(delivery.data, forge.context(delivery))
     except PayloadError as error:
         return _answer(400, str(error))
     except Exception as error:

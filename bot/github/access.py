@@ -3,12 +3,10 @@ repository (admin, maintain or write), and teams as "@org/team" on an allowlist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gidgethub
 
-from bot.forge.access import named
 from bot.github.client import GitHubClient
 from bot.github.models import Repo
 
@@ -42,20 +40,16 @@ class GitHubMember:
             return None
         return f"write access to {self.repo.full_name} (you have {level})"
 
-    async def on_allowlist(self, entries: Sequence[str]) -> bool:
-        if named(self.login, entries):
-            return True
-        for entry in entries:
-            if not entry.startswith("@") or "/" not in entry:
-                continue
-            org, team = entry[1:].split("/", 1)
-            try:
-                membership = await self.gh.getitem(
-                    "/orgs/{org}/teams/{team_slug}/memberships/{username}",
-                    {"org": org, "team_slug": team, "username": self.login},
-                )
-            except gidgethub.BadRequest:
-                continue
-            if isinstance(membership, dict) and membership.get("state") == "active":
-                return True
-        return False
+    async def in_group(self, group: str) -> bool:
+        """A team, as "org/team": an active membership."""
+        if "/" not in group:
+            return False
+        org, team = group.split("/", 1)
+        try:
+            membership = await self.gh.getitem(
+                "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+                {"org": org, "team_slug": team, "username": self.login},
+            )
+        except gidgethub.BadRequest:
+            return False
+        return isinstance(membership, dict) and membership.get("state") == "active"

@@ -1,37 +1,31 @@
 """`/deploy` comments on pull requests: GitHub's side of the command runner
 (bot/forge/commands.py). What is GitHub's own: which comments to ignore (not created, a
-bot's, not on a pull request), and the `Conversation` a comment is: replies and
+bot's, not on a pull request), and the `ForgeClient` of a comment: replies and
 reactions through the REST API, write access, team allowlists, the pull request's head."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.commands.parser import Ignore, parse
-from bot.forge.commands import Head, Reaction, run_comment
+from bot.forge.commands import Head, Reaction, Thread, run_comment
 from bot.forge.intent import After, DeliveryIntent
 from bot.github.access import GitHubMember
 from bot.github.client import GitHubClient
 from bot.github.context import Context
-from bot.github.events import preview_environment
+from bot.github.events import PULL_REQUESTS
 from bot.github.models import Comment
-from pipeline.trigger import Source as TriggerSource
 
 FILES_LISTED = 3000  # the most files GitHub lists of a pull request
 
 
 @dataclass
-class PullRequestThread:
-    """A pull request's conversation, where `comment` was written."""
+class PullRequestClient:
+    """GitHub, for a command in `comment`: its author and how to answer them."""
 
     context: Context
     comment: Comment
-    source: TriggerSource = "github"
-    noun: str = "pull request"
-    reason: str = "/deploy comment"
-    status_query: str = "forge_github_pr_deployments"
     _client: GitHubClient | None = None
 
     @property
@@ -39,16 +33,8 @@ class PullRequestThread:
         return self.comment.author.login
 
     @property
-    def repository(self) -> str:
-        return self.comment.repo.full_name
-
-    @property
     def number(self) -> int:
         return self.comment.issue_number
-
-    @property
-    def environment(self) -> str:
-        return preview_environment(self.number)
 
     async def connect(self) -> None:
         self._client = await self.context.api()
@@ -64,8 +50,8 @@ class PullRequestThread:
     async def write_access(self) -> str | None:
         return await self._member().write_access()
 
-    async def on_allowlist(self, entries: Sequence[str]) -> bool:
-        return await self._member().on_allowlist(entries)
+    async def in_group(self, group: str) -> bool:
+        return await self._member().in_group(group)
 
     def reply(self, text: str) -> After:
         gh, repo, number = self.gh, self.comment.repo, self.number
@@ -122,7 +108,10 @@ class PullRequestThread:
 
     def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
         return self.context.answer(
-            self.repository, pr=self.number, head_sha=head_sha, comment_id=self.comment.id
+            self.comment.repo.full_name,
+            pr=self.number,
+            head_sha=head_sha,
+            comment_id=self.comment.id,
         )
 
 
@@ -137,4 +126,5 @@ async def on_issue_comment(payload: Any, context: Context) -> DeliveryIntent:
         return DeliveryIntent("ignored: not a pull request")
     if isinstance(parse(comment.body), Ignore):  # before the services are read
         return DeliveryIntent("ignored: not a command")
-    return await run_comment(context, PullRequestThread(context, comment), comment.body)
+    thread = Thread(PULL_REQUESTS, comment.repo.full_name, comment.issue_number)
+    return await run_comment(context, thread, PullRequestClient(context, comment), comment.body)

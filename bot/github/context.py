@@ -7,27 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import asyncpg
 
+from bot.forge.context import HandlerContext
 from bot.github.auth import AppAuth, GitHubAppError
 from bot.github.client import GitHubClient
 from bot.payload import PayloadError
-from pipeline.queue.queue import Queue
-from pipeline.settings import Settings
-from pipeline.store import Store
 
 
 @dataclass
-class Context:
-    """What handlers may use, passed in (never globals)."""
+class Context(HandlerContext):
+    """What GitHub handlers may use: the App's client besides the shared collaborators."""
 
-    settings: Settings
-    pool: asyncpg.Pool
-    store: Store
-    queue: Queue
     session: aiohttp.ClientSession
     auth: AppAuth | None
-    delivery_id: str
     installation_id: int | None
 
     async def api(self) -> GitHubClient:

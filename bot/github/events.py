@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
 
-from bot.forge.access import may_deploy
+from bot.forge.commands import RequestKind
 from bot.forge.intent import DeliveryIntent, Enqueue
-from bot.forge.paths import SKIP_MARKERS, touches
-from bot.forge.previews import delete_preview_images
-from bot.github.access import GitHubMember
+from bot.forge.previews import delete_preview_images, preview_services
+from bot.forge.pushes import push_intent
 from bot.github.context import Context
-from bot.github.models import CheckRunRequest, PullRequestEvent, Push, installation_id
+from bot.github.models import PullRequestEvent, installation_id, push_from_payload
 from bot.github.previews import retire_preview_deployments
 from bot.payload import optional_text
-from pipeline.errors import NotFound
 from pipeline.trigger import Trigger
 
 log = structlog.get_logger(__name__)
@@ -24,51 +23,25 @@ PREVIEW_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 
 
 async def on_push(payload: Any, context: Context) -> DeliveryIntent:
-    push = Push.from_payload(payload)
-    if push.deleted or set(push.after) == {"0"}:
-        return DeliveryIntent("ignored: branch deleted")
-    if push.branch is None:
-        return DeliveryIntent("ignored: not a branch")
-    if SKIP_MARKERS.search(push.head_message):
-        return DeliveryIntent("skipped: the head commit asks not to deploy")
-    services = await context.store.services_for_repository(
-        "github", push.repo.full_name, push.branch
-    )
-    if not services:
-        return DeliveryIntent("ignored: no service deploys this branch")
-    intent = DeliveryIntent("queued")
-    for service in services:
-        if not touches(service, push.changed):
-            continue
-        trigger = Trigger(
-            source="github",
-            actor=push.pusher,
-            ref=push.branch,
-            commit_sha=push.after,
-            reason="push",
-            delivery_id=context.delivery_id,
-            answer=context.answer(push.repo.full_name, head_sha=push.after),
-        )
-        intent.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
-    if not intent.enqueue:
-        return DeliveryIntent("skipped: nothing under the services' directories changed")
-    return intent
+    push = push_from_payload(payload)
+    answer = partial(context.answer, push.repository)
+    return await push_intent(context.store, push, context.delivery_id, answer)
+
+
+# source, noun, environment prefix, reason, the query of a PR's deployments
+PULL_REQUESTS = RequestKind(
+    "github", "pull request", "pr", "/deploy comment", "forge_github_pr_deployments"
+)
 
 
 def preview_environment(number: int) -> str:
-    return f"pr-{number}"
+    return PULL_REQUESTS.environment(number)
 
 
 async def on_pull_request(payload: Any, context: Context) -> DeliveryIntent:
     event = PullRequestEvent.from_payload(payload)
     pull = event.pull
-    services = [
-        service
-        for service in await context.store.services_for_repository(
-            "github", pull.repo.full_name, pull.base_ref
-        )
-        if service.options.previews
-    ]
+    services = await preview_services(context.store, "github", pull.repo.full_name, pull.base_ref)
     if not services:
         return DeliveryIntent("ignored: no service has previews for this branch")
     environment = preview_environment(pull.number)
@@ -102,48 +75,6 @@ async def on_pull_request(payload: Any, context: Context) -> DeliveryIntent:
         )
         intent.enqueue.append(Enqueue(service, environment, pull.head_ref, pull.head_sha, trigger))
     return intent
-
-
-async def on_check_run(payload: Any, context: Context) -> DeliveryIntent:
-    request = CheckRunRequest.from_payload(payload)
-    if request.action != "rerequested":
-        return DeliveryIntent(f"ignored: check_run {request.action}")
-    if request.deployment_id is None:
-        return DeliveryIntent("ignored: not a click-deploy check run")
-    try:
-        earlier = await context.store.get_deployment(request.deployment_id)
-        service = await context.store.get_service(earlier.service_id)
-    except NotFound:
-        return DeliveryIntent("ignored: the check run's deployment is gone")
-    if service.provider != "github" or service.repository != request.repo.full_name:
-        return DeliveryIntent("ignored: the check run belongs to another repository")
-    # Re-running needs write access on GitHub; a protected service also its allowlist.
-    if (service.options.protected or service.options.problem is not None) and not (
-        request.sender
-        and await may_deploy(
-            GitHubMember(await context.api(), request.repo, request.sender), service
-        )
-    ):
-        return DeliveryIntent(
-            f"refused: {service.name} is protected and the sender is not on its allowlist"
-        )
-    previous = earlier.trigger.get("answer", {}).get("github", {})
-    trigger = Trigger(
-        source="github",
-        actor=request.sender,
-        environment=earlier.environment,
-        ref=earlier.ref,
-        commit_sha=request.head_sha,
-        reason="check_run.rerequested",
-        delivery_id=context.delivery_id,
-        answer=context.answer(
-            request.repo.full_name, pr=previous.get("pr"), head_sha=request.head_sha
-        ),
-    )
-    return DeliveryIntent(
-        "queued",
-        [Enqueue(service, earlier.environment, earlier.ref, request.head_sha, trigger)],
-    )
 
 
 async def on_installation(payload: Any, context: Context) -> DeliveryIntent:

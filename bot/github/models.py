@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.forge.paths import commit_paths
+from bot.forge.pushes import BranchPush
 from bot.payload import PayloadError, commit_id, optional_text, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
@@ -67,39 +68,25 @@ def installation_id(payload: Any) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class Push:
-    repo: Repo
-    ref: str
-    branch: str | None  # None for a tag
-    after: str
-    deleted: bool
-    head_message: str
-    # Every path the pushed commits touched; None when the payload cannot tell (GitHub
-    # lists at most 20 commits, and none for a new branch).
-    changed: frozenset[str] | None
-    pusher: str | None
-
-    @classmethod
-    def from_payload(cls, payload: Any) -> Push:
-        ref = ref_name(payload, "ref")
-        branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-        head = payload.get("head_commit")
-        message = head.get("message", "") if isinstance(head, Mapping) else ""
-        commits = payload.get("commits")
-        changed: frozenset[str] | None = None
-        if isinstance(commits, list) and 0 < len(commits) < 20:
-            changed = commit_paths(commits)
-        return cls(
-            repo=Repo.from_payload(_get(payload, "repository")),
-            ref=ref,
-            branch=branch,
-            after=commit_id(payload, "after"),
-            deleted=payload.get("deleted") is True,
-            head_message=message if isinstance(message, str) else "",
-            changed=changed,
-            pusher=optional_text(payload, "pusher", "name"),
-        )
+def push_from_payload(payload: Any) -> BranchPush:
+    """A push; `changed` is None when the payload cannot tell (GitHub lists at most 20
+    commits, and none for a new branch)."""
+    ref = ref_name(payload, "ref")
+    branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+    head = payload.get("head_commit")
+    message = head.get("message", "") if isinstance(head, Mapping) else ""
+    commits = payload.get("commits")
+    changed: frozenset[str] | None = None
+    if isinstance(commits, list) and 0 < len(commits) < 20:
+        changed = commit_paths(commits)
+    repo = Repo.from_payload(_get(payload, "repository"))
+    message = message if isinstance(message, str) else ""
+    deleted = payload.get("deleted") is True
+    after = commit_id(payload, "after")
+    pusher = optional_text(payload, "pusher", "name")
+    return BranchPush(
+        "github", repo.full_name, ref, branch, after, deleted, message, changed, pusher
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +164,8 @@ class CheckRunRequest:
     deployment_id: int | None
     pr_numbers: tuple[int, ...]
     sender: str | None
+    # The button pressed (check_run.requested_action), None for other actions.
+    identifier: str | None = None
 
     @classmethod
     def from_payload(cls, payload: Any) -> CheckRunRequest:
@@ -197,4 +186,5 @@ class CheckRunRequest:
                 if isinstance(p, Mapping) and isinstance(p.get("number"), int)
             ),
             sender=optional_text(payload, "sender", "login"),
+            identifier=optional_text(payload, "requested_action", "identifier"),
         )

@@ -20,18 +20,18 @@ from aiohttp import web
 from bot import configured
 from bot.forge.delivery import Delivery, Refusal
 from bot.forge.intent import DeliveryIntent
-from bot.forge.webhook import Handler, WebhookState
+from bot.forge.webhook import EventHandler, WebhookState
 from bot.github.auth import AppAuth, GitHubAppError
+from bot.github.check_runs import on_check_run
 from bot.github.comments import on_issue_comment
 from bot.github.context import Context
-from bot.github.events import on_check_run, on_installation, on_pull_request, on_push
+from bot.github.events import on_installation, on_pull_request, on_push
 from bot.github.models import installation_id
 from bot.payload import loads
 from bot.runtime import Runtime
 
 SOURCE: Final = "github"
-EventHandler = Callable[[Any, Context], Awaitable[DeliveryIntent]]
-HANDLERS: dict[str, EventHandler] = {
+HANDLERS: dict[str, Callable[[Any, Context], Awaitable[DeliveryIntent]]] = {
     "push": on_push,
     "pull_request": on_pull_request,
     "issue_comment": on_issue_comment,
@@ -84,6 +84,7 @@ class GitHubWebhook:
     media_types: tuple[str, ...] = JSON_TYPES
     id_header: str = "X-GitHub-Delivery"
     answers: Mapping[str, str] = field(default_factory=lambda: {"ping": "pong"})
+    handlers: Mapping[str, EventHandler] = field(default_factory=lambda: HANDLERS)
     # A comment's handler asks GitHub (the commenter's permission) before it is stored.
     asks_forge: frozenset[str] = frozenset({"issue_comment"})
 
@@ -117,25 +118,12 @@ class GitHubWebhook:
             text = payload[0]
         return loads(text)
 
-    def handler(self, event: str) -> Handler | None:
-        handle = HANDLERS.get(event)
-        if handle is None:
-            return None
-
-        async def run(delivery: Delivery) -> DeliveryIntent:
-            return await handle(delivery.data, self.context(delivery))
-
-        return run
-
     def context(self, delivery: Delivery) -> Context:
-        return Context(
-            settings=self.runtime.settings,
-            pool=self.runtime.pool,
-            store=self.runtime.store,
-            queue=self.runtime.queue,
+        return Context.of(
+            self.runtime,
+            delivery.delivery_id,
             session=self.session,
             auth=self.auth,
-            delivery_id=delivery.delivery_id,
             installation_id=installation_id(delivery.data),
         )
 

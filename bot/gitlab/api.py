@@ -146,6 +146,45 @@ class GitLabApi:
 
         await self._call("award emoji", run)
 
+    async def create_deployment(
+        self, project: int | str, *, environment: str, sha: str, ref: str, status: str
+    ) -> tuple[int, int]:
+        """POST /projects/:id/deployments (GitLab makes the environment when it is new):
+        the deployment's id and its environment's id."""
+
+        def run() -> tuple[int, int]:
+            made = self._project(project).deployments.create(
+                {
+                    "environment": environment,
+                    "sha": sha,
+                    "ref": ref,
+                    "tag": False,
+                    "status": status,
+                },
+                max_retries=_MAX_RETRIES,
+            )
+            return int(made.get_id()), int(made.environment["id"])
+
+        return await self._call("deployment", run)
+
+    async def update_deployment(self, project: int | str, deployment_id: int, status: str) -> None:
+        def run() -> None:
+            self._project(project).deployments.update(
+                deployment_id, {"status": status}, max_retries=_MAX_RETRIES
+            )
+
+        await self._call("deployment status", run)
+
+    async def set_external_url(self, project: int | str, environment_id: int, url: str) -> None:
+        """PUT /projects/:id/environments/:environment_id: where the environment is seen."""
+
+        def run() -> None:
+            self._project(project).environments.update(
+                environment_id, {"external_url": url}, max_retries=_MAX_RETRIES
+            )
+
+        await self._call("environment", run)
+
     async def update_note(self, project: int | str, mr_iid: int, note_id: int, body: str) -> bool:
         """Edit a note in place; False when it is gone (someone deleted it)."""
 

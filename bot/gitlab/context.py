@@ -6,28 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-import asyncpg
-
+from bot.forge.commands import RequestKind
+from bot.forge.context import HandlerContext
 from bot.gitlab.api import GitLabApi, GitLabError
-from pipeline.queue.queue import Queue
-from pipeline.settings import Settings
-from pipeline.store import Store
 
 SOURCE: Final = "gitlab"
 
 
+# source, noun, environment prefix, reason, the query of an MR's deployments
+MERGE_REQUESTS = RequestKind(
+    SOURCE, "merge request", "mr", "/deploy note", "forge_gitlab_mr_deployments"
+)
+
+
 def preview_environment(iid: int) -> str:
-    return f"mr-{iid}"
+    return MERGE_REQUESTS.environment(iid)
 
 
 @dataclass
-class GitLabContext:
-    settings: Settings
-    pool: asyncpg.Pool
-    store: Store
-    queue: Queue
+class GitLabContext(HandlerContext):
+    """What GitLab handlers may use: the API client besides the shared collaborators."""
+
     gitlab: GitLabApi | None
-    delivery_id: str
 
     def api(self) -> GitLabApi:
         if self.gitlab is None:
@@ -35,6 +35,11 @@ class GitLabContext:
         return self.gitlab
 
     def answer(self, project: str, project_id: int, **extra: Any) -> dict[str, dict[str, Any]]:
-        where: dict[str, Any] = {"project": project, "project_id": project_id}
-        where.update({key: value for key, value in extra.items() if value is not None})
-        return {SOURCE: where}
+        return answer_at(project, project_id, **extra)
+
+
+def answer_at(project: str, project_id: int, **extra: Any) -> dict[str, dict[str, Any]]:
+    """Where GitLab's reporter answers (the trigger's `answer`)."""
+    where: dict[str, Any] = {"project": project, "project_id": project_id}
+    where.update({key: value for key, value in extra.items() if value is not None})
+    return {SOURCE: where}

@@ -4,13 +4,14 @@ same rules as GitHub's (skip markers, root_dir / watch paths, several services a
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
 
 from bot.forge.intent import DeliveryIntent, Enqueue
-from bot.forge.paths import SKIP_MARKERS, touches
-from bot.forge.previews import delete_preview_images
+from bot.forge.previews import delete_preview_images, preview_services
+from bot.forge.pushes import push_intent
 from bot.gitlab.context import SOURCE, GitLabContext, preview_environment
 from bot.gitlab.models import MergeRequestEvent, Push
 from pipeline.trigger import Trigger
@@ -23,45 +24,14 @@ CLOSE_ACTIONS = frozenset({"close", "merge"})
 
 async def on_push(payload: Any, context: GitLabContext) -> DeliveryIntent:
     push = Push.from_payload(payload)
-    if push.deleted:
-        return DeliveryIntent("ignored: branch deleted")
-    if push.branch is None:
-        return DeliveryIntent("ignored: not a branch")
-    if SKIP_MARKERS.search(push.head_message):
-        return DeliveryIntent("skipped: the head commit asks not to deploy")
-    project = push.project
-    services = await context.store.services_for_repository(SOURCE, project.path, push.branch)
-    if not services:
-        return DeliveryIntent("ignored: no service deploys this branch")
-    intent = DeliveryIntent("queued")
-    for service in services:
-        if not touches(service, push.changed):
-            continue
-        trigger = Trigger(
-            source=SOURCE,
-            actor=push.pusher,
-            ref=push.branch,
-            commit_sha=push.after,
-            reason="push",
-            delivery_id=context.delivery_id,
-            answer=context.answer(project.path, project.id, head_sha=push.after),
-        )
-        intent.enqueue.append(Enqueue(service, "production", push.branch, push.after, trigger))
-    if not intent.enqueue:
-        return DeliveryIntent("skipped: nothing under the services' directories changed")
-    return intent
+    answer = partial(context.answer, push.project.path, push.project.id)
+    return await push_intent(context.store, push, context.delivery_id, answer)
 
 
 async def on_merge_request(payload: Any, context: GitLabContext) -> DeliveryIntent:
     event = MergeRequestEvent.from_payload(payload)
     mr = event.mr
-    services = [
-        service
-        for service in await context.store.services_for_repository(
-            SOURCE, mr.project.path, mr.target_branch
-        )
-        if service.options.previews
-    ]
+    services = await preview_services(context.store, SOURCE, mr.project.path, mr.target_branch)
     if not services:
         return DeliveryIntent("ignored: no service has previews for this branch")
     environment = preview_environment(mr.iid)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.forge.paths import commit_paths
+from bot.forge.pushes import BranchPush
 from bot.payload import PayloadError, commit_id, ref_name, shown
 from bot.payload import field as _get
 from bot.payload import number as _int
@@ -49,15 +50,8 @@ class User:
 
 
 @dataclass(frozen=True)
-class Push:
+class Push(BranchPush):
     project: Project
-    ref: str
-    branch: str | None  # None for a tag
-    after: str
-    deleted: bool
-    head_message: str
-    changed: frozenset[str] | None  # None when the payload cannot tell
-    pusher: str | None
 
     @classmethod
     def from_payload(cls, payload: Any) -> Push:
@@ -75,8 +69,11 @@ class Push:
         complete = not isinstance(total, int) or total <= len(commits)
         if commits and complete and len(commits) <= PUSH_COMMITS_LIMIT:
             changed = commit_paths(commits)
+        project = Project.from_payload(_get(payload, "project"))
         return cls(
-            project=Project.from_payload(_get(payload, "project")),
+            source="gitlab",
+            repository=project.path,
+            project=project,
             ref=ref,
             branch=branch,
             after=after,

@@ -15,15 +15,14 @@ from aiohttp import web
 from bot import configured
 from bot.forge.delivery import Delivery, Refusal, decode_json
 from bot.forge.intent import DeliveryIntent
-from bot.forge.webhook import Handler, WebhookState
+from bot.forge.webhook import EventHandler, WebhookState
 from bot.gitlab.api import GitLabApi, GitLabError
 from bot.gitlab.context import SOURCE, GitLabContext
 from bot.gitlab.events import on_merge_request, on_push
 from bot.gitlab.notes import on_note
 from bot.runtime import Runtime
 
-EventHandler = Callable[[Any, GitLabContext], Awaitable[DeliveryIntent]]
-HANDLERS: dict[str, EventHandler] = {
+HANDLERS: dict[str, Callable[[Any, GitLabContext], Awaitable[DeliveryIntent]]] = {
     "Push Hook": on_push,
     "Merge Request Hook": on_merge_request,
     "Note Hook": on_note,
@@ -52,6 +51,7 @@ class GitLabWebhook:
     media_types: tuple[str, ...] = ("application/json",)
     id_header: str = "X-Gitlab-Event-UUID"
     answers: Mapping[str, str] = field(default_factory=dict)
+    handlers: Mapping[str, EventHandler] = field(default_factory=lambda: HANDLERS)
     # A note's handler asks GitLab (the author's role) before it is stored.
     asks_forge: frozenset[str] = frozenset({"Note Hook"})
 
@@ -83,23 +83,8 @@ class GitLabWebhook:
     def decode(self, content_type: str, body: bytes) -> Any:
         return decode_json(body)
 
-    def handler(self, event: str) -> Handler | None:
-        handle = HANDLERS.get(event)
-        if handle is None:
-            return None
-
-        async def run(delivery: Delivery) -> DeliveryIntent:
-            context = GitLabContext(
-                settings=self.runtime.settings,
-                pool=self.runtime.pool,
-                store=self.runtime.store,
-                queue=self.runtime.queue,
-                gitlab=self.api,
-                delivery_id=delivery.delivery_id,
-            )
-            return await handle(delivery.data, context)
-
-        return run
+    def context(self, delivery: Delivery) -> GitLabContext:
+        return GitLabContext.of(self.runtime, delivery.delivery_id, gitlab=self.api)
 
     def forge_error(self, error: Exception) -> Refusal | None:
         if isinstance(error, GitLabError):

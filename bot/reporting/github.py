@@ -15,6 +15,7 @@ import asyncpg
 import gidgethub
 
 from bot.github.auth import AppAuth
+from bot.github.check_runs import check_run_actions
 from bot.github.client import GitHubClient, is_rate_limited, retry_delay
 from bot.links import deployment_page_url
 from bot.reporting.github_deployments import report_deployment
@@ -32,6 +33,7 @@ from bot.reporting.render import (
 from pipeline.db.queries import q
 from pipeline.errors import NotFound
 from pipeline.models import Deployment, LogLine, Service
+from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store
@@ -157,6 +159,7 @@ class GitHubReporter:
         }
         if output.text:
             body["output"]["text"] = output.text
+        body["actions"] = check_run_actions(deployment, await self._can_roll_back(deployment))
         if deployment.started_at is not None:
             body["started_at"] = _iso(deployment.started_at)
         if status == "completed":
@@ -175,6 +178,18 @@ class GitHubReporter:
             data=body,
         )
         return check_run_id
+
+    async def _can_roll_back(self, deployment: Deployment) -> bool:
+        """Whether a Rollback button would find an image to go back to (asked only of a
+        finished production deployment)."""
+        if deployment.status not in FINAL or deployment.environment != "production":
+            return False
+        try:
+            service = await self.store.get_service(deployment.service_id)
+            await rollback_target(self.store, service, "production")
+        except (NotFound, NothingToRollBack):
+            return False
+        return True
 
     async def _commit_status(
         self, gh: GitHubClient, owner: str, name: str, sha: str, deployment: Deployment

@@ -13,6 +13,7 @@ import asyncpg
 
 from bot.gitlab.api import GitLabApi, GitLabError
 from bot.links import deployment_page_url
+from bot.reporting.github_deployments import environment_url
 from bot.reporting.loop import Later, Outcome, Retry, Sent
 from bot.reporting.render import FINAL, check_name, pr_comment, summary_line
 from pipeline.db.queries import q
@@ -38,6 +39,18 @@ def gitlab_state(status: str) -> State:
     if status in (Status.CANCELLED, Status.SUPERSEDED):
         return "canceled"
     return "running"
+
+
+# A GitLab deployment's status for each of ours (GitLab's create/update API takes these).
+GITLAB_DEPLOYMENT_STATUS: dict[Status, str] = {
+    Status.CLONING: "running",
+    Status.BUILDING: "running",
+    Status.PUSHING: "running",
+    Status.SUCCEEDED: "success",
+    Status.FAILED: "failed",
+    Status.CANCELLED: "canceled",
+    Status.SUPERSEDED: "canceled",
+}
 
 
 class GitLabReporter:
@@ -90,14 +103,55 @@ class GitLabReporter:
                 description=summary_line(deployment),
                 ref=ref,
             )
+        remote_id = state["remote_id"] if state is not None else None
+        if isinstance(sha, str) and sha and deployment.environment != "production":
+            remote_id = await self._preview_deployment(project_id, sha, deployment, sent, remote_id)
         mr = where.get("mr")
         if isinstance(mr, int):
             await self._mr_note(project, project_id, mr)
         reacted = await self._react(where, deployment, state, final)
         await self.pool.execute(
-            q("forge_report_save"), deployment_id, TARGET, None, str(deployment.status), reacted
+            q("forge_report_save"),
+            deployment_id,
+            TARGET,
+            remote_id,
+            str(deployment.status),
+            reacted,
         )
         return Sent()
+
+    async def _preview_deployment(
+        self,
+        project_id: int,
+        sha: str,
+        deployment: Deployment,
+        sent: str | None,
+        remote_id: int | None,
+    ) -> int | None:
+        """A preview is a GitLab deployment to its environment (`mr-N`), with the preview's
+        URL as the environment's external URL: the merge request's widget links it. Its
+        status follows the deployment's; a queued one has none yet. The GitLab
+        deployment's id is kept as the report's remote id."""
+        status = GITLAB_DEPLOYMENT_STATUS.get(deployment.status)
+        if status is None:
+            return remote_id
+        if remote_id is None:
+            if deployment.status in (Status.CANCELLED, Status.SUPERSEDED):
+                return None  # never started: no deployment to show
+            made, environment_id = await self.api.create_deployment(
+                project_id,
+                environment=deployment.environment,
+                sha=sha,
+                ref=deployment.ref or sha,
+                status=status,
+            )
+            service = await self.store.get_service(deployment.service_id)
+            url = environment_url(self.settings, deployment, service)
+            await self.api.set_external_url(project_id, environment_id, url)
+            return made
+        if sent is None or GITLAB_DEPLOYMENT_STATUS.get(Status(sent)) != status:
+            await self.api.update_deployment(project_id, remote_id, status)
+        return remote_id
 
     async def _react(
         self, where: dict[str, Any], deployment: Deployment, state: Any, final: bool

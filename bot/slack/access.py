@@ -2,7 +2,7 @@
 [...], "channels": [...]}` (Slack ids). Channels limit where, users and user groups limit
 who; an empty or missing list allows anyone in the workspace. A stored config that is not
 valid refuses everyone (never allows everyone). A refusal is a sentence for the person
-asking.
+asking. The first rule is every front end's (bot/forge/access.py).
 
 The same rule guards everything that acts on a service or shows its deployments (and so
 their signed page links): deploy, rollback, cancel, redeploy, status, the images of list."""
@@ -15,8 +15,8 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.forge.access import NOTHING_QUEUED, config_refusal
 from pipeline.models import Service
-from pipeline.service_config import refused_for_config
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +34,6 @@ async def in_usergroups(client: AsyncWebClient, groups: Sequence[str], user: str
     return False
 
 
-NOTHING_QUEUED = "Nothing was queued."
-
-
 async def refusal(
     client: AsyncWebClient,
     service: Service,
@@ -46,8 +43,9 @@ async def refusal(
 ) -> str | None:
     """None when `user` may deploy `service` from `channel`; else why not, ending with
     `outcome` (what did not happen)."""
-    if service.options.problem is not None:
-        return refused_for_config(service.name)
+    refused = config_refusal(service)
+    if refused is not None:
+        return refused
     rules = service.options.slack
     users, groups, channels = rules.users, rules.usergroups, rules.channels
     if channels and channel not in channels:

@@ -22,6 +22,7 @@ from bot.commands.parser import (
     parse_slack,
     shown,
 )
+from bot.forge.access import NOTHING_CANCELLED, NOTHING_QUEUED
 from bot.links import deployment_page_url
 from bot.runtime import Runtime
 from bot.slack import access, blocks
@@ -95,7 +96,7 @@ async def find_service(context: SlackContext, asker: Asker, name: str) -> Servic
 
 
 async def allowed(
-    context: SlackContext, asker: Asker, service: Service, outcome: str = access.NOTHING_QUEUED
+    context: SlackContext, asker: Asker, service: Service, outcome: str = NOTHING_QUEUED
 ) -> bool:
     """Whether the asker may act on `service` or see its deployments (bot/slack/access.py);
     when not, they are told why."""
@@ -227,7 +228,7 @@ async def run_cancel(context: SlackContext, asker: Asker, deployment_id: int) ->
         await context.say(asker, f"There is no deployment #{deployment_id}.")
         return
     service = await store.get_service(deployment.service_id)
-    if not await allowed(context, asker, service, "Nothing was cancelled."):
+    if not await allowed(context, asker, service, NOTHING_CANCELLED):
         return
     outcome = await context.runtime.queue.cancel(deployment_id)
     texts = {

@@ -26,6 +26,7 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
 
 from tests.support.fake_github_apps import CONVERSION, FakeApps
+from tests.support.fake_server import serve
 
 SERVER = "https://api.github.com"
 
@@ -314,12 +315,5 @@ def pull_file(filename: str) -> dict[str, Any]:
 
 
 async def start(fake: FakeGitHub) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
+    runner, fake.url = await serve("/{tail:.*}", fake.handle)
     return runner

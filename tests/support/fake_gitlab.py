@@ -16,6 +16,11 @@ The fake checks what GitLab documents for the calls click-deploy makes and answe
   nothing else; the same award twice is GitLab's 404 "has
   already been taken" (not counted as invalid).
 - GET /projects/:id/merge_requests/:iid/diffs: `mr_files`, one page.
+- POST /projects/:id/deployments: environment, sha, ref, tag (a boolean) and status (one of
+  running, success, failed, canceled) required, nothing else; a new environment name makes
+  the environment. PUT /projects/:id/deployments/:deployment_id: `status` only, one of
+  those, of a deployment that exists. PUT /projects/:id/environments/:environment_id:
+  only external_url (an http(s) URL), tier, description, of an environment that exists.
 - Every request needs the PRIVATE-TOKEN header (401 otherwise) and JSON bodies.
 Every request is recorded in `requests`; `failures` answers a matching request once with a
 canned status (a rate limit, a 502)."""
@@ -33,6 +38,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from tests.support.fake_server import serve
+
 TOKEN = "glpat-test-token"
 WEBHOOK_SECRET = "test-gitlab-webhook-token"
 BOT = {"id": 99, "username": "project_1_bot_click", "name": "click-deploy"}
@@ -43,6 +50,7 @@ STATUS_FIELDS = frozenset(
 )
 # A few of GitLab's emoji names (its full list is Gemojione's): enough to tell a typo.
 EMOJI_NAMES = frozenset({"eyes", "rocket", "confused", "thumbsup", "thumbsdown", "tada"})
+DEPLOYMENT_STATUSES = frozenset({"running", "success", "failed", "canceled"})
 NOTE_FIELDS = frozenset({"body", "internal", "created_at", "merge_request_diff_head_sha"})
 
 
@@ -67,6 +75,8 @@ class FakeGitLab:
     statuses: dict[tuple[str, str, str], str] = field(default_factory=dict)  # → state
     awards: dict[int, list[str]] = field(default_factory=dict)  # note id → emoji names
     mr_files: dict[int, list[str]] = field(default_factory=dict)  # MR iid → changed paths
+    deployments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → deployment
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → environment
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5000))
     url: str = ""
 
@@ -120,6 +130,10 @@ class FakeGitLab:
             return web.json_response({"id": int(m[2]), "access_level": 30, "state": "active"})
         if method == "POST" and (m := re.fullmatch(r"/projects/([^/]+)/statuses/(\w+)", path)):
             return self._status(m[1], m[2], body)
+        if m := re.fullmatch(r"/projects/([^/]+)/deployments(?:/(\d+))?", path):
+            return self._deployment(method, int(m[2]) if m[2] else None, body)
+        if method == "PUT" and (m := re.fullmatch(r"/projects/([^/]+)/environments/(\d+)", path)):
+            return self._environment(int(m[2]), body)
         diffs = re.fullmatch(r"/projects/([^/]+)/merge_requests/(\d+)/diffs", path)
         if method == "GET" and diffs:
             return web.json_response([_diff(name) for name in self.mr_files.get(int(diffs[2]), [])])
@@ -203,6 +217,57 @@ class FakeGitLab:
         self.notes[note["id"]] = note
         return web.json_response(note, status=201)
 
+    def _deployment(self, method: str, deployment_id: int | None, body: Any) -> web.Response:
+        where = f"{method} deployments"
+        if not isinstance(body, dict):
+            return self._refuse(f"{where}: no parameters")
+        if method == "PUT" and deployment_id is not None:
+            if set(body) != {"status"} or body["status"] not in DEPLOYMENT_STATUSES:
+                return self._refuse(f"{where}/{deployment_id}: status only, a valid one")
+            known = self.deployments.get(deployment_id)
+            if known is None:
+                return web.json_response({"message": "404 Not found"}, status=404)
+            known["status"] = body["status"]
+            return web.json_response(known)
+        if method != "POST" or deployment_id is not None:
+            return self._refuse(f"{where}: not an endpoint click-deploy should call")
+        required = {"environment", "sha", "ref", "tag", "status"}
+        if set(body) != required:
+            return self._refuse(f"{where}: needs exactly {sorted(required)}, got {sorted(body)}")
+        if body["status"] not in DEPLOYMENT_STATUSES or not isinstance(body["tag"], bool):
+            return self._refuse(f"{where}: status or tag is invalid")
+        if not all(
+            isinstance(body[key], str) and body[key] for key in ("environment", "sha", "ref")
+        ):
+            return self._refuse(f"{where}: environment, sha and ref must be strings")
+        environment = self.environments.setdefault(
+            body["environment"],
+            {"id": next(self._ids), "name": body["environment"], "external_url": None},
+        )
+        made = {
+            "id": next(self._ids),
+            "iid": len(self.deployments) + 1,
+            "ref": body["ref"],
+            "sha": body["sha"],
+            "status": body["status"],
+            "environment": environment,
+        }
+        self.deployments[made["id"]] = made
+        return web.json_response(made, status=201)
+
+    def _environment(self, environment_id: int, body: Any) -> web.Response:
+        where = f"PUT environments/{environment_id}"
+        if not isinstance(body, dict) or not set(body) <= {"external_url", "tier", "description"}:
+            return self._refuse(f"{where}: undocumented attributes")
+        url = body.get("external_url")
+        if url is not None and not (isinstance(url, str) and re.match(r"https?://", url)):
+            return self._refuse(f"{where}: external_url is not an http(s) URL")
+        for environment in self.environments.values():
+            if environment["id"] == environment_id:
+                environment.update(body)
+                return web.json_response(environment)
+        return web.json_response({"message": "404 Not found"}, status=404)
+
     def _award(self, iid: int, note_id: int, body: Any) -> web.Response:
         where = f"POST merge_requests/{iid}/notes/{note_id}/award_emoji"
         if not isinstance(body, dict) or "name" not in body:
@@ -230,14 +295,7 @@ class FakeGitLab:
 
 
 async def start(fake: FakeGitLab) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
+    runner, fake.url = await serve("/{tail:.*}", fake.handle)
     return runner
 
 

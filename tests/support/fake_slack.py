@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.fake_server import serve
+
 TOKEN = "xoxb-test-token"
 
 BLOCK_TYPES = {"section", "actions", "context", "divider", "header", "image", "input"}
@@ -283,12 +285,5 @@ class FakeSlack:
 
 
 async def start(fake: FakeSlack) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_route("*", "/api/{method}", fake.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
+    runner, fake.url = await serve("/api/{method}", fake.handle)
     return runner
