@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from pipeline.db.migrate import load_functions
+from pipeline.db.queries import query_names
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.sql"
 UPDATE_COMMAND = "UPDATE_SCHEMA_SNAPSHOT=1 pytest tests/test_schema.py"
@@ -138,11 +139,38 @@ def test_every_query_lives_in_queries_sql() -> None:
     for path in sorted([*REPO.glob("bot/**/*.py"), *REPO.glob("pipeline/**/*.py")]):
         if path.is_relative_to(REPO / "pipeline" / "db"):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Constant)
-                and isinstance(node.value, str)
-                and _SQL_STATEMENT.match(node.value)
-            ):
+        for node in _string_constants(path):
+            if _SQL_STATEMENT.match(node.value):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:60]!r}")
     assert not found, "SQL outside pipeline/db/queries.sql:\n" + "\n".join(found)
+
+
+def _string_constants(path: Path) -> list[ast.Constant]:
+    return [
+        node
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_every_named_query_is_known_and_used() -> None:
+    """A misspelt name would fail only when its code runs; a query no code names is dead."""
+    named = query_names()
+    sources = sorted([*REPO.glob("bot/**/*.py"), *REPO.glob("pipeline/**/*.py")])
+    asked = []
+    mentioned = set()
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "q"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                asked.append((f"{path.relative_to(REPO)}:{node.lineno}", node.args[0].value))
+        mentioned |= {node.value for node in _string_constants(path)}
+    assert asked, "no q(...) calls found: the scan is broken"
+    assert [(where, name) for where, name in asked if name not in named] == []
+    assert sorted(named - mentioned) == [], "queries.sql names queries no code runs"
