@@ -141,10 +141,10 @@ async def test_an_installed_database_reaches_the_schema_of_a_fresh_one(empty_dat
             "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
             "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        functions = load_functions()
         for migration in load_migrations():
-            assert not migration.includes  # these ran as plain text before includes existed
             async with connection.transaction():
-                await connection.execute(migration.sql)
+                await connection.execute(migration.expanded(functions))
                 await connection.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,
@@ -329,7 +329,6 @@ def test_function_files_hold_the_one_function_they_are_named_for(tmp_path: Path)
 def test_a_migration_may_include_function_files_and_nothing_else() -> None:
     functions = {"click_deploy_test_label": SqlFunction("click_deploy_test_label", LABEL_FUNCTION)}
     good = Migration(9001, "ok", "SELECT 1;\n\\ir ../functions/click_deploy_test_label.sql\n")
-    assert good.includes == ("click_deploy_test_label",)
     assert LABEL_FUNCTION in good.expanded(functions)
     assert "\\ir" not in good.expanded(functions)
     missing = Migration(9002, "missing", "\\ir ../functions/click_deploy_nothing.sql\n")

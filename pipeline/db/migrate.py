@@ -74,16 +74,6 @@ class Migration:
         """Over the migration's own text: an included function file is not part of it."""
         return _sha256(self.sql)
 
-    @property
-    def includes(self) -> tuple[str, ...]:
-        """The function files this migration includes, in order."""
-        found = []
-        for line in self.sql.splitlines():
-            match = _INCLUDE.match(line)
-            if match:
-                found.append(match[1])
-        return tuple(found)
-
     def expanded(self, functions: dict[str, SqlFunction]) -> str:
         """The SQL to run: each `\\ir` line replaced by the function file it names."""
         lines = []
