@@ -1,5 +1,6 @@
 -- Every query click-deploy runs, by name. Values only ever as $n parameters.
--- Loaded by pipeline/db/queries.py; a block starts with "-- name: NAME".
+-- Loaded by pipeline/db/queries.py; a block starts with "-- name: NAME". The SQL functions
+-- some of them call are in functions/<name>.sql, one a file (README.md in this folder).
 
 -- name: migration_lock
 -- Migrations and function files (pipeline/db/migrate.py): one process at a time.
