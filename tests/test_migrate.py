@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from pipeline.db.migrate import (
+    FUNCTION_FILES_SINCE,
     Migration,
     SqlFunction,
     load_functions,
@@ -339,3 +340,36 @@ def test_a_migration_may_include_function_files_and_nothing_else() -> None:
         ConfigError, match=r"9003_other, line 2: '\\\\i /etc/passwd' is not understood"
     ):
         other.expanded(functions)
+
+
+def test_a_new_migration_writes_no_function_itself() -> None:
+    """From FUNCTION_FILES_SINCE on, a function is written in its file only: a migration's
+    own copy would be overwritten by the file on the next start, and a function dropped
+    while its file remains would come back."""
+    functions = load_functions()
+    copied = Migration(
+        FUNCTION_FILES_SINCE, "copied", load_functions()["click_deploy_target_lock"].sql
+    )
+    with pytest.raises(ConfigError, match="defines the function click_deploy_target_lock"):
+        copied.check_functions(functions)
+    dropped = Migration(
+        FUNCTION_FILES_SINCE + 1,
+        "dropped",
+        "\\ir ../functions/click_deploy_target_lock.sql\n"
+        "DROP FUNCTION click_deploy_target_lock(bigint, text);\n",
+    )
+    with pytest.raises(ConfigError, match="would create it again: delete the file"):
+        dropped.check_functions(functions)
+    reshaped = Migration(
+        FUNCTION_FILES_SINCE + 2,
+        "reshaped",
+        "DROP FUNCTION IF EXISTS click_deploy_target_lock(bigint, text);\n"
+        "\\ir   ../functions/click_deploy_target_lock.sql\n",
+    )
+    reshaped.check_functions(functions)
+    gone = Migration(FUNCTION_FILES_SINCE + 3, "gone", "DROP FUNCTION click_deploy_a(integer);\n")
+    gone.check_functions(functions)
+    old = Migration(FUNCTION_FILES_SINCE - 1, "old", copied.sql)  # the copies made before
+    old.check_functions(functions)
+    for migration in load_migrations():
+        migration.check_functions(functions)

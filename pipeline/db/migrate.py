@@ -45,6 +45,12 @@ _INCLUDE = re.compile(r"^\\ir\s+\.\./functions/([a-z0-9_]+)\.sql\s*$")
 _CREATE_FUNCTION = re.compile(
     r"^\s*CREATE\s+(OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(", re.IGNORECASE | re.MULTILINE
 )
+_DROP_FUNCTION = re.compile(
+    r"^\s*DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?(\w+)", re.IGNORECASE | re.MULTILINE
+)
+# Migrations before this one carry their functions' text (their checksums are fixed); from
+# it on a function is written only in its file.
+FUNCTION_FILES_SINCE = 17
 
 
 def _sha256(text: str) -> str:
@@ -73,6 +79,30 @@ class Migration:
     def checksum(self) -> str:
         """Over the migration's own text: an included function file is not part of it."""
         return _sha256(self.sql)
+
+    def check_functions(self, functions: dict[str, SqlFunction]) -> None:
+        """A migration writes no function itself (the file would put its old text back on
+        the next start), and one that drops a function whose file remains includes it again
+        after the drop (or the file would bring the function back)."""
+        if self.version < FUNCTION_FILES_SINCE:
+            return
+        where = f"migration {self.version:04d}_{self.name}"
+        defined = _CREATE_FUNCTION.search(self.sql)
+        if defined:
+            name = defined[2]
+            raise ConfigError(
+                f"{where} defines the function {name} in its own text: write it in "
+                f"functions/{name}.sql and include that with `\\ir ../functions/{name}.sql`"
+            )
+        for dropped in _DROP_FUNCTION.finditer(self.sql):
+            name = dropped[1]
+            after = [_INCLUDE.match(line) for line in self.sql[dropped.end() :].splitlines()]
+            if name in functions and name not in {match[1] for match in after if match}:
+                raise ConfigError(
+                    f"{where} drops the function {name}, but functions/{name}.sql would create it "
+                    f"again: delete the file, or include it after the drop with "
+                    f"`\\ir ../functions/{name}.sql`"
+                )
 
     def expanded(self, functions: dict[str, SqlFunction]) -> str:
         """The SQL to run: each `\\ir` line replaced by the function file it names."""
@@ -134,8 +164,9 @@ def load_migrations() -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise ConfigError(f"two migrations share a version number: {versions}")
     functions = load_functions()
-    for migration in found:
-        migration.expanded(functions)  # a bad include fails here, before anything runs
+    for migration in found:  # a mistake fails here, before anything runs
+        migration.check_functions(functions)
+        migration.expanded(functions)
     return found
 
 
