@@ -17,6 +17,8 @@ checksummed: an applied migration never changes. SQL functions live in one file 
   drops the old function (`DROP FUNCTION IF EXISTS`: on a fresh database the function
   already has its new shape by then). A database that has migrations this code does not
   know belongs to newer code: its functions are left alone.
+- From FUNCTION_FILES_SINCE on a migration holds no function text of its own, and drops no
+  function whose file remains (refused at load). The rules at length: README.md here.
 """
 
 from __future__ import annotations
