@@ -81,7 +81,8 @@ CREATE TABLE deployments (
     finished_at timestamp with time zone,
     updated_at timestamp with time zone NOT NULL DEFAULT now(),
     digest text,
-    reports_to_slack boolean NOT NULL DEFAULT false
+    reports_to_slack boolean NOT NULL DEFAULT false,
+    live_url text
 );
 ALTER TABLE deployments ADD CONSTRAINT deployments_environment_check CHECK ((environment <> ''::text));
 ALTER TABLE deployments ADD CONSTRAINT deployments_max_attempts_check CHECK ((max_attempts >= 1));
@@ -163,6 +164,29 @@ CREATE UNIQUE INDEX outbox_one_pending_forge ON public.outbox USING btree (deplo
 CREATE UNIQUE INDEX outbox_one_pending_slack ON public.outbox USING btree (deployment_id) WHERE ((delivered_at IS NULL) AND (target = 'slack'::text));
 CREATE INDEX outbox_pending ON public.outbox USING btree (target, available_at) WHERE (delivered_at IS NULL);
 CREATE UNIQUE INDEX outbox_pkey ON public.outbox USING btree (id);
+
+CREATE TABLE releases (
+    id bigint NOT NULL DEFAULT nextval('releases_id_seq'::regclass),
+    service_id bigint NOT NULL,
+    environment text NOT NULL,
+    deployment_id bigint,
+    target text NOT NULL,
+    image text NOT NULL,
+    digest text NOT NULL,
+    engine text,
+    runs_as text NOT NULL,
+    url text,
+    healthy boolean NOT NULL DEFAULT true,
+    started_at timestamp with time zone NOT NULL DEFAULT now(),
+    stopped_at timestamp with time zone
+);
+ALTER TABLE releases ADD CONSTRAINT releases_deployment_id_fkey FOREIGN KEY (deployment_id) REFERENCES deployments(id) ON DELETE SET NULL;
+ALTER TABLE releases ADD CONSTRAINT releases_pkey PRIMARY KEY (id);
+ALTER TABLE releases ADD CONSTRAINT releases_service_id_fkey FOREIGN KEY (service_id) REFERENCES services(id) ON DELETE CASCADE;
+ALTER TABLE releases ADD CONSTRAINT releases_target_check CHECK ((target = ANY (ARRAY['docker'::text, 'swarm'::text, 'webhook'::text])));
+CREATE INDEX releases_by_deployment ON public.releases USING btree (deployment_id);
+CREATE UNIQUE INDEX releases_one_live ON public.releases USING btree (service_id, environment) WHERE (stopped_at IS NULL);
+CREATE UNIQUE INDEX releases_pkey ON public.releases USING btree (id);
 
 CREATE TABLE schema_functions (
     name text NOT NULL,
