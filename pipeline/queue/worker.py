@@ -43,11 +43,10 @@ DATABASE_FAULTS = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-# Those met by the pipeline in one of its job's writes (asyncpg's, and a refused
-# reconnect): not the build's fault, so the run is retried like a transient failure. (Not
-# any OSError or TimeoutError: a build step's own are its business.)
-# A reset connection is one too: the pool's reconnect to a server that is shutting down
-# (and a reset from anywhere else is worth a retry as well).
+# Those met by the pipeline in one of its job's writes (asyncpg's, and a reconnect refused,
+# or reset by a server that is shutting down): not the build's fault, so the run is retried
+# like a transient failure. (Not any OSError or TimeoutError: a build step's own are its
+# business.)
 PIPELINE_DATABASE_FAULTS = (
     ConnectionRefusedError,
     ConnectionResetError,
