@@ -31,9 +31,10 @@ Reaction = Literal["eyes", "rocket", "confused"]
 
 @dataclass(frozen=True)
 class Head:
-    """What a deployment builds: the ref to fetch and, when known, its commit."""
+    """What a deployment builds: the ref to fetch (None: a rollback of a deployment that
+    named none) and, when known, its commit."""
 
-    ref: str
+    ref: str | None
     commit_sha: str | None
 
 
@@ -93,8 +94,9 @@ class Scope(Protocol):
     async def to_cancel(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
         """The deployments `cancel` stops."""
 
-    def cancelled(self, results: list[CancelResult]) -> str:
-        """The answer to `cancel` (`results` empty: nothing was queued or running)."""
+    def cancelled(self, results: list[CancelResult], services: list[Service]) -> str:
+        """The answer to `cancel` of deployments of `services` (`results` empty: nothing
+        was queued or running)."""
 
     async def to_show(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
         """The deployments `status` shows, of `services` (those the asker may deploy)."""
@@ -118,11 +120,8 @@ async def run(
     scope: Scope,
     forge: ForgeClient,
     result: Result,
-    *,
-    confirmed: bool = False,
 ) -> DeliveryIntent:
-    """A parsed command, asked by `forge`'s member in `scope`: what it asks for.
-    `confirmed`: the person already said yes (a button behind a confirm dialog)."""
+    """A parsed command, asked by `forge`'s member in `scope`: what it asks for."""
     if isinstance(result, Ignore):
         return DeliveryIntent("ignored: not a command")
     await forge.connect()
@@ -148,25 +147,34 @@ async def run(
         return await run_status(context, scope, forge, services, 0)
     if result.name == "cancel":
         return await run_cancel(context, scope, forge, services)
-    question = None if confirmed else scope.confirmation(result, services)
+    question = scope.confirmation(result, services)
     if question is not None:
         return DeliveryIntent("asked to confirm", after=[question])
-    if result.name == "rollback":
-        return await run_rollback(context, scope, forge, result, services)
     return await run_deploy(context, scope, forge, result, services)
 
 
-def _trigger(
-    context: HandlerContext, scope: Scope, forge: ForgeClient, command: Command, **fields: Any
-) -> Trigger:
-    return Trigger(
+def _enqueue(
+    context: HandlerContext,
+    scope: Scope,
+    forge: ForgeClient,
+    command: Command,
+    service: Service,
+    target: Target,
+    rollback_to: int | None = None,
+) -> Enqueue:
+    head = target.head
+    trigger = Trigger(
         source=scope.source,
         actor=forge.login,
         delivery_id=context.delivery_id or None,
-        answer=forge.answer(fields.get("commit_sha")),
+        answer=forge.answer(head.commit_sha),
         reason=scope.reason(command),
-        **fields,
+        environment=target.environment,
+        ref=head.ref,
+        commit_sha=head.commit_sha,
+        rollback_to=rollback_to,
     )
+    return Enqueue(service, target.environment, head.ref, head.commit_sha, trigger)
 
 
 async def run_deploy(
@@ -176,49 +184,22 @@ async def run_deploy(
     command: Command,
     services: list[Service],
 ) -> DeliveryIntent:
+    """`/deploy`: where the scope says; `rollback`: production goes back to each service's
+    previous image (re-tagged by the pipeline, not rebuilt)."""
     intent = DeliveryIntent("queued", after=[forge.react("eyes")])
     for service in services:
-        target = await scope.target(command, service)
-        environment, head = target.environment, target.head
-        trigger = _trigger(
-            context,
-            scope,
-            forge,
-            command,
-            environment=environment,
-            ref=head.ref,
-            commit_sha=head.commit_sha,
-        )
-        intent.enqueue.append(Enqueue(service, environment, head.ref, head.commit_sha, trigger))
-    return intent
-
-
-async def run_rollback(
-    context: HandlerContext,
-    scope: Scope,
-    forge: ForgeClient,
-    command: Command,
-    services: list[Service],
-) -> DeliveryIntent:
-    """Production goes back to each service's previous image: re-tagged, not rebuilt."""
-    intent = DeliveryIntent("queued", after=[forge.react("eyes")])
-    for service in services:
-        try:
-            target = await rollback_target(context.store, service, "production")
-        except NothingToRollBack as error:
-            return refused(forge, f"Nothing was queued: {error}.")
-        trigger = _trigger(
-            context,
-            scope,
-            forge,
-            command,
-            environment="production",
-            ref=target.ref,
-            commit_sha=target.commit_sha,
-            rollback_to=target.id,
-        )
+        earlier: Deployment | None = None
+        if command.name == "rollback":
+            try:
+                earlier = await rollback_target(context.store, service, "production")
+            except NothingToRollBack as error:
+                return refused(forge, f"Nothing was queued: {error}.")
+            target = Target("production", Head(earlier.ref, earlier.commit_sha))
+        else:
+            target = await scope.target(command, service)
+        rollback_to = None if earlier is None else earlier.id
         intent.enqueue.append(
-            Enqueue(service, "production", target.ref, target.commit_sha, trigger)
+            _enqueue(context, scope, forge, command, service, target, rollback_to)
         )
     return intent
 
@@ -228,10 +209,12 @@ async def run_cancel(
 ) -> DeliveryIntent:
     active = await scope.to_cancel(context, services)
     if not active:
-        return DeliveryIntent("nothing to cancel", after=[forge.reply(scope.cancelled([]))])
+        return DeliveryIntent(
+            "nothing to cancel", after=[forge.reply(scope.cancelled([], services))]
+        )
     results = [await context.queue.cancel(deployment.id) for deployment in active]
     return DeliveryIntent(
-        "cancelled", after=[forge.react("eyes"), forge.reply(scope.cancelled(results))]
+        "cancelled", after=[forge.react("eyes"), forge.reply(scope.cancelled(results, services))]
     )
 
 

@@ -121,12 +121,13 @@ class RequestScope:
         )
         return [Deployment.from_row(row) for row in rows]
 
-    def cancelled(self, results: list[CancelResult]) -> str:
+    def cancelled(self, results: list[CancelResult], services: list[Service]) -> str:
         if not results:
             environment = self.thread.environment
             return f"Nothing to cancel: no deployment of `{environment}` is queued or running."
+        names = {service.id: service.name for service in services}
         return "\n".join(
-            f"- `{result.deployment.service_name}` deployment {result.deployment.id}: "
+            f"- `{names[result.deployment.service_id]}` deployment {result.deployment.id}: "
             f"{result.outcome}"
             for result in results
         )

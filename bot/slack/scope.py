@@ -114,8 +114,10 @@ class SlackScope:
     async def to_cancel(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
         return [] if self.deployment is None else [self.deployment]
 
-    def cancelled(self, results: list[CancelResult]) -> str:
-        return "\n".join(cancelled(result) for result in results) or "Nothing to cancel."
+    def cancelled(self, results: list[CancelResult], services: list[Service]) -> str:
+        names = {service.id: service.name for service in services}
+        lines = [cancelled(result, names[result.deployment.service_id]) for result in results]
+        return "\n".join(lines) or "Nothing to cancel."
 
     async def to_show(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
         if self.deployment is not None:
@@ -136,10 +138,10 @@ class SlackScope:
         return "\n".join(lines)
 
 
-def cancelled(result: CancelResult) -> str:
+def cancelled(result: CancelResult, name: str) -> str:
     deployment = result.deployment
     if result.outcome == CancelOutcome.CANCELLED:
-        return f"Deployment #{deployment.id} of `{deployment.service_name}` was cancelled."
+        return f"Deployment #{deployment.id} of `{name}` was cancelled."
     if result.outcome == CancelOutcome.REQUESTED:
-        return f"Deployment #{deployment.id} of `{deployment.service_name}` is being stopped."
+        return f"Deployment #{deployment.id} of `{name}` is being stopped."
     return f"Deployment #{deployment.id} had already finished ({deployment.status})."
