@@ -6,6 +6,9 @@ but the deployment's own live message is ephemeral (only the person who asked se
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import structlog
 
 from bot.commands.parser import Command, Ignore, Result, parse_slack
@@ -20,15 +23,28 @@ from pipeline.errors import ClickDeployError
 log = structlog.get_logger(__name__)
 
 
+@asynccontextmanager
+async def answering(member: SlackMember) -> AsyncIterator[None]:
+    """Errors a person can cause are told to them; anything else is logged and answered
+    with one line (Slack has had its acknowledgement: nothing else would tell them)."""
+    try:
+        yield
+    except ClickDeployError as error:
+        await member.say(str(error))
+    except Exception as error:
+        log.warning("slack command failed", error=f"{type(error).__name__}: {error}"[:300])
+        await member.say("Something went wrong on our side; nothing was changed.")
+
+
 async def carry_out(
     context: SlackContext, asker: Asker, result: Result, *, confirmed: bool = False
 ) -> None:
-    """Run a command through the runner: queue what it asks for, then answer. Errors a
-    person can cause are told to them; anything else is logged and answered with one
-    line."""
+    """Run a command through the runner: queue what it asks for, then answer.
+    `confirmed`: the person already said yes (a button behind a confirm dialog)."""
     member = SlackMember(context.client, asker)
+    # No webhook delivery: the triggers name none.
     handler = HandlerContext.of(context.runtime, delivery_id="")
-    try:
+    async with answering(member):
         intent = await run(handler, SlackScope(member, confirmed), member, result)
         for item in intent.enqueue:
             deployment = await context.runtime.queue.enqueue(
@@ -45,23 +61,19 @@ async def carry_out(
             log.info("slack request refused", user=asker.user)
         for after in intent.after:
             await after()
-    except ClickDeployError as error:
-        await member.say(str(error))
-    except Exception as error:
-        log.warning("slack command failed", error=f"{type(error).__name__}: {error}"[:300])
-        await member.say("Something went wrong on our side; nothing was changed.")
 
 
 async def run_command(context: SlackContext, asker: Asker, text: str) -> None:
     """A slash command's text, after the acknowledgement."""
-    names = [service.name for service in await context.runtime.store.list_services()]
-    result = parse_slack(text, names) if text.strip() else parse_slack("help")
-    if isinstance(result, Ignore):
-        result = parse_slack("help")
-    if isinstance(result, Command) and result.name == "list":
-        await run_list(context, asker)
-        return
-    await carry_out(context, asker, result)
+    async with answering(SlackMember(context.client, asker)):
+        names = [service.name for service in await context.runtime.store.list_services()]
+        result = parse_slack(text, names) if text.strip() else parse_slack("help")
+        if isinstance(result, Ignore):
+            result = parse_slack("help")
+        if isinstance(result, Command) and result.name == "list":
+            await run_list(context, asker)
+        else:
+            await carry_out(context, asker, result)
 
 
 async def run_list(context: SlackContext, asker: Asker) -> None:
