@@ -280,9 +280,13 @@ async def test_a_slash_command_deploys_and_one_message_follows_it_to_success(
     assert await slash("web release-1") == 200
     deployment = await only_deployment(pool)
     await script(pool, deployment.id, sleep=0.9)
-    await start_worker(ScriptedPipeline())
+    # The build waits at step 1 until its message has shown it (a loaded machine's
+    # reporter could otherwise first see a later state).
+    gate = asyncio.Event()
+    await start_worker(ScriptedPipeline(gates={deployment.id: gate}))
     building = await eventually(lambda: final_message(fake, "building (step 1 of 2)"))
     assert "deploy_cancel" in json.dumps(building.blocks)
+    gate.set()
     assert (deployment.ref, deployment.trigger["source"]) == ("release-1", "slack")
     assert deployment.trigger["answer"]["slack"] == {"channel": CHANNEL, "user": USER}
     await wait_for_status(store, deployment.id, Status.SUCCEEDED)

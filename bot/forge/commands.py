@@ -127,6 +127,8 @@ async def run(
     await forge.connect()
     if isinstance(result, Response):
         return DeliveryIntent(f"replied: {result.kind}", after=[forge.reply(result.text)])
+    if result.name == "list":  # Slack's own (bot/slack/commands.py)
+        return DeliveryIntent("ignored: list is not the runner's")
     lacking = await forge.write_access()
     if lacking is not None:
         return refused(forge, f"Sorry @{forge.login}, `/deploy` needs {lacking}. {NOTHING_QUEUED}")
