@@ -15,7 +15,7 @@ import pytest
 from pipeline.deploy import deploy_pipeline
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.release import ReleaseStore, stop_environment
+from pipeline.release import ReleaseStore, observe, stop_environment
 from pipeline.rollback import enqueue_rollback
 from pipeline.settings import Settings
 from pipeline.states import Status
@@ -134,6 +134,12 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     assert (await get(caddy, DOMAIN))[1].startswith("v1 hello")
     live = await ReleaseStore(pool).live(service_id, "production")
     assert live is not None and live.target == "swarm" and live.digest == first.digest
+    replicas = swarm_engine.docker(
+        "service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", name
+    )
+    assert replicas.stdout.strip() == "1"
+    [seen] = await observe([live])
+    assert (seen.state, seen.detail, seen.healthy) == ("running", "1 of 1 task running", True)
 
     # Taking the environment out of service removes the Swarm service and its route.
     stopped = await stop_environment(
@@ -147,4 +153,7 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     )
     assert stopped
     assert swarm_engine.docker("service", "inspect", name).returncode != 0
+    [seen] = await observe([live])  # what was shown as running is not any more
+    assert (seen.state, seen.healthy) == ("not running", False)
+    assert seen.detail == f"the Swarm service {name} is gone"
     assert await ReleaseStore(pool).live(service_id, "production") is None
