@@ -7,7 +7,7 @@ from datetime import datetime
 from tabulate import tabulate
 
 from pipeline.models import Deployment, LogLine, Service
-from pipeline.release import ReleaseRecord
+from pipeline.release import Observed
 
 
 def when(moment: datetime | None) -> str:
@@ -82,24 +82,25 @@ def deployments_table(deployments: list[Deployment]) -> str:
     )
 
 
-def releases_table(releases: list[ReleaseRecord]) -> str:
-    """What runs per environment (the live release of each)."""
+def releases_table(releases: list[Observed]) -> str:
+    """What runs per environment (the live release of each), as looked at now."""
     if not releases:
         return "Nothing released (target none, or not deployed yet)."
     return tabulate(
         [
             (
-                r.environment,
-                r.target,
-                r.digest[:19],
-                r.runs_as,
-                r.url or "-",
-                when(r.started_at),
-                "yes" if r.healthy else "no",
+                o.record.environment,
+                o.record.target,
+                o.record.digest[:19],
+                o.record.runs_as,
+                o.record.url or "-",
+                when(o.record.started_at),
+                "healthy" if o.healthy else o.state,
+                o.detail,
             )
-            for r in releases
+            for o in releases
         ],
-        headers=["ENV", "TARGET", "DIGEST", "RUNS AS", "URL", "SINCE", "HEALTHY"],
+        headers=["ENV", "TARGET", "DIGEST", "RUNS AS", "URL", "SINCE", "STATE", "SEEN"],
         tablefmt="plain",
     )
 

@@ -18,7 +18,7 @@ from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
 from pipeline.local_repository import local_source, looks_local
-from pipeline.release import ReleaseStore
+from pipeline.release import ReleaseStore, observe
 from pipeline.service_config import parse_config
 from pipeline.store import NewService
 
@@ -203,7 +203,9 @@ def service_show(name: str, limit: int) -> None:
         click.echo(fmt.service_details(found))
         click.echo()
         click.echo(
-            fmt.releases_table(await ReleaseStore(runtime.store.pool).live_for_service(found.id))
+            fmt.releases_table(
+                await observe(await ReleaseStore(runtime.store.pool).live_for_service(found.id))
+            )
         )
         page = await runtime.store.list_deployments(found.id, limit=limit)
         click.echo()

@@ -440,6 +440,13 @@ class Settings(BaseSettings):
         description="the live URL people are given; {host} is the release's host name "
         "(e.g. http://{host}:8000 for a plain HTTP listener).",
     )
+    caddy_retry_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="how long Caddy holds a request that no instance of a service accepts "
+        "and tries again (a Swarm task being replaced); 0 answers 502 at once.",
+    )
 
     # --- services started on this machine (bot/local_services.py) -----------------------
     local_services: bool = Field(

@@ -25,6 +25,7 @@ from pipeline.store import Store
 from tests.support.caddy_server import CaddyServer
 from tests.support.gitserver import GitDaemon
 from tests.support.infra import docker
+from tests.support.progress import Progress, progress_seen
 from tests.support.release_apps import (
     API_KEY,
     DOMAIN,
@@ -41,7 +42,8 @@ from tests.support.release_apps import (
 )
 
 pytestmark = pytest.mark.slow
-__all__ = ["caddy", "release_settings", "service_name", "worker"]  # fixtures used by name
+# fixtures used by name
+__all__ = ["caddy", "progress_seen", "release_settings", "service_name", "worker"]
 
 
 async def test_a_push_switches_traffic_with_no_failed_request_and_a_sick_version_never_serves(
@@ -53,6 +55,7 @@ async def test_a_push_switches_traffic_with_no_failed_request_and_a_sick_version
     release_settings: Settings,
     worker: Worker,
     service_name: str,
+    progress_seen: dict[int, list[Progress]],
 ) -> None:
     commit1 = git_daemon.create_repo(service_name, app_files("v1"))
     service_id = await add_service(
@@ -67,6 +70,15 @@ async def test_a_push_switches_traffic_with_no_failed_request_and_a_sick_version
     assert await get(caddy, DOMAIN) == (200, f"v1 hello key={key}")
     steps = [s.name for s in await store.list_steps(first.id) if s.kind == "pipeline"]
     assert steps == ["clone", "plan", "build", "verify", "release"]
+    # Every step counts the release from the first one on: "1 of 6" … "6 of 6".
+    assert progress_seen[first.id] == [
+        (1, 6, "cloning"),
+        (2, 6, "planning"),
+        (3, 6, "building"),
+        (4, 6, "pushing"),
+        (5, 6, "verifying"),
+        (6, 6, "releasing (docker)"),
+    ]
     [v1_container] = containers_of(service_name, "production")
 
     # v2 under load: every request answered, by v1 and then by v2.
@@ -109,6 +121,11 @@ async def test_a_push_switches_traffic_with_no_failed_request_and_a_sick_version
     assert back.live_url == url
     steps = [s.name for s in await store.list_steps(back.id)]
     assert "build" not in steps and "release" in steps
+    assert progress_seen[back.id] == [
+        (1, 3, f"rolling back to deployment {first.id}"),
+        (2, 3, "re-tagging"),
+        (3, 3, "releasing (docker)"),
+    ]
 
     # The secret reached the container, and nothing else.
     image_config = docker("image", "inspect", "--format", "{{json .Config}}", second.image or "")

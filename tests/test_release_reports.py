@@ -26,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import NewService, Store
 from tests.support.api import Api, api
+from tests.support.infra import MIRROR, docker
 
 __all__ = ["api"]  # the fixture, used by name
 
@@ -91,42 +92,91 @@ async def test_the_api_deployment_carries_the_live_url_set_by_the_release(
     assert DeploymentOut.of(stored).model_dump()["live_url"] == LIVE
 
 
-async def test_what_runs_is_listed_by_the_api_and_service_show(
+async def test_what_runs_is_listed_by_the_api_and_service_show_as_it_is_now(
     api: Api,
     store: Store,
     queue: Queue,
     pool: asyncpg.Pool,
     database_url: str,
+    docker_engine: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    service = await store.create_service(NewService("web", "acme/web", "github"))
-    made = await queue.enqueue(service.id, commit_sha="ab" * 20)
-    digest = "sha256:" + "cd" * 32
-    await ReleaseStore(pool).switched(
-        service_id=service.id,
-        environment="production",
-        deployment_id=made.id,
-        target="docker",
-        image="registry/web:abab",
-        digest=digest,
-        engine="unix:///run/docker.sock",
-        runs_as="0123456789ab",
-        url="https://web.example.com",
-    )
-    answer = await api.client.get(f"/api/v1/services/{service.id}", headers=api.auth("read"))
-    assert answer.status == 200
-    [release] = (await answer.json())["releases"]
-    assert release["environment"] == "production" and release["digest"] == digest
-    assert release["url"] == "https://web.example.com" and release["healthy"] is True
-    assert release["deployment_id"] == made.id and release["runs_as"] == "0123456789ab"
+    """The record says the version was healthy at the switch; what is shown is looked at
+    now: a container killed since is "not running", an engine that does not answer is
+    "unknown", and neither is called healthy."""
+    image = f"{MIRROR}/library/debian:bookworm-slim"
+    started = docker("run", "-d", image, "sleep", "infinity", check=True)
+    container = started.stdout.strip()
+    try:
+        service = await store.create_service(NewService("web", "acme/web", "github"))
+        made = await queue.enqueue(service.id, commit_sha="ab" * 20)
+        digest = "sha256:" + "cd" * 32
+        records = ReleaseStore(pool)
+        await records.switched(
+            service_id=service.id,
+            environment="production",
+            deployment_id=made.id,
+            target="docker",
+            image="registry/web:abab",
+            digest=digest,
+            engine=docker_engine,
+            runs_as=container[:12],
+            url="https://web.example.com",
+        )
+        await records.switched(
+            service_id=service.id,
+            environment="pr-3",
+            deployment_id=made.id,
+            target="docker",
+            image="registry/web:pr-3-abab",
+            digest=digest,
+            engine="tcp://127.0.0.1:9",  # nothing listens: the engine cannot be asked
+            runs_as="fedcba987654",
+            url="https://pr-3.web.example.com",
+        )
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    shown = await asyncio.to_thread(CliRunner().invoke, main, ["service", "show", "web"])
-    assert shown.exit_code == 0, shown.output
-    assert "https://web.example.com" in shown.output and "0123456789ab" in shown.output
+        async def releases() -> dict[str, dict[str, Any]]:
+            path = f"/api/v1/services/{service.id}"
+            answer = await api.client.get(path, headers=api.auth("read"))
+            assert answer.status == 200
+            return {r["environment"]: r for r in (await answer.json())["releases"]}
+
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.chdir(tmp_path)
+
+        running = await releases()
+        production = running["production"]
+        assert production["digest"] == digest and production["url"] == "https://web.example.com"
+        assert production["deployment_id"] == made.id and production["runs_as"] == container[:12]
+        assert (production["healthy"], production["state"]) == (True, "running")
+        assert production["state_detail"] == "1 of 1 container running"
+        unreachable = running["pr-3"]
+        assert (unreachable["healthy"], unreachable["state"]) == (False, "unknown")
+        assert "127.0.0.1:9" in unreachable["state_detail"]
+        shown = await asyncio.to_thread(CliRunner().invoke, main, ["service", "show", "web"])
+        assert shown.exit_code == 0, shown.output
+        [row] = [line for line in shown.output.splitlines() if container[:12] in line]
+        assert "https://web.example.com" in row and " healthy " in row, shown.output
+        [row] = [line for line in shown.output.splitlines() if "fedcba987654" in line]
+        assert " unknown " in row, shown.output
+
+        docker("kill", container, check=True)
+        gone = (await releases())["production"]
+        assert (gone["healthy"], gone["state"]) == (False, "not running")
+        assert gone["state_detail"].startswith("0 of 1 container running; ")
+        assert f"container {container[:12]} exited (exit code 137)" in gone["state_detail"]
+        shown = await asyncio.to_thread(CliRunner().invoke, main, ["service", "show", "web"])
+        [row] = [line for line in shown.output.splitlines() if container[:12] in line]
+        assert " not running " in row and " healthy " not in row, shown.output
+
+        docker("rm", "-f", container, check=True)
+        removed = (await releases())["production"]
+        assert (removed["healthy"], removed["state"]) == (False, "not running")
+        assert f"container {container[:12]} is gone" in removed["state_detail"]
+    finally:
+        docker("rm", "-f", container)
 
 
 async def test_the_deployment_page_links_the_live_url(

@@ -13,9 +13,10 @@ import asyncpg
 import pytest
 
 from pipeline.deploy import deploy_pipeline
+from pipeline.models import Deployment
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.release import ReleaseStore, stop_environment
+from pipeline.release import ReleaseStore, observe, stop_environment
 from pipeline.rollback import enqueue_rollback
 from pipeline.settings import Settings
 from pipeline.states import Status
@@ -26,6 +27,7 @@ from tests.support.infra import free_port
 from tests.support.release_apps import (
     API_KEY,
     DOMAIN,
+    LoadLoop,
     add_service,
     app_files,
     caddy,
@@ -110,8 +112,19 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     assert first.live_url == f"http://{DOMAIN}:{caddy.http_port}"
     assert (await get(caddy, DOMAIN))[1].startswith("v1 hello")
 
+    # v2 under load: Swarm replaces the one task stop-first (the host port is held by one
+    # task at a time); Caddy holds the requests that find no task listening and tries
+    # again (CADDY_RETRY_SECONDS), so none fails.
     commit2 = git_daemon.commit(service_name, app_files("v2"), "v2")
-    second = await deployed(store, await queue.enqueue(service_id, ref="main", commit_sha=commit2))
+    load = LoadLoop(caddy, DOMAIN)
+
+    async def deploy_v2() -> Deployment:
+        made = await queue.enqueue(service_id, ref="main", commit_sha=commit2)
+        return await deployed(store, made)
+
+    second = await load.run_while(deploy_v2)
+    assert load.failures == [], f"{len(load.failures)} failed: {load.failures[:5]}"
+    assert load.answers.get("v1", 0) > 0 and load.answers.get("v2", 0) > 0, load.answers
     assert second.digest is not None
     assert (await get(caddy, DOMAIN))[1].startswith("v2 hello")
     assert service_image(swarm_engine, name).endswith(second.digest)
@@ -134,6 +147,12 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     assert (await get(caddy, DOMAIN))[1].startswith("v1 hello")
     live = await ReleaseStore(pool).live(service_id, "production")
     assert live is not None and live.target == "swarm" and live.digest == first.digest
+    replicas = swarm_engine.docker(
+        "service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", name
+    )
+    assert replicas.stdout.strip() == "1"
+    [seen] = await observe([live])
+    assert (seen.state, seen.detail, seen.healthy) == ("running", "1 of 1 task running", True)
 
     # Taking the environment out of service removes the Swarm service and its route.
     stopped = await stop_environment(
@@ -147,4 +166,7 @@ async def test_a_swarm_service_is_updated_by_digest_and_rolled_back(
     )
     assert stopped
     assert swarm_engine.docker("service", "inspect", name).returncode != 0
+    [seen] = await observe([live])  # what was shown as running is not any more
+    assert (seen.state, seen.healthy) == ("not running", False)
+    assert seen.detail == f"the Swarm service {name} is gone"
     assert await ReleaseStore(pool).live(service_id, "production") is None

@@ -17,7 +17,7 @@ from pydantic import (
 
 from pipeline import values
 from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
-from pipeline.release import ReleaseRecord
+from pipeline.release import Observed
 from pipeline.service_config import ServiceConfig
 from pipeline.states import Status
 
@@ -155,11 +155,19 @@ class ReleaseOut(Model):
     digest: str
     runs_as: str = Field(description="the container ids, the Swarm service, or the hook")
     url: str | None = Field(description="where it answers (docker, swarm)")
-    healthy: bool
+    healthy: bool = Field(
+        description="it passed its health check at the switch and, as looked at now, still runs"
+    )
+    state: str = Field(
+        description="looked at now: running, degraded, unhealthy, not running, unknown (the "
+        "engine did not answer) or not checked (target webhook)"
+    )
+    state_detail: str = Field(description="what was seen, e.g. `1 of 1 container running`")
     since: datetime
 
     @classmethod
-    def of(cls, release: ReleaseRecord) -> ReleaseOut:
+    def of(cls, observed: Observed) -> ReleaseOut:
+        release = observed.record
         return cls(
             environment=release.environment,
             deployment_id=release.deployment_id,
@@ -168,7 +176,9 @@ class ReleaseOut(Model):
             digest=release.digest,
             runs_as=release.runs_as,
             url=release.url,
-            healthy=release.healthy,
+            healthy=observed.healthy,
+            state=observed.state,
+            state_detail=observed.detail,
             since=release.started_at,
         )
 

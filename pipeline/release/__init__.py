@@ -8,6 +8,7 @@ from __future__ import annotations
 from pipeline.release.base import Released, ReleaseFailed, ReleaseLog, ReleaseRequest
 from pipeline.release.config import ReleaseConfig
 from pipeline.release.docker import DockerTarget
+from pipeline.release.observe import Observed, observe
 from pipeline.release.readiness import TargetCheck, check_targets
 from pipeline.release.records import ReleaseRecord, ReleaseStore
 from pipeline.release.swarm import SwarmTarget
@@ -68,6 +69,7 @@ async def stop_environment(
 
 
 __all__ = [
+    "Observed",
     "ReleaseConfig",
     "ReleaseFailed",
     "ReleaseRecord",
@@ -76,6 +78,7 @@ __all__ = [
     "Released",
     "TargetCheck",
     "check_targets",
+    "observe",
     "release",
     "shown_url",
     "stop_environment",

@@ -5,8 +5,10 @@ click-deploy`, listening on CADDY_LISTEN) and one route per environment of a ser
 found by its `@id` (`click-deploy-<service>-<environment>`): it matches the release's host
 name and proxies to the containers that run it. A switch replaces the route's upstreams in
 one request; Caddy applies a new config gracefully (requests in flight finish on the old
-one), so no request is refused while traffic moves. Other servers and routes in Caddy's
-config are left alone.
+one), so no request is refused while traffic moves. A request that no upstream accepts
+(a connection refused: a Swarm task being replaced, a container that died) is held and
+tried again, on any upstream, for CADDY_RETRY_SECONDS before it is answered 502. Other
+servers and routes in Caddy's config are left alone.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ def route_id(service: str, environment: str) -> str:
 
 
 class Caddy:
-    def __init__(self, admin_url: str, *, listen: str, automatic_https: bool) -> None:
+    def __init__(
+        self, admin_url: str, *, listen: str, automatic_https: bool, retry_seconds: float = 0.0
+    ) -> None:
         self.admin_url = admin_url.rstrip("/")
         self.listen = listen
         self.automatic_https = automatic_https
+        self.retry_seconds = retry_seconds
 
     async def _request(
         self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)
@@ -118,15 +123,21 @@ class Caddy:
     ) -> None:
         """Point the environment's host name at `upstreams`, in one change."""
         identity = route_id(service, environment)
+        proxy: dict[str, Any] = {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": upstream} for upstream in upstreams],
+        }
+        if self.retry_seconds > 0:
+            # Caddy retries only requests whose connection was refused (never one an
+            # upstream has begun to answer), every 250 ms, for this long.
+            proxy["load_balancing"] = {
+                "try_duration": f"{int(self.retry_seconds * 1000)}ms",
+                "try_interval": "250ms",
+            }
         route = {
             "@id": identity,
             "match": [{"host": [host]}],
-            "handle": [
-                {
-                    "handler": "reverse_proxy",
-                    "upstreams": [{"dial": upstream} for upstream in upstreams],
-                }
-            ],
+            "handle": [proxy],
             "terminal": True,
         }
         await self.ensure_server()

@@ -47,6 +47,7 @@ def caddy_for(settings: Settings) -> Caddy:
         settings.caddy_admin_url,
         listen=settings.caddy_listen,
         automatic_https=settings.caddy_automatic_https,
+        retry_seconds=settings.caddy_retry_seconds,
     )
 
 

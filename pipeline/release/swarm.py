@@ -149,7 +149,7 @@ class SwarmTarget:
                 "Placement": {"MaxReplicas": 1},
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             },
-            "Mode": {"Replicas": {"Replicas": config.replicas}},
+            "Mode": {"Replicated": {"Replicas": config.replicas}},
             "UpdateConfig": update,
             "RollbackConfig": {**update, "FailureAction": "pause"},
         }
