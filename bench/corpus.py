@@ -23,7 +23,8 @@ For each app (its `check.json` says how to check it, tests/apps/README.md):
 
 With --jobs N, N apps build at once (the worker has N slots). Results are printed as a
 markdown table and, unless --no-docs, written into docs/building.md between its corpus
-markers, with the date and the machine.
+markers, with the date and the machine. With --only, only those apps' rows are rewritten
+(every other app keeps its recorded row) and a line says which rows ran when.
 """
 
 # Run as a script, this file's folder would come first on sys.path, where bench/queue.py
@@ -442,23 +443,35 @@ def seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+TABLE_HEADER = (
+    "| app | family | runtime | result | cold build (s) | warm rebuild (s) "
+    "| install cached | image (MB) |",
+    "|---|---:|---|---|---:|---:|---|---:|",
+)
+_RERUN = re.compile(r"^Rows of (?P<apps>\S+(?:, \S+)*) re-run (?P<rest>.+)$")
+
+
+def row(o: Outcome) -> str:
+    cached = {None: "–", True: "yes", False: "no"}[o.install_cached]
+    result = "pass" if o.passed else f"fail: {one_line(o.reason, 110).replace('|', '/')}"
+    size = "–" if o.image_mb is None else f"{o.image_mb:.0f}"
+    return (
+        f"| {o.app} | {o.family} | {o.runtime} | {result} | {seconds(o.cold_seconds)} "
+        f"| {seconds(o.warm_seconds)} | {cached} | {size} |"
+    )
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def table_of_rows(rows: Sequence[str]) -> str:
+    passed = sum(_cells(line)[3] == "pass" for line in rows)
+    return "\n".join([*TABLE_HEADER, *rows, "", f"{passed} of {len(rows)} apps pass."])
+
+
 def table(outcomes: Sequence[Outcome]) -> str:
-    lines = [
-        "| app | family | runtime | result | cold build (s) | warm rebuild (s) "
-        "| install cached | image (MB) |",
-        "|---|---:|---|---|---:|---:|---|---:|",
-    ]
-    for o in outcomes:
-        cached = {None: "–", True: "yes", False: "no"}[o.install_cached]
-        result = "pass" if o.passed else f"fail: {one_line(o.reason, 110).replace('|', '/')}"
-        size = "–" if o.image_mb is None else f"{o.image_mb:.0f}"
-        lines.append(
-            f"| {o.app} | {o.family} | {o.runtime} | {result} | {seconds(o.cold_seconds)} "
-            f"| {seconds(o.warm_seconds)} | {cached} | {size} |"
-        )
-    passed = sum(o.passed for o in outcomes)
-    lines += ["", f"{passed} of {len(outcomes)} apps pass."]
-    return "\n".join(lines)
+    return table_of_rows([row(o) for o in outcomes])
 
 
 def machine(env: dict[str, object]) -> str:
@@ -466,23 +479,80 @@ def machine(env: dict[str, object]) -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kib = int(Path("/proc/meminfo").read_text().split()[1])
         memory = f", {kib / 1024 / 1024:.0f} GB memory"
+    # Other work on the machine slows the builds down: the load says how busy it was.
+    load = env.get("load_average")
+    busy = f", load average {load:.1f} at the start" if isinstance(load, float) else ""
     return (
-        f"{platform.system()} {platform.release()}, {env['cpus']} CPUs{memory}; "
+        f"{platform.system()} {platform.release()}, {env['cpus']} CPUs{memory}{busy}; "
         f"Docker engine {env['docker_engine']}; PostgreSQL {env['postgresql']}"
     )
 
 
-def section(env: dict[str, object], outcomes: Sequence[Outcome], jobs: int, wall: float) -> str:
+def _when(env: dict[str, object], jobs: int, wall: float) -> str:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return "\n".join(
-        [
-            TABLE_START,
-            f"Run {date} on {machine(env)}; `--jobs {jobs}`, {wall / 60:.0f} min in all.",
-            "",
-            table(outcomes),
-            TABLE_END,
-        ]
-    )
+    return f"{date} on {machine(env)}; `--jobs {jobs}`, {wall / 60:.0f} min in all."
+
+
+def section(env: dict[str, object], outcomes: Sequence[Outcome], jobs: int, wall: float) -> str:
+    """The docs section of a run of the whole corpus."""
+    return "\n".join([TABLE_START, f"Run {_when(env, jobs, wall)}", "", table(outcomes), TABLE_END])
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A corpus section as the docs hold it: the lines saying when it ran (the whole run,
+    then the runs of some apps only) and one table row per app."""
+
+    runs: tuple[str, ...]
+    rows: dict[str, str]
+
+
+def read_section(text: str) -> Recorded | None:
+    """The corpus section of a docs page's TEXT; None when it has none."""
+    if TABLE_START not in text or TABLE_END not in text:
+        return None
+    body = text.partition(TABLE_START)[2].partition(TABLE_END)[0]
+    runs: list[str] = []
+    rows: dict[str, str] = {}
+    in_table = False
+    for line in body.strip("\n").splitlines():
+        if line.startswith("|"):
+            in_table = True
+            if line not in TABLE_HEADER:
+                rows[_cells(line)[0]] = line
+        elif not in_table and line.strip():
+            runs.append(line)
+    return Recorded(tuple(runs), rows)
+
+
+def merged_section(
+    recorded: Recorded | None,
+    env: dict[str, object],
+    outcomes: Sequence[Outcome],
+    apps: Sequence[App],
+    jobs: int,
+    wall: float,
+) -> str:
+    """RECORDED with the rows of a run of some apps only (OUTCOMES) put in place: every
+    other app keeps its row, an app gone from tests/apps loses it, and a line says which
+    rows this run wrote and when (an earlier such line no longer names them)."""
+    fresh = {o.app: row(o) for o in outcomes}
+    old = recorded or Recorded((), {})
+    runs: list[str] = []
+    for line in old.runs:
+        match = _RERUN.match(line)
+        if match is None:
+            runs.append(line)
+            continue
+        left = [name for name in match["apps"].split(", ") if name not in fresh]
+        if left:
+            runs.append(f"Rows of {', '.join(left)} re-run {match['rest']}")
+    runs.append(f"Rows of {', '.join(sorted(fresh))} re-run {_when(env, jobs, wall)}")
+    rows = []
+    for app in apps:
+        kept = fresh.get(app.name) or old.rows.get(app.name)
+        rows.append(kept or f"| {app.name} | {app.check.family} | – | not run | – | – | – | – |")
+    return "\n".join([TABLE_START, *runs, "", table_of_rows(rows), TABLE_END])
 
 
 def write_docs(text: str, path: Path = DOCS) -> None:
@@ -500,7 +570,11 @@ def write_docs(text: str, path: Path = DOCS) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--only", help="comma-separated app names (default: every app)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated app names (default: every app); only their rows of the table "
+        "in docs/building.md are rewritten",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="apps built at once (default 1)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/building.md")
     parser.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
@@ -522,24 +596,30 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, ValueError) as error:
         print(f"corpus: {error}", file=sys.stderr)
         return 2
+    chosen = apps
     if args.only:
         wanted = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = sorted(set(wanted) - {app.name for app in apps})
         if unknown:
             print(f"corpus: no app {', '.join(unknown)} under {APPS_DIR}", file=sys.stderr)
             return 2
-        apps = [app for app in apps if app.name in wanted]
-    started = time.perf_counter()
+        chosen = [app for app in apps if app.name in wanted]
+    started, load = time.perf_counter(), os.getloadavg()[0]
     try:
-        env, outcomes = asyncio.run(run(apps, args.database_url, args.jobs, bool(args.only)))
+        env, outcomes = asyncio.run(run(chosen, args.database_url, args.jobs, bool(args.only)))
     except BenchError as error:
         print(f"corpus: {one_line(str(error), 400)}", file=sys.stderr)
         return 1
-    text = section(env, outcomes, args.jobs, time.perf_counter() - started)
+    env["load_average"] = load
+    wall = time.perf_counter() - started
+    text = section(env, outcomes, args.jobs, wall)
     print(text)
-    if not args.no_docs and not args.only:
+    if not args.no_docs:
+        if args.only:
+            current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
+            text = merged_section(read_section(current), env, outcomes, apps, args.jobs, wall)
         write_docs(text)
-        progress(f"table written to {DOCS}")
+        progress(f"table written to {DOCS}" + (" (the rows of these apps)" if args.only else ""))
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
     return 0 if all(o.passed for o in outcomes) else 1

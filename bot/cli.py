@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import json
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 import click
 
 from bot import cli_format as fmt
 from bot.api.token_cli import token
+from bot.cli_examples import add_examples
 from bot.cli_run import (
     EXIT_FAILED,
     EXIT_OK,
@@ -38,6 +40,7 @@ from bot.runtime import (
 from bot.serve import bind_http, run_server, run_worker
 from pipeline import values
 from pipeline.errors import ConfigError
+from pipeline.plan.config import PROVIDER_NAMES, BuilderName
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
 from pipeline.runner import load_pipeline
@@ -48,8 +51,8 @@ T = TypeVar("T")
 
 EPILOG = """\b
 Configuration comes from environment variables (or a .env file): DATABASE_URL,
-WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see README). Without DATABASE_URL an
-embedded PostgreSQL is started under DATA_DIR.
+WORKER_SLOTS, BUILD_DIR, REGISTRY_URL, ... (see docs/configuration.md). Without
+DATABASE_URL an embedded PostgreSQL is started under DATA_DIR.
 \b
 Exit codes: 0 ok; 1 not found, refused or failed; 2 bad command line;
 3 bad configuration; 4 database unreachable.
@@ -102,10 +105,6 @@ def serve(slots: int | None) -> None:
     engine without DOCKER_HOST or BUILDKIT_ADDRESS (when none answers at the default
     socket), a registry on 127.0.0.1:LOCAL_REGISTRY_PORT without REGISTRY_URL. It prints
     what it started and where.
-
-    \b
-    Example:
-      click-deploy serve            # then: click-deploy service add hello --repo examples/hello
     """
     settings = settings_or_exit()
 
@@ -144,11 +143,6 @@ def doctor(json_output: bool, patience: float) -> None:
     migrations, each builder, the registry (push and delete a tiny blob), the GitHub App,
     the GitLab token, the Slack token. One line per check with the fix. Exit 0 when all
     pass, 1 when one fails, 3 when the settings are invalid.
-
-    \b
-    Example:
-      click-deploy doctor
-      click-deploy doctor --json | jq '.checks[] | select(.ok | not)'
     """
     from bot.doctor import doctor as run_doctor
 
@@ -178,10 +172,6 @@ def deploy(
 ) -> None:
     """Queue a deployment of SERVICE (name or id). With --follow, a deployment that
     succeeds ends with the `docker run` line that starts its image.
-
-    \b
-    Example:
-      click-deploy deploy hello --follow
     """
     usage_checked(lambda: values.environment(environment))
     if ref is not None:
@@ -351,35 +341,69 @@ def cancel(deployment_id: int) -> None:
 )
 @click.option(
     "--provider",
-    type=click.Choice(["node", "python", "go", "php", "ruby", "static"]),
+    type=click.Choice(PROVIDER_NAMES),
     help="Skip detection (and the repo's Dockerfile).",
 )
+@click.option(
+    "--builder",
+    type=click.Choice(get_args(BuilderName)),
+    help="Who plans the build, as the service's build.builder would (default: the app's "
+    "click-deploy.toml, else auto: Railpack only when click-deploy finds no runtime).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(path: str, root_dir: str, provider: str | None, as_json: bool) -> None:
-    """Show how the checkout at PATH would be built: runtime, version, evidence, commands
-    and the Dockerfile. Reads files only. Exit 1 when it cannot be planned."""
+def plan(
+    path: str, root_dir: str, provider: str | None, builder: str | None, as_json: bool
+) -> None:
+    """Show how the checkout at PATH would be built: the builder (click-deploy's planner or
+    Railpack) and why, runtime, version, evidence, commands and the Dockerfile. Runs no
+    build and needs no database. Exit 1 when it cannot be planned."""
     from pipeline.plan import BaseImages, format_plan, parse_build_config, plan_app
+    from pipeline.railpack.choose import choose
+    from pipeline.railpack.summary import summary_lines
 
     settings = settings_or_exit()
     options: dict[str, str] = {"root_dir": root_dir}
     if provider:
         options["provider"] = provider
+    if builder:
+        options["builder"] = builder
     try:
         config = parse_build_config(options, source="options")
     except ConfigError as error:
         fail(str(error), EXIT_USAGE)
         return
-    result = plan_app(Path(path), config, BaseImages.from_settings(settings))
+    checkout, images = Path(path), BaseImages.from_settings(settings)
+    chosen = asyncio.run(
+        choose(
+            checkout,
+            config.root_dir,
+            config,
+            settings,
+            partial(plan_app, checkout, config, images),
+            cache_namespace=None,
+            own="given with --builder",
+        )
+    )
+    result = chosen.result
+    who = f"{chosen.builder} ({chosen.reason})"
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        railpack = (
+            chosen.railpack.plan.model_dump(mode="json", by_alias=True) if chosen.railpack else None
+        )
+        data = {"builder": {"name": chosen.builder, "reason": chosen.reason}, "railpack": railpack}
+        click.echo(json.dumps({**result.to_dict(), **data}, indent=2))
     elif result.ok:
-        click.echo(format_plan(result), nl=False)
+        details = summary_lines(chosen.railpack) if chosen.railpack else ()
+        click.echo(format_plan(result, builder=who, details=details), nl=False)
     if not result.ok:
+        if not as_json:
+            click.echo(f"builder:    {who}", err=True)
         fail(result.message or "cannot plan", EXIT_FAILED)
 
 
 main.add_command(service)
 main.add_command(token)
+add_examples(main)  # last: every command registered above gets its examples
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,6 +7,7 @@ from datetime import datetime
 from tabulate import tabulate
 
 from pipeline.models import Deployment, LogLine, Service
+from pipeline.release import Observed
 
 
 def when(moment: datetime | None) -> str:
@@ -77,6 +78,29 @@ def deployments_table(deployments: list[Deployment]) -> str:
             for d in deployments
         ],
         headers=["ID", "SERVICE", "ENV", "STATUS", "COMMIT/REF", "CREATED", "TOOK"],
+        tablefmt="plain",
+    )
+
+
+def releases_table(releases: list[Observed]) -> str:
+    """What runs per environment (the live release of each), as looked at now."""
+    if not releases:
+        return "Nothing released (target none, or not deployed yet)."
+    return tabulate(
+        [
+            (
+                o.record.environment,
+                o.record.target,
+                o.record.digest[:19],
+                o.record.runs_as,
+                o.record.url or "-",
+                when(o.record.started_at),
+                "healthy" if o.healthy else o.state,
+                o.detail,
+            )
+            for o in releases
+        ],
+        headers=["ENV", "TARGET", "DIGEST", "RUNS AS", "URL", "SINCE", "STATE", "SEEN"],
         tablefmt="plain",
     )
 

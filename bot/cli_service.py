@@ -18,6 +18,7 @@ from bot.runtime import Runtime
 from pipeline import values
 from pipeline.errors import ClickDeployError, InvalidValue
 from pipeline.local_repository import local_source, looks_local
+from pipeline.release import ReleaseStore, observe
 from pipeline.service_config import parse_config
 from pipeline.store import NewService
 
@@ -39,7 +40,8 @@ def config_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..
         "--config",
         "config_text",
         metavar="JSON",
-        help=help_text + " A JSON object, or @FILE to read one (see README: service config).",
+        help=help_text
+        + " A JSON object, or @FILE to read one (see docs/configuration.md: service config).",
     )
 
 
@@ -108,14 +110,7 @@ def service_add(
     root_dir: str,
     config_text: str | None,
 ) -> None:
-    """Add a service called NAME.
-
-    \b
-    Examples:
-      click-deploy service add hello --repo examples/hello     # a folder on this machine
-      click-deploy service add web --repo acme/web --provider github
-      click-deploy service add api --repo https://git.example.com/team/api.git
-    """
+    """Add a service called NAME (its examples: bot/cli_examples.py)."""
     config = read_config(config_text)
     note = None
     local = provider == "git" and local_repository(name, repository, branch, root_dir)
@@ -206,6 +201,12 @@ def service_show(name: str, limit: int) -> None:
     async def action(runtime: Runtime) -> None:
         found = await runtime.store.find_service(name)
         click.echo(fmt.service_details(found))
+        click.echo()
+        click.echo(
+            fmt.releases_table(
+                await observe(await ReleaseStore(runtime.store.pool).live_for_service(found.id))
+            )
+        )
         page = await runtime.store.list_deployments(found.id, limit=limit)
         click.echo()
         click.echo(fmt.deployments_table(page.items))

@@ -113,6 +113,12 @@ GROUPS = (
         names=("log_level", "log_format"),
     ),
     Group(
+        "Release",
+        "Putting a verified image into service: deploy webhooks, Docker engines, Swarm and "
+        "Caddy. See [release.md](release.md).",
+        prefixes=("release_", "caddy_"),
+    ),
+    Group(
         "Centrifugo",
         "Live logs published to a Centrifugo a team already runs. See "
         "[centrifugo.md](centrifugo.md).",

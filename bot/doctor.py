@@ -30,6 +30,7 @@ from bot.ops.checks import (
 )
 from bot.ops.forge_checks import check_github, check_gitlab, check_slack
 from bot.ops.redact import RedactSecrets
+from bot.ops.release_checks import check_release_targets_at
 from pipeline.db.connect import embedded_database_url
 from pipeline.errors import ClickDeployError
 from pipeline.settings import Settings
@@ -95,8 +96,9 @@ async def guarded(
 
 
 async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:
-    """Every check after the settings, at once, in the order a newcomer would fix them."""
-    return await gather_checks(
+    """Every check after the settings, at once, in the order a newcomer would fix them;
+    then the release targets of the services in the database, when it answers."""
+    results = await gather_checks(
         guarded("database", check_configured_database(settings, patience), patience),
         guarded("builder", check_builders(settings, patience), patience),
         guarded("registry", check_registry(settings, patience), patience),
@@ -105,6 +107,18 @@ async def run_checks(settings: Settings, patience: float) -> list[CheckResult]:
         guarded("slack", check_slack(settings, patience), patience),
         guarded("centrifugo", check_centrifugo(settings, patience), patience),
     )
+    database = next((result for result in results if result.name == "database"), None)
+    if database is not None and database.ok:
+        try:
+            url = (
+                settings.database_url.get_secret_value()
+                if settings.database_url is not None
+                else await asyncio.to_thread(embedded_database_url, settings)
+            )
+        except Exception:
+            return results
+        results += await check_release_targets_at(settings, url, patience)
+    return results
 
 
 def _unicode_output() -> bool:

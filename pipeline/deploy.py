@@ -1,10 +1,11 @@
-"""The build pipeline a worker runs: clone → plan → build → push → verify → record.
+"""The build pipeline a worker runs: clone → plan → build → push → verify → release.
 
-Each step is visible (a row in deployment_steps, progress "step i of 5", log lines) and
-cancellable; the build directory is removed whatever happens. Errors keep their type:
-`DeploymentFailure` (bad Dockerfile, failing RUN, unknown runtime, wrong token) fails the
-deployment at once naming the step, `TransientError` (BuildKit or registry unreachable)
-is retried by the worker.
+Each step is visible (a row in deployment_steps, progress "step i of n", log lines) and
+cancellable; n is known from the start and counts release only when the service has a
+release target, so every step says the same n. The build directory is removed whatever
+happens. Errors keep their type: `DeploymentFailure` (bad Dockerfile, failing RUN, unknown
+runtime, wrong token) fails the deployment at once naming the step, `TransientError`
+(BuildKit or registry unreachable) is retried by the worker.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.railpack import choose_plan
 from pipeline.registry import RegistryClient, image_reference, parse_reference
+from pipeline.release import ReleaseRequest, ReleaseStore, release
 from pipeline.rollback import NothingToRollBack, rollback_target
 from pipeline.runner import BuildResult, Job, StepHandle
 from pipeline.settings import Settings
@@ -49,6 +51,15 @@ from pipeline.states import Status
 log = structlog.get_logger(__name__)
 
 STEPS = ("clone", "plan", "build", "push", "verify")
+ROLLBACK_STEPS = ("rollback", "re-tag")
+
+
+def steps_total(service: Service, *, rollback: bool = False) -> int:
+    """How many steps the progress counts for a deployment of `service` ("step i of n"),
+    known from the start so that every step says the same n: the release step counts
+    only when the service has a release target."""
+    steps = len(ROLLBACK_STEPS) if rollback else len(STEPS)
+    return steps + (0 if service.options.release.target == "none" else 1)
 
 
 class StepError(DeploymentFailure):
@@ -127,6 +138,7 @@ class _BuildSteps:
     """Turns BuildKit events into log lines and build-step rows, and notices the push."""
 
     job: Job
+    total: int
     handles: dict[str, StepHandle] = field(default_factory=dict)
     pushing: asyncio.Task[None] | None = None
 
@@ -155,7 +167,7 @@ class _BuildSteps:
 
     async def _enter_pushing(self) -> None:
         await self.job.enter(Status.PUSHING)
-        await self.job.progress(4, len(STEPS), "pushing")
+        await self.job.progress(4, self.total, "pushing")
 
     async def pushed(self) -> None:
         """After the build call: the state is `pushing`, whether or not the push showed."""
@@ -206,8 +218,9 @@ class DeployPipeline:
         if isinstance(rollback_to, int):
             return await self._roll_back(job, service, rollback_to)
 
+        total = steps_total(service)
         # 1. clone
-        await job.progress(1, len(STEPS), "cloning")
+        await job.progress(1, total, "cloning")
         with _PipelineStep(job, "clone") as step:
             cloned = await clone(
                 CloneRequest(
@@ -226,7 +239,7 @@ class DeployPipeline:
 
         # 2. plan
         await job.enter(Status.BUILDING)
-        await job.progress(2, len(STEPS), "planning")
+        await job.progress(2, total, "planning")
         with _PipelineStep(job, "plan") as step:
             # click-deploy's planner or Railpack (the service's builder setting).
             result = await choose_plan(
@@ -257,8 +270,8 @@ class DeployPipeline:
             service.name,
             image_tag(deployment.environment, cloned.commit),
         )
-        await job.progress(3, len(STEPS), "building")
-        steps = _BuildSteps(job)
+        await job.progress(3, total, "building")
+        steps = _BuildSteps(job, total)
         with _PipelineStep(job, "build") as step:
             try:
                 built = await self.builder.build(
@@ -286,11 +299,50 @@ class DeployPipeline:
         await steps.pushed()
 
         # 5. verify: the registry has exactly what BuildKit pushed.
-        await job.progress(5, len(STEPS), "verifying")
+        await job.progress(5, total, "verifying")
         with _PipelineStep(job, "verify"):
             await self._verify_and_tag(job, built.reference, built.digest)
             job.log(f"pushed {built.reference} ({built.digest})", stream="system")
+
+        # 6. release: the verified image goes into service on the service's target.
+        await self._release(job, service, built.reference, built.digest, number=6, total=total)
         return BuildResult(image=built.reference, digest=built.digest)
+
+    async def _release(
+        self, job: Job, service: Service, image: str, digest: str, *, number: int, total: int
+    ) -> None:
+        """Put the image into service (nothing for target `none`); a failure leaves what
+        served before serving and fails the deployment at step `release`."""
+        config = service.options.release
+        if config.target == "none":
+            return
+        deployment = job.deployment
+        await job.progress(number, total, f"releasing ({config.target})")
+        records = ReleaseStore(job.store.pool)
+        with _PipelineStep(job, "release") as step:
+            released = await release(
+                ReleaseRequest(
+                    service_id=service.id,
+                    service=service.name,
+                    environment=deployment.environment,
+                    deployment_id=deployment.id,
+                    commit=deployment.commit_sha,
+                    image=image,
+                    digest=digest,
+                    config=config,
+                    deployment_url=(
+                        f"{self.settings.public_url.rstrip('/')}/api/v1/deployments/{deployment.id}"
+                    ),
+                ),
+                self.settings,
+                records,
+                lambda line: job.log(line, stream="system"),
+            )
+            if released is not None:
+                step.detail = released.url or released.runs_as
+                if released.url is not None:
+                    await records.set_live_url(deployment.id, job.lease_token, released.url)
+                    job.log(f"live at {released.url}", stream="system")
 
     async def _verify_and_tag(self, job: Job, image: str, digest: str) -> None:
         """Check the registry holds `digest` under `image`, then point the environment's
@@ -310,7 +362,8 @@ class DeployPipeline:
     async def _roll_back(self, job: Job, service: Service, to: int) -> BuildResult:
         """A rollback: the earlier deployment's image becomes current again, re-tagged in
         the registry; nothing is cloned or built."""
-        await job.progress(1, 3, f"rolling back to deployment {to}")
+        total = steps_total(service, rollback=True)
+        await job.progress(1, total, f"rolling back to deployment {to}")
         with _PipelineStep(job, "rollback") as step:
             try:
                 target = await rollback_target(job.store, service, job.deployment.environment, to)
@@ -324,9 +377,12 @@ class DeployPipeline:
             )
         await job.enter(Status.BUILDING)
         await job.enter(Status.PUSHING)
-        await job.progress(3, 3, "re-tagging")
+        await job.progress(2, total, "re-tagging")
         with _PipelineStep(job, "verify"):
             await self._verify_and_tag(job, target.image, target.digest)
+        # The same health-checked switch as a new version: the old one serves until the
+        # restored one is healthy.
+        await self._release(job, service, target.image, target.digest, number=3, total=total)
         return BuildResult(image=target.image, digest=target.digest)
 
     def _credentials(self) -> RegistryCredentials | None:

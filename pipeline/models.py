@@ -127,6 +127,8 @@ class Deployment:
     finished_at: datetime | None
     updated_at: datetime
     digest: str | None = field(default=None)
+    # Where the release step put it into service (target docker or swarm), once healthy.
+    live_url: str | None = field(default=None)
     service_name: str | None = field(default=None)
     # Only on a freshly claimed deployment: where its log numbering goes on from.
     last_log_seq: int | None = field(default=None)

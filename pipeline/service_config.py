@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import structlog
 from pydantic import (
@@ -28,7 +28,8 @@ from pydantic import (
 
 from pipeline.errors import InvalidValue
 from pipeline.explain import Problem, explain, kind_of
-from pipeline.plan.config import BuildSettings
+from pipeline.plan.config import PROVIDER_NAMES, BuilderName, BuildSettings
+from pipeline.release.config import ReleaseConfig
 from pipeline.values import WatchPathText, shown
 
 log = structlog.get_logger(__name__)
@@ -128,14 +129,28 @@ class SlackAccess(_Strict):
     )
 
 
+def _choices(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+# Made from the model's own choices, so that a new provider or builder is listed at once.
+BUILD_DESCRIPTION = (
+    "build overrides (see Building): `builder` (who plans the build: "
+    f"{_choices(get_args(BuilderName))}; auto is click-deploy's planner, and Railpack when it "
+    f"finds no runtime and railpack is installed), `provider` ({_choices(PROVIDER_NAMES)}; "
+    "skips detection and the repo's Dockerfile), `install`, `build`, `start` (one-line "
+    "commands), `kind` (web or worker), `apt_packages` (at run time), `apt_build_packages` "
+    "(the build only), `env` (build-time variables), `dockerfile`, `context`, `target`, "
+    "`build_args`"
+)
+
+
 class ServiceConfig(_Strict):
     """A service's `config`. Every key is optional."""
 
     build: BuildSettings = Field(
         default_factory=BuildSettings,
-        description="build overrides (see Building): `provider` (node, python, go, php, ruby, "
-        "static), `install`, `build`, `start` (one-line commands), `apt_packages`, `env` "
-        "(build-time variables), `dockerfile`, `context`, `target`, `build_args`",
+        description=BUILD_DESCRIPTION,
     )
     submodules: bool = Field(default=False, description="also fetch the repository's submodules")
     watch: list[WatchPathText] = Field(
@@ -174,6 +189,11 @@ class ServiceConfig(_Strict):
     slack: SlackAccess = Field(
         default_factory=SlackAccess,
         description="who may deploy from Slack, and from where: the `slack.` keys",
+    )
+    release: ReleaseConfig = Field(
+        default_factory=ReleaseConfig,
+        description="where a verified image goes into service: the `release.` keys (see "
+        "docs/release.md); default: only the moving tag",
     )
 
     @model_validator(mode="before")
@@ -236,7 +256,7 @@ def refused_for_config(service_name: str) -> str:
 
 
 def config_reference() -> str:
-    """The README's table of config keys, made from the model (a test keeps them equal)."""
+    """The table of config keys in docs/configuration.md, made from the model (tested)."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for prefix, model in (("", ServiceConfig), ("slack.", SlackAccess)):
         schema = model.model_json_schema()

@@ -382,6 +382,72 @@ class Settings(BaseSettings):
         "plans (a Harbor proxy-cache project such as harbor.example.com/ghcr).",
     )
 
+    # --- release (pipeline/release): putting a verified image into service -------------
+    release_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the key that signs release webhooks (header X-Click-Deploy-Signature: "
+        "sha256=<HMAC-SHA256 of the body>); services with release target webhook need it.",
+    )
+    release_webhook_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="how often a release webhook is tried before the "
+        "deployment fails at step release.",
+    )
+    release_webhook_backoff_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=600,
+        description="the wait before the second try of a release "
+        "webhook; it doubles with every try.",
+    )
+    release_webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="how long one try of a release webhook may take."
+    )
+    release_docker_host: str | None = Field(
+        default=None,
+        description="the Docker engine that runs services of target docker or swarm when "
+        "their config names none (unix:///… or tcp://host:port); unset: DOCKER_HOST.",
+    )
+    release_ports: str = Field(
+        default="20000-29999",
+        description="the host ports (FIRST-LAST) given to released containers, which run on "
+        "the engine's host network and are told theirs in $PORT.",
+    )
+    release_secrets_dir: Path | None = Field(
+        default=None,
+        description="a directory of secret values for released services: the file "
+        "<service>/<NAME> holds the value of NAME (keep it readable by click-deploy only).",
+    )
+    caddy_admin_url: str = Field(
+        default="http://127.0.0.1:2019",
+        description="Caddy's admin API, through which the routes to released containers "
+        "are changed.",
+    )
+    caddy_listen: str = Field(
+        default=":443",
+        description="the address Caddy's click-deploy server listens on for the services' "
+        "traffic (:443 with automatic HTTPS, or e.g. :8000).",
+    )
+    caddy_automatic_https: bool = Field(
+        default=True,
+        description="let Caddy get certificates for the services' host names; turn off for "
+        "plain HTTP behind another proxy.",
+    )
+    caddy_public_url: str = Field(
+        default="https://{host}",
+        description="the live URL people are given; {host} is the release's host name "
+        "(e.g. http://{host}:8000 for a plain HTTP listener).",
+    )
+    caddy_retry_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="how long Caddy holds a request that no instance of a service accepts "
+        "and tries again (a Swarm task being replaced); 0 answers 502 at once.",
+    )
+
     # --- services started on this machine (bot/local_services.py) -----------------------
     local_services: bool = Field(
         default=True,

@@ -65,6 +65,29 @@ async def centrifugo() -> AsyncIterator[FakeCentrifugo]:
     await fake.stop()
 
 
+class HeldCentrifugo(FakeCentrifugo):
+    """The double, answering only while `answering` is set: a Centrifugo exactly as slow as a
+    test wants, with no timing in it. `held` counts the requests that arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answering = asyncio.Event()
+        self.held = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.held += 1
+        await self.answering.wait()
+        return await super()._handle(request)
+
+
+@pytest.fixture
+async def held_centrifugo() -> AsyncIterator[HeldCentrifugo]:
+    fake = HeldCentrifugo()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
 def with_centrifugo(settings: Settings, fake: FakeCentrifugo, **more: Any) -> Settings:
     return settings.model_copy(
         update={
@@ -296,14 +319,15 @@ async def test_centrifugo_down_drops_for_it_only_logs_once_and_says_where_to_re_
             "deployment": f"https://deploy.example.com/api/v1/deployments/{deployment_id}",
         }
     ]
+    live = published_lines(messages)
+    assert live[:30] == list(range(1, 31))
+    # A subscriber re-reads after the gap's seq, from the history that stayed in PostgreSQL:
+    # the lines written after the restart came live after the gap, or are covered by it.
+    assert_gaps_cover_what_was_dropped(messages, list(range(1, 236)))
+    await store.append_logs(deployment_id, seq, [LogEntry("once it is back")])
     await until(
-        lambda: 235 in published_lines(centrifugo.messages(channel(deployment_id))), "after"
+        lambda: 236 in published_lines(centrifugo.messages(channel(deployment_id))), "live again"
     )
-    live = published_lines(centrifugo.messages(channel(deployment_id)))
-    assert live[:30] == list(range(1, 31)) and live[-5:] == list(range(231, 236))
-    # A subscriber re-reads after the gap's seq, from the history that stayed in PostgreSQL.
-    reread = (await store.read_logs(deployment_id, after=gaps[0]["after"], limit=5000)).items
-    assert sorted(set(live) | {line.seq for line in reread}) == list(range(1, 236))
     assert publisher.stats.outages == 1
 
 
@@ -313,30 +337,108 @@ async def test_a_full_queue_drops_instead_of_waiting(
     queue: Queue,
     service: int,
     database_url: str,
-    centrifugo: FakeCentrifugo,
+    held_centrifugo: HeldCentrifugo,
     processes: list[Process],
 ) -> None:
-    centrifugo.delay = 0.3  # a slow Centrifugo
-    configured = with_centrifugo(settings, centrifugo, centrifugo_queue_size=10)
+    centrifugo = held_centrifugo  # a slow Centrifugo: it answers once the lines are written
+    configured = with_centrifugo(
+        settings, centrifugo, centrifugo_queue_size=10, centrifugo_timeout_seconds=60
+    )
     process = await start_process(processes, configured, store, database_url)
     publisher = process.publisher
     await until(lambda: publisher.stats.leader, "the publisher leads")
     deployment_id = await running_deployment(queue, service)
     seq = 1
-    for batch in range(40):
+    for batch in range(40):  # the writer never waits for Centrifugo
         entries = [LogEntry(f"{batch}.{n}") for n in range(LINES_PER_PUBLICATION)]
         seq = await store.append_logs(deployment_id, seq, entries)
         assert publisher.queue.qsize() <= 10
-    await until(lambda: publisher.stats.dropped_lines > 0, "a drop")
-    centrifugo.delay = 0
+    await until(lambda: publisher.cursors.get(deployment_id) == seq - 1, "all read")
+    # What waits is the queue (10) and the request held (its first and what the queue had
+    # then), publications of up to 200 lines; the rest was dropped.
+    assert publisher.stats.dropped_lines >= seq - 1 - (10 + 1 + 10) * LINES_PER_PUBLICATION
+    centrifugo.answering.set()
     await until(lambda: publisher.stats.gap_messages >= 1, "the gap message")
-    await until(lambda: not publisher.gaps and publisher.queue.empty(), "caught up")
+    # Caught up: every line went to Centrifugo or was dropped, nothing waits or is on its way.
+    await until(
+        lambda: (
+            publisher.caught_up()
+            and publisher.stats.lines + publisher.stats.dropped_lines == seq - 1
+        ),
+        "caught up",
+    )
     assert publisher.stats.failed_batches == 0  # slow is not down: nothing failed
     messages = centrifugo.messages(channel(deployment_id))
-    live = set(published_lines(messages))
-    after = min(m["after"] for m in messages if m["type"] == "gap")
-    assert set(range(1, after + 1)) <= live  # everything before the first gap came live
-    assert len(live) + publisher.stats.dropped_lines == seq - 1
+    live = published_lines(messages)
+    assert len(live) == len(set(live)) == publisher.stats.lines
+    assert_gaps_cover_what_was_dropped(messages, list(range(1, seq)))
+
+
+def assert_gaps_cover_what_was_dropped(messages: list[Any], stored: list[int]) -> None:
+    """A channel's messages as a subscriber that follows docs/centrifugo.md takes them: each
+    line once by seq (skipping what is at or below the highest shown), and at a gap the lines
+    after its `after`, re-read. Every line before a gap came live before it (else it would
+    arrive only when the subscriber has moved past it), and every stored line is shown."""
+    shown: list[int] = []  # in order, each above the one before
+
+    def show(seqs: list[int]) -> None:
+        shown.extend(seq for seq in seqs if seq > (shown[-1] if shown else 0))
+
+    for message in messages:
+        if message["type"] == "log":
+            show([line["seq"] for line in message["lines"]])
+        elif message["type"] == "gap":
+            after = message["after"]
+            assert shown[:after] == list(range(1, after + 1)), (
+                f"a gap says after={after}, but of the lines up to it only "
+                f"{len([seq for seq in shown if seq <= after])} came before it"
+            )
+            show([seq for seq in stored if seq > after])
+    assert shown == stored
+
+
+async def test_a_gap_comes_after_every_line_before_it_and_before_any_after_it(
+    settings: Settings,
+    store: Store,
+    queue: Queue,
+    service: int,
+    database_url: str,
+    held_centrifugo: HeldCentrifugo,
+    processes: list[Process],
+) -> None:
+    """Driven step by step: a request held until the reader has filled the queue and dropped
+    the rest, so where the gap message goes does not depend on timing."""
+    centrifugo = held_centrifugo
+    configured = with_centrifugo(
+        settings, centrifugo, centrifugo_queue_size=10, centrifugo_timeout_seconds=60
+    )
+    process = await start_process(processes, configured, store, database_url)
+    publisher = process.publisher
+    await until(lambda: publisher.stats.leader, "the publisher leads")
+    deployment_id = await running_deployment(queue, service)
+    seq = await store.append_logs(deployment_id, 1, [LogEntry(f"first {n}") for n in range(200)])
+    await until(lambda: centrifugo.held == 1, "the first batch is on its way")
+    for batch in range(15):  # while it is held, far more than the queue takes
+        entries = [LogEntry(f"{batch}.{n}") for n in range(LINES_PER_PUBLICATION)]
+        seq = await store.append_logs(deployment_id, seq, entries)
+    await until(lambda: publisher.cursors.get(deployment_id) == seq - 1, "all read")
+    assert publisher.queue.full() and publisher.stats.dropped_lines > 0
+    centrifugo.answering.set()
+    await until(
+        lambda: (
+            publisher.caught_up()
+            and publisher.stats.lines + publisher.stats.dropped_lines == seq - 1
+        ),
+        "caught up",
+    )
+    messages = centrifugo.messages(channel(deployment_id))
+    assert [m["type"] for m in messages].count("gap") == publisher.stats.gap_messages == 1
+    assert_gaps_cover_what_was_dropped(messages, list(range(1, seq)))
+    # After the gap, new lines come live again.
+    more = await store.append_logs(deployment_id, seq, [LogEntry("later")])
+    await until(lambda: seq in published_lines(centrifugo.messages(channel(deployment_id))), "live")
+    assert more == seq + 1
+    assert publisher.stats.failed_batches == 0
 
 
 async def test_a_namespace_centrifugo_does_not_know_is_named_once(

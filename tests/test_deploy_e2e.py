@@ -36,6 +36,7 @@ from tests.support.infra import (
     TargetRegistry,
     run_container_and_get,
 )
+from tests.support.progress import Progress, progress_seen
 from tests.support.waiting import PATIENCE, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,8 @@ EXAMPLES = REPO_ROOT / "tests" / "examples"
 # A Dockerfile instruction as BuildKit names it: "[3/7] RUN …" or "[stage-0 3/7] RUN …".
 DOCKERFILE_STEP = re.compile(r"^\[(\S+ )?\d+/\d+\] ")
 BUILD_TIMEOUT = 600.0
+
+__all__ = ["progress_seen"]  # a fixture, used by name
 
 
 def example_files(name: str) -> dict[str, str | bytes]:
@@ -453,6 +456,7 @@ async def test_rollback_restores_the_previous_image_without_a_build(
     queue: Queue,
     target_registry: TargetRegistry,
     deployer: StartDeployer,
+    progress_seen: dict[int, list[Progress]],
 ) -> None:
     files = example_files("static-index")
     first_commit = git_daemon.create_repo("back", files)
@@ -470,6 +474,14 @@ async def test_rollback_restores_the_previous_image_without_a_build(
     with pytest.raises(NothingToRollBack, match="has never been deployed"):
         await enqueue_rollback(store, queue, service)
     first = await finished(await queue.enqueue(service_id, commit_sha=first_commit))
+    # Target none: no release step, and no step counts one.
+    assert [(step, total) for step, total, _ in progress_seen[first.id]] == [
+        (1, 5),
+        (2, 5),
+        (3, 5),
+        (4, 5),
+        (5, 5),
+    ]
     with pytest.raises(NothingToRollBack, match="no earlier successful image"):
         await enqueue_rollback(store, queue, service)
 
@@ -484,6 +496,7 @@ async def test_rollback_restores_the_previous_image_without_a_build(
     assert rolled.trigger["rollback_to"] == first.id
     steps = [(s.name, s.kind) for s in await store.list_steps(rolled.id)]
     assert steps == [("rollback", "pipeline"), ("verify", "pipeline")]  # no clone, no build
+    assert [(step, total) for step, total, _ in progress_seen[rolled.id]] == [(1, 2), (2, 2)]
     current = await store.current_image(service_id, "production")
     assert current is not None and (current.deployment_id, current.digest) == (
         rolled.id,

@@ -6,6 +6,7 @@ GitLab's webhook documentation shows them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,10 +20,11 @@ from pydantic import SecretStr
 
 from bot.gitlab.credentials import gitlab_clone_auth
 from bot.gitlab.setup import setup as gitlab_setup
+from bot.reporting.gitlab import status_link
 from bot.reporting.render import COMMENT_MARKER
 from bot.runtime import Runtime
 from pipeline.deploy import clone_auth
-from pipeline.models import Service
+from pipeline.models import Deployment, Service
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
 from pipeline.settings import Settings
@@ -582,6 +584,57 @@ async def test_deploy_on_a_merge_request_deploys_the_services_it_touches(
     [said] = await replies(fake, 1)
     assert "`api`, `web`" in said and "`/deploy api`" in said
     assert fake.invalid == []
+
+
+async def test_once_the_release_answers_the_status_and_environment_link_the_live_url(
+    post: Post,
+    store: Store,
+    fake: FakeGitLab,
+    start_worker: Callable[..., Awaitable[Worker]],
+) -> None:
+    """The release's live URL (set once the new version is healthy) is what the commit
+    status opens and says, and what the preview's environment links; before, the status
+    links the deployment page and the environment the configured preview URL."""
+    await add(store, "diaspora", previews=True, preview_url="https://{environment}.example.com")
+    _, answer = await post("Merge Request Hook", merge_request_hook("open", iid=12))
+    [preview] = answer["deployments"]
+    live = "https://mr-12.diaspora.live.example.com"
+    pipeline = ScriptedPipeline(default_script={"live_url": live})
+    gate = pipeline.gates[preview] = asyncio.Event()
+    await start_worker(pipeline)
+    await until(lambda: (fake.status_posts() or [{}])[-1].get("state") == "running", 10)
+    running = fake.status_posts()[-1]
+    assert running["target_url"].startswith(f"https://deploy.example.com/deployments/{preview}")
+    assert "Live" not in running["description"]
+    await until(lambda: fake.environments.get("mr-12", {}).get("external_url") is not None)
+    assert fake.environments["mr-12"]["external_url"] == "https://mr-12.example.com"
+    gate.set()
+    done = await wait_for_status(store, preview, Status.SUCCEEDED)
+    assert done.live_url == live
+    await until(lambda: (fake.status_posts() or [{}])[-1].get("state") == "success", 10)
+    success = fake.status_posts()[-1]
+    assert success["target_url"] == live
+    assert success["description"] == f"Live at {live}. Deployed `{done.image}`"
+    await until(lambda: fake.environments["mr-12"]["external_url"] == live, 10)
+    await until(lambda: any(f"[open]({live})" in n["body"] for n in fake.mr_notes(12)), 10)
+    assert fake.invalid == []
+
+
+def test_a_live_url_too_long_for_the_description_is_still_the_link(
+    gl_settings: Settings,
+) -> None:
+    long = "https://" + "a" * 60 + "." + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".example.com"
+    deployment = Deployment(
+        **{name: None for name in Deployment.__dataclass_fields__}
+        | {"id": 5, "status": Status.SUCCEEDED, "live_url": long, "image": "r/web:1"}
+    )
+    target_url, description = status_link(gl_settings, deployment)
+    assert target_url == long
+    assert description == "Live (the link opens it). Deployed `r/web:1`"
+    failed = dataclasses.replace(deployment, status=Status.FAILED, error="x" * 400)
+    target_url, description = status_link(gl_settings, failed)
+    assert target_url.startswith("https://deploy.example.com/deployments/5")
+    assert len(description) == 255 and description.startswith("Failed: xxx")
 
 
 async def test_a_preview_is_a_gitlab_deployment_to_its_environment_with_its_url(

@@ -785,7 +785,9 @@ def test_cli_plan_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASE_IMAGE_MIRROR", MIRROR)
     result = CliRunner().invoke(main, ["plan", str(EXAMPLES_DIR / "go-cmd")])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("runtime:    go 1.19\n")
+    assert result.stdout.startswith(
+        "builder:    click-deploy (auto: click-deploy's planner planned it)\nruntime:    go 1.19\n"
+    )
     assert f"FROM {MIRROR}/library/golang:1.19-bookworm AS build" in result.stdout
 
     as_json = CliRunner().invoke(main, ["plan", "--json", str(EXAMPLES_DIR / "php-plain")])

@@ -241,7 +241,8 @@ def test_bun_module_entry_runs_on_the_bun_image(tmp_path: Path) -> None:
     built = ok(plan(tmp_path, files))
     assert built.start == "bun index.ts"
     assert built.runtime == "bun"
-    assert lines(built)[2] == f"FROM {MIRROR}/oven/bun:1-slim"
+    assert lines(built)[2] == f"FROM {MIRROR}/oven/bun:1-slim AS build"  # dev deps pruned
+    assert f"FROM {MIRROR}/oven/bun:1-slim AS runtime" in lines(built)
     assert "package.json: module index.ts → bun index.ts" in evidence(built)
 
 
@@ -435,6 +436,46 @@ def test_next_standalone_copies_the_traced_server(tmp_path: Path) -> None:
     assert "HOSTNAME=0.0.0.0" in final and "COPY --from=build /app /app" not in final
 
 
+def test_next_without_an_output_setting_is_built_standalone(tmp_path: Path) -> None:
+    built = ok(plan(tmp_path / "a", next_app("export default { reactStrictMode: true }")))
+    final = final_stage(built)
+    assert built.start == "node server.js"
+    assert "COPY --from=build /app/.next/standalone /app" in final
+    assert "NEXT_PRIVATE_STANDALONE" not in final  # a build setting, not the image's
+    build_stage = built.dockerfile.split(final)[0]
+    assert "NEXT_PRIVATE_STANDALONE=1" in build_stage
+    assert "standalone output is made (NEXT_PRIVATE_STANDALONE=1" in messages(built)
+    # No config file at all: the default too.
+    files = next_app("")
+    del files["next.config.mjs"]
+    assert ok(plan(tmp_path / "b", files)).start == "node server.js"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"start": "node server.mjs"}, "a custom server"),
+        ({"build": "next build && node scripts/after.js"}, "a build of its own"),
+        ({"lockfile": None}, "in a workspace: the lockfile is elsewhere"),
+        ({"next": "12.1.0"}, "before Next 12.2"),
+    ],
+)
+def test_next_is_left_to_next_start_where_standalone_might_not_fit(
+    tmp_path: Path, change: dict[str, str | None], why: str
+) -> None:
+    files = next_app("export default {}")
+    package = files["package.json"]
+    if "start" in change or "build" in change:
+        package["scripts"] = {**package["scripts"], **change}
+    if "next" in change:
+        package["dependencies"] = {**package["dependencies"], "next": change["next"]}
+    if "lockfile" in change:
+        del files["package-lock.json"]
+        files["../package-lock.json"] = "{}"
+    built = plan(tmp_path / "app", files)
+    assert built.plan is None or built.plan.start != "node server.js", why
+
+
 def test_next_start_with_a_fixed_port_listens_on_port(tmp_path: Path) -> None:
     scripts = {"build": "next build", "start": "next start -p 3000"}
     built = ok(plan(tmp_path, next_app("export default {}", scripts)))
@@ -621,9 +662,26 @@ def test_prune_command_per_manager(tmp_path: Path, lockfile: dict[str, str], pru
     assert prune in ok(plan(tmp_path, files)).dockerfile
 
 
-@pytest.mark.parametrize("manager", ["berry", "bun"])
-def test_no_prune_where_it_would_lose_files(tmp_path: Path, manager: str) -> None:
-    lockfile = {"berry": {"yarn.lock": BERRY_LOCK.format(v=8)}, "bun": {"bun.lock": "{}"}}
+@pytest.mark.parametrize(
+    ("manager", "prune"),
+    [
+        (
+            "berry",
+            "RUN --mount=type=cache,target=/root/.yarn/berry/cache yarn workspaces focus "
+            "--all --production",
+        ),
+        (
+            "bun",
+            "RUN --mount=type=cache,target=/root/.bun/install/cache rm -rf node_modules && "
+            "bun install --production --frozen-lockfile",
+        ),
+    ],
+)
+def test_yarn_4_and_bun_prune_dev_dependencies(tmp_path: Path, manager: str, prune: str) -> None:
+    lockfile = {
+        "berry": {"yarn.lock": BERRY_LOCK.format(v=8), ".yarnrc.yml": "nodeLinker: node-modules\n"},
+        "bun": {"bun.lock": "{}"},
+    }
     files = {
         "package.json": {
             "scripts": {"start": "node s.js"},
@@ -631,6 +689,37 @@ def test_no_prune_where_it_would_lose_files(tmp_path: Path, manager: str) -> Non
             "devDependencies": {"b": "1"},
         },
         **lockfile[manager],
+    }
+    built = ok(plan(tmp_path, files))
+    build_stage, final = built.dockerfile.split(" AS runtime", 1)
+    assert prune in build_stage and "COPY --from=build /app /app" in final
+    assert "dev dependencies removed after the build" in evidence(built)
+    # The image has no yarn or pnpm: a start script runs through npm (bun's image has bun).
+    assert built.start == ("bun run start" if manager == "bun" else "npm run start")
+
+
+@pytest.mark.parametrize("case", ["berry-prisma", "bun-prisma", "yarn-3", "pnp"])
+def test_no_prune_where_it_would_lose_files(tmp_path: Path, case: str) -> None:
+    lockfile = {
+        "berry-prisma": {
+            "yarn.lock": BERRY_LOCK.format(v=8),
+            ".yarnrc.yml": "nodeLinker: node-modules\n",
+        },
+        "bun-prisma": {"bun.lock": "{}"},
+        "yarn-3": {
+            "yarn.lock": BERRY_LOCK.format(v=6),
+            ".yarnrc.yml": "nodeLinker: node-modules\n",
+        },
+        "pnp": {"yarn.lock": BERRY_LOCK.format(v=8)},  # it runs through yarn
+    }
+    dependencies = {"a": "1", **({"@prisma/client": "6"} if "prisma" in case else {})}
+    files = {
+        "package.json": {
+            "scripts": {"start": "node s.js"},
+            "dependencies": dependencies,
+            "devDependencies": {"b": "1"},
+        },
+        **lockfile[case],
     }
     built = ok(plan(tmp_path, files))
     assert " AS runtime" not in built.dockerfile

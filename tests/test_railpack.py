@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
+from bot.cli import main
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.queue.queue import Queue
@@ -308,6 +311,16 @@ async def test_the_service_asks_for_railpack(tmp_path: Path) -> None:
     assert result.plan.dockerignore is not None and ".git" in result.plan.dockerignore
 
 
+async def test_build_values_never_reach_railpacks_command_line(tmp_path: Path) -> None:
+    config = {"build": {"builder": "railpack", "env": {"API_TOKEN": "s3cret-value"}}}
+    result = await choose(tmp_path, "shell-script", config)
+    assert result.ok and result.plan is not None, result.message
+    assert result.plan.secrets == {"API_TOKEN": "s3cret-value"}  # handed to BuildKit only
+    assert "s3cret-value" not in json.dumps(fake_railpack.calls(tmp_path / "bin"))
+    assert "s3cret-value" not in result.plan.dockerfile
+    assert "--mount=type=secret,id=API_TOKEN,required=true" in result.plan.dockerfile
+
+
 async def test_click_deploy_toml_asks_for_railpack(tmp_path: Path) -> None:
     result = await choose(
         tmp_path, "shell-script", {}, {"click-deploy.toml": 'builder = "railpack"\n'}
@@ -389,6 +402,110 @@ def test_the_builder_key_is_checked() -> None:
     with pytest.raises(ConfigInvalid) as caught:
         parse_config({"build": {"builder": "nixpacks"}})
     assert "build.builder" in str(caught.value)
+
+
+# --- `click-deploy plan`: who plans it, and Railpack's plan ---------------------------------
+
+
+def cli_plan(monkeypatch: pytest.MonkeyPatch, bin_dir: Path | None, *args: str) -> Result:
+    """`click-deploy plan ARGS` with BIN_DIR (a fake railpack's) first on PATH."""
+    monkeypatch.delenv("RAILPACK_PATH", raising=False)
+    if bin_dir is not None:
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return CliRunner().invoke(main, ["plan", *args])
+
+
+def test_plan_says_click_deploy_toml_asks_for_railpack_and_shows_its_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = app_copy(tmp_path, "shell-script")
+    (checkout / "click-deploy.toml").write_text('builder = "railpack"\n')
+    fake_railpack.install(tmp_path / "bin", "shell-script")
+    result = cli_plan(monkeypatch, tmp_path / "bin", str(checkout))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        'builder:    railpack (builder = "railpack" in click-deploy.toml)\n'
+        "runtime:    railpack dev\n"
+    )
+    assert "  - railpack dev: detected shell\n" in result.stdout
+    summary = result.stdout.partition("railpack plan (shell):\n")[2].partition("\n\n")[0]
+    assert summary.splitlines() == [
+        "  step packages:mise (from ghcr.io/railwayapp/railpack-builder:mise-2026.7.18)",
+        "  step build (from packages:mise, the app's files)",
+        "    $ chmod +x start.sh",
+        "  deploy on ghcr.io/railwayapp/railpack-runtime:mise-2026.7.18, with files of build",
+        "    $ sh start.sh",
+        "    variables: RAILPACK_VERSION",
+    ]
+    assert result.stdout.index("railpack plan") < result.stdout.index("--- Dockerfile")
+    assert 'CMD ["sh start.sh"]' in result.stdout
+    ((_, directory, *_),) = fake_railpack.calls(tmp_path / "bin")
+    assert Path(directory) == checkout.resolve()
+
+
+def test_plan_says_auto_chose_railpack_for_an_app_without_a_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = app_copy(tmp_path, "no-provider")
+    railpack = fake_railpack.install(tmp_path / "bin", "node-npm")
+    text = cli_plan(monkeypatch, tmp_path / "bin", str(checkout))
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith(
+        "builder:    railpack (auto: click-deploy's planner found no runtime, and railpack "
+        f"is at {railpack})\n"
+    )
+    assert "  step install (from packages:mise)\n    $ mkdir -p /app/node_modules/.cache\n" in (
+        text.stdout
+    )
+    assert "    $ npm ci\n    caches: npm-install\n" in text.stdout
+    as_json = cli_plan(monkeypatch, None, "--json", str(checkout))
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["builder"]["name"] == "railpack"
+    assert data["plan"]["runtime"] == "railpack"
+    assert data["railpack"]["deploy"]["startCommand"] == "npm run start"
+    assert [step["name"] for step in data["railpack"]["steps"]][:2] == ["packages:mise", "install"]
+
+
+def test_plan_without_railpack_says_what_auto_would_have_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = app_copy(tmp_path, "no-provider")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    result = cli_plan(monkeypatch, None, str(checkout))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "builder:    click-deploy (auto: click-deploy's planner found no runtime, and there "
+        "is no railpack CLI to try instead (RAILPACK_PATH: railpack))\n"
+        "click-deploy: no Dockerfile and no known runtime in ./"
+    )
+    asked = cli_plan(monkeypatch, None, "--builder", "railpack", str(checkout))
+    assert asked.exit_code == 1
+    assert 'builder:    railpack (builder = "railpack" given with --builder)\n' in asked.stderr
+    assert "install railpack on the worker, set RAILPACK_PATH" in asked.stderr
+
+
+def test_plan_of_an_app_click_deploy_knows_never_runs_railpack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = app_copy(tmp_path, "shell-script")
+    (checkout / "click-deploy.toml").write_text('builder = "railpack"\n')
+    fake_railpack.install(tmp_path / "bin", "shell-script")
+    forced = cli_plan(monkeypatch, tmp_path / "bin", "--builder", "click-deploy", str(checkout))
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.startswith(
+        'builder:    click-deploy (builder = "click-deploy" given with --builder)\n'
+        "runtime:    static\n"
+    )
+    assert "railpack plan" not in forced.stdout
+    (checkout / "click-deploy.toml").unlink()
+    auto = cli_plan(monkeypatch, None, "--provider", "shell", str(checkout))
+    assert auto.exit_code == 0, auto.output
+    assert auto.stdout.startswith(
+        "builder:    click-deploy (auto: click-deploy's planner planned it)\nruntime:    shell"
+    )
+    assert fake_railpack.calls(tmp_path / "bin") == []
 
 
 # --- for real: a worker builds a recorded plan, the image answers ------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import pytest
@@ -20,6 +20,7 @@ from pipeline.deploy import StepError, plan_service, repository_url
 from pipeline.errors import InvalidValue
 from pipeline.models import Service
 from pipeline.plan import BaseImages
+from pipeline.plan.config import PROVIDER_NAMES, BuilderName, BuildSettings
 from pipeline.queue.queue import Queue
 from pipeline.service_config import ConfigInvalid, ServiceConfig, config_reference, parse_config
 from pipeline.settings import Settings
@@ -127,14 +128,23 @@ def test_every_key_the_bot_reads_is_in_the_model() -> None:
         "preview_url",
         "slack_channel",
         "slack",
+        "release",
     }
 
 
-def test_the_readme_has_the_reference_table_made_from_the_model() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+def test_the_configuration_page_has_the_reference_table_made_from_the_model() -> None:
+    readme = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
     assert config_reference() in readme
     for key in ServiceConfig.model_fields:
         assert f"| `{key}` |" in config_reference()
+
+
+def test_the_build_key_lists_every_build_setting_and_choice() -> None:
+    described = ServiceConfig.model_fields["build"].description or ""
+    for name in BuildSettings.model_fields:
+        assert f"`{name}`" in described
+    for choice in (*PROVIDER_NAMES, *get_args(BuilderName)):
+        assert re.search(rf"[ (]{re.escape(choice)}[,;)]", described), choice
 
 
 # --- the store ---------------------------------------------------------------------------

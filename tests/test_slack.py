@@ -280,9 +280,13 @@ async def test_a_slash_command_deploys_and_one_message_follows_it_to_success(
     assert await slash("web release-1") == 200
     deployment = await only_deployment(pool)
     await script(pool, deployment.id, sleep=0.9)
-    await start_worker(ScriptedPipeline())
+    # The build waits at step 1 until its message has shown it (a loaded machine's
+    # reporter could otherwise first see a later state).
+    gate = asyncio.Event()
+    await start_worker(ScriptedPipeline(gates={deployment.id: gate}))
     building = await eventually(lambda: final_message(fake, "building (step 1 of 2)"))
     assert "deploy_cancel" in json.dumps(building.blocks)
+    gate.set()
     assert (deployment.ref, deployment.trigger["source"]) == ("release-1", "slack")
     assert deployment.trigger["answer"]["slack"] == {"channel": CHANNEL, "user": USER}
     await wait_for_status(store, deployment.id, Status.SUCCEEDED)
@@ -564,3 +568,27 @@ async def test_status_and_list_obey_who_may_deploy(
     assert await slash(f"status {secret_one.id}") == 200
     await eventually(lambda: fake.ephemeral_texts(USER))
     assert f"/deployments/{secret_one.id}?s=" in fake.ephemeral_texts(USER)[-1]
+
+
+async def test_buttons_obey_the_same_rule_and_say_what_did_not_happen(
+    click: Click, fake: FakeSlack, store: Store, queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """A Cancel or Redeploy button in a message someone else may see is the runner's
+    command for whoever clicks it: refused for the one not allowed, nothing changed."""
+    service = await add(store, "web", slack={"users": [USER]})
+    queued = await queue.enqueue(service.id, ref="main")
+    mallory = "U0MALLORY"
+    assert await click("deploy_cancel", str(queued.id), user=mallory) == 200
+    await eventually(lambda: fake.ephemeral_texts(mallory))
+    assert "you are not allowed to deploy `web`" in fake.ephemeral_texts(mallory)[0]
+    assert "Nothing was cancelled." in fake.ephemeral_texts(mallory)[0]
+    assert await click("deploy_redeploy", str(queued.id), user=mallory) == 200
+    await eventually(lambda: len(fake.ephemeral_texts(mallory)) == 2)
+    assert "Nothing was queued." in fake.ephemeral_texts(mallory)[1]
+    assert (await store.get_deployment(queued.id)).status == Status.QUEUED
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 1
+    # The one allowed cancels it, and is told so.
+    assert await click("deploy_cancel", str(queued.id)) == 200
+    await eventually(lambda: fake.ephemeral_texts(USER))
+    assert f"Deployment #{queued.id} of `web` was cancelled." in fake.ephemeral_texts(USER)[0]
+    assert (await store.get_deployment(queued.id)).status == Status.CANCELLED

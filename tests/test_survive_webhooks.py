@@ -30,9 +30,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from pipeline.db.connect import connect
 from pipeline.db.migrate import migrate
+from pipeline.queue.listener import Listener
 from pipeline.store import NewService, Store
 from tests.support.fake_github import FakeGitHub
 from tests.support.private_postgres import private_postgres
@@ -413,3 +415,33 @@ def check_one_deployment_each(
         assert row["trigger"]["delivery_id"] == delivery.id
         assert row["commit_sha"] == delivery.commit
         assert row["status"] == "succeeded", dict(row)
+
+
+async def test_a_listener_that_starts_while_postgres_is_away_says_when_it_is_up() -> None:
+    """The first connection may meet the outage (a process that starts, or whose first
+    connection is still being made, as PostgreSQL stops): the warnings it logs then are
+    followed by the line that says LISTEN is back, as after a lost connection."""
+    with private_postgres(free_port()) as server:
+        url = server.url()
+        await asyncio.to_thread(server.stop, "fast")
+        heard: list[str] = []
+        listener = Listener(url, {"burst_test": heard.append}, max_backoff_seconds=0.2)
+        with capture_logs() as logged:
+            running = asyncio.create_task(listener.run())
+            try:
+                await until(
+                    lambda: any(e["event"] == "LISTEN connection lost" for e in logged),
+                    "the first connection did not fail",
+                    time.monotonic() + 60,
+                )
+                await asyncio.to_thread(server.start)
+                await asyncio.wait_for(listener.connected.wait(), 60)
+                await fetch(url, "SELECT pg_notify('burst_test', 'hello')")
+                await until(lambda: heard == ["hello"], "no notification", time.monotonic() + 60)
+            finally:
+                listener.stop()
+                await running
+    events = [entry["event"] for entry in logged]
+    assert "LISTEN connection lost" in events
+    assert events[-1] == "LISTEN connection is back", events
+    assert listener.reconnects == 1

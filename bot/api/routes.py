@@ -15,6 +15,7 @@ from bot.api.queries import DeploymentsQuery
 from bot.api.tokens import ApiToken, Scope
 from bot.runtime import Runtime
 from pipeline.queue.queue import CancelOutcome
+from pipeline.release import ReleaseStore, observe
 from pipeline.rollback import enqueue_rollback
 from pipeline.store import NewService
 from pipeline.trigger import Trigger
@@ -83,11 +84,17 @@ async def list_services(request: web.Request) -> web.Response:
 
 @operation(
     "GET", "/services/{id}", "Get a service", Scope.READ,
-    responses={200: s.ServiceOut}, errors=(404,),
+    responses={200: s.ServiceDetail}, errors=(404,),
 )  # fmt: skip
 async def get_service(request: web.Request) -> web.Response:
-    service = await runtime_of(request).store.get_service(path_id(request))
-    return reply(s.ServiceOut.of(service, reveal=reveals_config(request)))
+    store = runtime_of(request).store
+    service = await store.get_service(path_id(request))
+    out = s.ServiceOut.of(service, reveal=reveals_config(request))
+    # What runs is looked at now: the record says only that it was healthy at the switch.
+    releases = await observe(await ReleaseStore(store.pool).live_for_service(service.id))
+    return reply(
+        s.ServiceDetail(**out.model_dump(), releases=[s.ReleaseOut.of(r) for r in releases])
+    )
 
 
 @operation(

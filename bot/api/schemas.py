@@ -17,6 +17,7 @@ from pydantic import (
 
 from pipeline import values
 from pipeline.models import Deployment, LogLine, Service, ServiceImage, Step
+from pipeline.release import Observed
 from pipeline.service_config import ServiceConfig
 from pipeline.states import Status
 
@@ -144,6 +145,50 @@ class ServiceOut(Model):
         return out.model_copy(update={"config": config, "redacted": redacted})
 
 
+class ReleaseOut(Model):
+    """What runs for one environment of a service (targets docker, swarm, webhook)."""
+
+    environment: str
+    deployment_id: int | None
+    target: str
+    image: str
+    digest: str
+    runs_as: str = Field(description="the container ids, the Swarm service, or the hook")
+    url: str | None = Field(description="where it answers (docker, swarm)")
+    healthy: bool = Field(
+        description="it passed its health check at the switch and, as looked at now, still runs"
+    )
+    state: str = Field(
+        description="looked at now: running, degraded, unhealthy, not running, unknown (the "
+        "engine did not answer) or not checked (target webhook)"
+    )
+    state_detail: str = Field(description="what was seen, e.g. `1 of 1 container running`")
+    since: datetime
+
+    @classmethod
+    def of(cls, observed: Observed) -> ReleaseOut:
+        release = observed.record
+        return cls(
+            environment=release.environment,
+            deployment_id=release.deployment_id,
+            target=release.target,
+            image=release.image,
+            digest=release.digest,
+            runs_as=release.runs_as,
+            url=release.url,
+            healthy=observed.healthy,
+            state=observed.state,
+            state_detail=observed.detail,
+            since=release.started_at,
+        )
+
+
+class ServiceDetail(ServiceOut):
+    releases: list[ReleaseOut] = Field(
+        default_factory=list, description="what runs now, per environment"
+    )
+
+
 class ServiceList(Model):
     items: list[ServiceOut]
 
@@ -168,6 +213,9 @@ class DeploymentOut(Model):
     superseded_by: int | None
     image: str | None
     digest: str | None
+    live_url: str | None = Field(
+        default=None, description="where its release answers, once healthy (docker, swarm)"
+    )
     error: str | None
     error_kind: str | None
     created_at: datetime
@@ -199,6 +247,7 @@ class DeploymentOut(Model):
             superseded_by=deployment.superseded_by,
             image=deployment.image,
             digest=deployment.digest,
+            live_url=deployment.live_url,
             error=deployment.error,
             error_kind=deployment.error_kind,
             created_at=deployment.created_at,

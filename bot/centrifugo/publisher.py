@@ -11,7 +11,10 @@ they stored into a bounded queue that one sender drains in batches (Centrifugo's
 method). When Centrifugo is slow or down, what does not fit or fails is dropped for
 Centrifugo only (the history stays in PostgreSQL), counted, logged once per outage, and
 once Centrifugo answers again each affected channel gets a `gap` message naming where to
-re-read: `GET /api/v1/deployments/{id}/logs?after=SEQ`.
+re-read: `GET /api/v1/deployments/{id}/logs?after=SEQ`. A channel's gap message comes after
+every line up to SEQ and before any line above it (until it is sent, the channel's newer
+publications are dropped too, covered by it), so a subscriber that skips what it has shown
+loses nothing.
 
 A channel's messages have the WebSocket viewer's JSON (bot/api/stream.py): `log` (lines
 with their `seq`), `status`, `end`, and `gap`. A subscriber takes each line once by `seq`:
@@ -22,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -81,6 +85,18 @@ class Publication:
     data: dict[str, Any]
     after: int  # the seq before its first line: where to re-read from if it is lost
     lines: int  # log lines it carries
+    serial: int = 0  # the order publications were offered in (all channels)
+
+
+@dataclass
+class Gap:
+    """What a channel lost: re-read after `after`; every publication of the channel offered
+    since `since` (a serial) is covered; `end`, when the `end` message was lost too (it goes
+    again right after the gap message)."""
+
+    after: int
+    since: int
+    end: dict[str, Any] | None = None
 
 
 @dataclass
@@ -153,7 +169,16 @@ class Publisher:
         self.stats = PublisherStats()
         self.leading = asyncio.Event()
         self.cursors: dict[int, int] = {}  # deployment -> last seq handed to the queue
-        self.gaps: dict[int, int] = {}  # deployment -> re-read after this seq
+        # A channel's gap is sent after the publications queued before its first drop, in
+        # the same request as the last of them; until then (and while it is on its way) the
+        # channel takes nothing else: what it loses meanwhile the gap covers. So a subscriber
+        # has every line up to `after` when the gap comes, and nothing above it live before.
+        self.gaps: dict[int, Gap] = {}  # deployment -> its gap, not yet sent
+        self._gaps_sending: dict[int, Gap] = {}  # in the request on its way
+        self._queued: Counter[int] = Counter()  # deployment -> its publications in the queue
+        self._sending = 0  # publications in the request on its way
+        self._ready = asyncio.Event()  # something to send: a publication or a gap
+        self._serials = itertools.count(1)
         self._lines_dirty: set[int] = set()
         self._status_dirty: set[int] = set()
         self._finished: OrderedDict[int, None] = OrderedDict()
@@ -347,18 +372,36 @@ class Publisher:
 
     # --- sending ------------------------------------------------------------------------
 
+    def caught_up(self) -> bool:
+        """Nothing waits to be sent, and nothing is on its way."""
+        return self.queue.empty() and not (self.gaps or self._gaps_sending or self._sending)
+
     def _offer(self, publication: Publication) -> None:
+        publication = replace(publication, serial=next(self._serials))
+        deployment_id = publication.deployment_id
+        if deployment_id in self.gaps or deployment_id in self._gaps_sending:
+            self._drop([publication], "covered by a gap message not yet sent")
+            return
         try:
             self.queue.put_nowait(publication)
         except asyncio.QueueFull:
             self._drop([publication], "the queue to Centrifugo is full (CENTRIFUGO_QUEUE_SIZE)")
+            return
+        self._queued[deployment_id] += 1
+        self._ready.set()
 
     def _drop(self, publications: Sequence[Publication], reason: str) -> None:
         self.stats.dropped_publications += len(publications)
         self.stats.dropped_lines += sum(p.lines for p in publications)
         for publication in publications:
-            earlier = self.gaps.get(publication.deployment_id, publication.after)
-            self.gaps[publication.deployment_id] = min(earlier, publication.after)
+            gap = self.gaps.setdefault(
+                publication.deployment_id, Gap(publication.after, publication.serial)
+            )
+            gap.after = min(gap.after, publication.after)
+            gap.since = min(gap.since, publication.serial)
+            if publication.data.get("type") == "end":
+                gap.end = publication.data
+        self._ready.set()
         if self._outage is None:
             self.stats.outages += 1
             self._outage = {"since": time.monotonic(), "lines": 0, "publications": 0}
@@ -374,22 +417,75 @@ class Publisher:
         backoff = 0.0
         size = self.settings.centrifugo_batch_size
         while not self._stopping.is_set():
-            batch = [await self.queue.get()]
-            if self.queue.qsize() < size - 1:
+            if self.queue.empty() and not self._sendable_gaps():
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if 0 < self.queue.qsize() < size:
                 await asyncio.sleep(LINGER_SECONDS)
+            batch: list[Publication] = []
             while len(batch) < size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            failure = await self._send(batch)
-            if failure is None and self.gaps:
-                failure = await self._send_gaps()
-            elif failure is not None:
-                self._drop(batch, failure)
+                publication = self.queue.get_nowait()
+                self._unqueued(publication.deployment_id)
+                gap = self.gaps.get(publication.deployment_id)
+                if gap is not None and publication.serial > gap.since:
+                    # Offered after what a failed request lost: it must not come before
+                    # the gap message, which covers it.
+                    self._drop([publication], "covered by a gap message not yet sent")
+                    continue
+                batch.append(publication)
+            gaps = self._sendable_gaps()[: max(size - len(batch), 1)]
+            if not batch and not gaps:  # all it took was covered by gaps still waiting
+                continue
+            self._gaps_sending = {
+                deployment_id: self.gaps.pop(deployment_id) for deployment_id in gaps
+            }
+            failure = await self._send_with_gaps(batch)
             if failure is None:
                 backoff = 0.0
                 self._end_outage()
             else:
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_SECONDS)
                 await self._pause(backoff)
+
+    def _unqueued(self, deployment_id: int) -> None:
+        self._queued[deployment_id] -= 1
+        if self._queued[deployment_id] <= 0:
+            del self._queued[deployment_id]
+
+    def _sendable_gaps(self) -> list[int]:
+        """Deployments whose gap can go: nothing of theirs is left in the queue."""
+        return sorted(d for d in self.gaps if not self._queued[d])
+
+    async def _send_with_gaps(self, batch: list[Publication]) -> str | None:
+        """`batch`, then the gap messages of `_gaps_sending`, in one request (Centrifugo
+        runs a batch's commands in order); on a failure the batch is dropped and the gaps
+        wait for the next attempt."""
+        messages = list(batch)
+        for deployment_id, gap in self._gaps_sending.items():
+            data = gap_message(self.settings, deployment_id, gap.after)
+            messages.append(Publication(deployment_id, data, gap.after, 0))
+            if gap.end is not None:
+                messages.append(Publication(deployment_id, gap.end, gap.after, 0))
+        self._sending = len(messages)
+        try:
+            failure = await self._send(messages)
+        finally:
+            self._sending = 0
+            sent, self._gaps_sending = self._gaps_sending, {}
+        if failure is None:
+            self.stats.publications += len(messages) - len(sent)
+            self.stats.lines += sum(p.lines for p in batch)
+            self.stats.gap_messages += len(sent)
+            return None
+        for deployment_id, gap in sent.items():  # they go with the next request
+            later = self.gaps.setdefault(deployment_id, gap)
+            later.after = min(later.after, gap.after)
+            later.since = min(later.since, gap.since)
+            later.end = later.end or gap.end
+        if batch:
+            self._drop(batch, failure)
+        return failure
 
     async def _send(self, batch: Sequence[Publication]) -> str | None:
         """Publish `batch` in one request; None when Centrifugo took all of it, else why not."""
@@ -421,31 +517,10 @@ class Publisher:
             failure = f"Centrifugo request failed ({error})"
         else:
             self.stats.up = True
-            self.stats.publications += len(batch)
-            self.stats.lines += sum(p.lines for p in batch)
             return None
         self.stats.up = False
         self.stats.failed_batches += 1
         return failure
-
-    async def _send_gaps(self) -> str | None:
-        """Tell each channel that lost messages where to re-read; kept until it went out."""
-        pending = sorted(self.gaps.items())
-        size = self.settings.centrifugo_batch_size
-        for start in range(0, len(pending), size):
-            part = pending[start : start + size]
-            messages = [
-                Publication(d, gap_message(self.settings, d, after), after, 0) for d, after in part
-            ]
-            failure = await self._send(messages)
-            if failure is not None:
-                return failure
-            self.stats.publications -= len(messages)  # counted as gap messages instead
-            self.stats.gap_messages += len(messages)
-            for deployment_id, after in part:
-                if self.gaps.get(deployment_id) == after:
-                    del self.gaps[deployment_id]
-        return None
 
     def _end_outage(self) -> None:
         if self._outage is None or self.gaps:

@@ -1,27 +1,28 @@
-"""One command runner for `/deploy` on a pull or merge request, every forge alike.
+"""One command runner for `/deploy`, `cancel`, `status`, `rollback` and `help`, every front
+end alike: pull and merge request comments (GitHub, GitLab) and Slack.
 
-A forge front end turns its comment or note into a `Thread` (plain data) and a
-`ForgeClient` (reply, react, the member's role and groups, the request's head and files;
-no vendor types reach this module) and hands them here with the text. The shared work happens once
-before dispatch: parse (bot/commands/parser.py), the role check, the per-service rule
-(bot/forge/access.py, for every command, status too), then one small runner per
-command. Replies and reactions are after-actions: they go out once the delivery is
-stored."""
+A front end hands over the parsed command, a `ForgeClient` (who asked, as a `Member`, and
+how to answer them: reply, react, where reporters answer; no vendor types reach this
+module) and a `Scope` (where the command was written, and so which services and
+deployments its words name: a pull or merge request's `RequestScope` here, a Slack
+channel's in bot/slack/commands.py). The shared work happens once before dispatch: the
+role check, the per-service rule (bot/forge/access.py, for every command, status too), a
+confirmation where the scope asks for one, then one small runner per command. Replies and
+reactions are after-actions: on a forge they go out once the delivery is stored."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bot.commands.parser import Command, Ignore, Response, parse
-from bot.forge.access import NOTHING_CANCELLED, NOTHING_QUEUED, Member, may_deploy, refusal
+from bot.commands.parser import Command, Ignore, Response, Result
+from bot.forge.access import NOT_SHOWN, NOTHING_CANCELLED, NOTHING_QUEUED, Member, why_not
 from bot.forge.context import HandlerContext
 from bot.forge.intent import After, DeliveryIntent, Enqueue
-from bot.forge.paths import touches
-from bot.reporting.render import status_table
-from pipeline.db.queries import q
 from pipeline.models import Deployment, Service
+from pipeline.queue.queue import CancelResult
 from pipeline.rollback import NothingToRollBack, rollback_target
+from pipeline.settings import Settings
 from pipeline.trigger import Source as TriggerSource
 from pipeline.trigger import Trigger
 
@@ -30,41 +31,23 @@ Reaction = Literal["eyes", "rocket", "confused"]
 
 @dataclass(frozen=True)
 class Head:
-    """What a preview of the request builds: the ref to fetch and, when known, its commit."""
+    """What a deployment builds: the ref to fetch (None: a rollback of a deployment that
+    named none) and, when known, its commit."""
 
-    ref: str
+    ref: str | None
     commit_sha: str | None
 
 
 @dataclass(frozen=True)
-class RequestKind:
-    """A forge's pull or merge requests, as the runner words and finds them."""
+class Target:
+    """Where one service's deployment goes and what it builds."""
 
-    source: TriggerSource  # the services' provider, and the trigger's source
-    noun: str  # "pull request", "merge request"
-    prefix: str  # of a request's preview environment: "pr" (pr-7), "mr" (mr-7)
-    reason: str  # why a deployment was queued, for the trigger
-    status_query: str  # the query of a request's newest deployments (repository, number)
-
-    def environment(self, number: int) -> str:
-        return f"{self.prefix}-{number}"
-
-
-@dataclass(frozen=True)
-class Thread:
-    """A pull or merge request where someone wrote a command."""
-
-    kind: RequestKind
-    repository: str  # as services name it
-    number: int  # the pull request's number, the merge request's iid
-
-    @property
-    def environment(self) -> str:
-        return self.kind.environment(self.number)
+    environment: str
+    head: Head
 
 
 class ForgeClient(Member, Protocol):
-    """The forge, for one command: who asked (a `Member`) and how to answer them."""
+    """The front end, for one command: who asked (a `Member`) and how to answer them."""
 
     async def connect(self) -> None:
         """Raises the forge's error when it cannot be asked at all (not configured)."""
@@ -73,6 +56,13 @@ class ForgeClient(Member, Protocol):
 
     def react(self, reaction: Reaction) -> After: ...
 
+    def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
+        """Where reporters answer: the trigger's `answer`."""
+
+
+class RequestClient(ForgeClient, Protocol):
+    """A forge's client for a command on a pull or merge request."""
+
     async def head(self) -> Head:
         """The request's head now (a fork's through the forge's own ref)."""
 
@@ -80,184 +70,165 @@ class ForgeClient(Member, Protocol):
         """The paths the request changes (both sides of a rename); None when the forge
         cannot list them all (too many)."""
 
-    def answer(self, head_sha: str | None) -> dict[str, dict[str, Any]]:
-        """Where reporters answer: the trigger's `answer`."""
+
+class Scope(Protocol):
+    """Where a command was written: what its words name there, and how answers read."""
+
+    @property
+    def source(self) -> TriggerSource: ...
+
+    def reason(self, command: Command) -> str:
+        """Why a deployment was queued, for its trigger."""
+
+    async def services(
+        self, context: HandlerContext, command: Command
+    ) -> list[Service] | DeliveryIntent:
+        """The services `command` is about; or the answer when it names none here."""
+
+    def confirmation(self, command: Command, services: list[Service]) -> After | None:
+        """A question to answer before `command` runs (Slack's button for a protected
+        service); None to run it now."""
+
+    async def target(self, command: Command, service: Service) -> Target: ...
+
+    async def to_cancel(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
+        """The deployments `cancel` stops."""
+
+    def cancelled(self, results: list[CancelResult], services: list[Service]) -> str:
+        """The answer to `cancel` of deployments of `services` (`results` empty: nothing
+        was queued or running)."""
+
+    async def to_show(self, context: HandlerContext, services: list[Service]) -> list[Deployment]:
+        """The deployments `status` shows, of `services` (those the asker may deploy)."""
+
+    def status(self, settings: Settings, deployments: list[Deployment], hidden: int) -> str: ...
 
 
 def refused(forge: ForgeClient, text: str) -> DeliveryIntent:
     return DeliveryIntent("refused", after=[forge.react("confused"), forge.reply(text)])
 
 
-async def run_comment(
-    context: HandlerContext, thread: Thread, forge: ForgeClient, text: str
+def _outcome(command: Command) -> str:
+    """What did not happen, for a refusal of `command`."""
+    if command.name == "cancel":
+        return NOTHING_CANCELLED
+    return NOT_SHOWN if command.name == "status" else NOTHING_QUEUED
+
+
+async def run(
+    context: HandlerContext,
+    scope: Scope,
+    forge: ForgeClient,
+    result: Result,
 ) -> DeliveryIntent:
-    """A comment's text on `thread`, written by `forge`'s member: what the delivery asks for."""
-    rows = await context.pool.fetch(
-        q("forge_services_for_repository"), thread.kind.source, thread.repository
-    )
-    services = [Service.from_row(row) for row in rows]
-    result = parse(text, [service.name for service in services])
+    """A parsed command, asked by `forge`'s member in `scope`: what it asks for."""
     if isinstance(result, Ignore):
         return DeliveryIntent("ignored: not a command")
     await forge.connect()
     if isinstance(result, Response):
         return DeliveryIntent(f"replied: {result.kind}", after=[forge.reply(result.text)])
+    if result.name == "list":  # Slack's own (bot/slack/commands.py)
+        return DeliveryIntent("ignored: list is not the runner's")
     lacking = await forge.write_access()
     if lacking is not None:
-        return refused(
-            forge,
-            f"Sorry @{forge.login}, `/deploy` needs {lacking}. {NOTHING_QUEUED}",
-        )
-    where = thread.repository
-    if result.service is not None:
-        services = [service for service in services if service.name == result.service]
-        if not services:
-            return refused(forge, f"There is no service `{result.service}` for {where}.")
-    if not services:
-        return refused(forge, f"No service deploys {where}.")
-    if result.name == "deploy" and result.service is None and len(services) > 1:
-        touched = await touched_services(thread, forge, services)
-        if isinstance(touched, DeliveryIntent):
-            return touched
-        services = touched
-    permitted = [service for service in services if await may_deploy(forge, service)]
-    if result.name == "status":  # only what the commenter may deploy, with its links
-        return await run_status(context, thread, forge, permitted, len(services) - len(permitted))
-    forbidden = [service for service in services if service not in permitted]
-    if forbidden:
-        outcome = NOTHING_CANCELLED if result.name == "cancel" else NOTHING_QUEUED
-        return refused(forge, refusal(forge, forbidden[0], outcome))
-    if result.name == "deploy":
-        return await run_deploy(context, thread, forge, result, services)
+        return refused(forge, f"Sorry @{forge.login}, `/deploy` needs {lacking}. {NOTHING_QUEUED}")
+    services = await scope.services(context, result)
+    if isinstance(services, DeliveryIntent):
+        return services
+    outcome = _outcome(result)
+    refusals = {service.id: await why_not(forge, service, outcome) for service in services}
+    permitted = [service for service in services if refusals[service.id] is None]
+    if result.name == "status" and result.target is None:
+        # Everything here: only what the asker may deploy, with its links.
+        return await run_status(context, scope, forge, permitted, len(services) - len(permitted))
+    for service in services:
+        why = refusals[service.id]
+        if why is not None:
+            return refused(forge, why)
+    if result.name == "status":
+        return await run_status(context, scope, forge, services, 0)
     if result.name == "cancel":
-        return await run_cancel(context, thread, forge, services)
-    return await run_rollback(context, thread, forge, services)
+        return await run_cancel(context, scope, forge, services)
+    question = scope.confirmation(result, services)
+    if question is not None:
+        return DeliveryIntent("asked to confirm", after=[question])
+    return await run_deploy(context, scope, forge, result, services)
 
 
-async def touched_services(
-    thread: Thread, forge: ForgeClient, services: list[Service]
-) -> list[Service] | DeliveryIntent:
-    """The services whose root directory or `config.watch` paths the request changes;
-    when that is none, or the forge cannot tell, the answer that lists them and says what
-    to type."""
-    changed = await forge.changed_files()
-    if changed is not None:
-        touched = [service for service in services if touches(service, changed)]
-        if touched:
-            return touched
-        why = f"This {thread.kind.noun} changes no file of a service of {thread.repository}"
-    else:
-        why = f"This {thread.kind.noun} changes too many files to tell which services it touches"
-    names = ", ".join(f"`{service.name}`" for service in services)
-    text = (
-        f"{why}, so nothing was queued. Its services: {names}.\n\n"
-        f"To deploy one, comment `/deploy {services[0].name}`."
-    )
-    return DeliveryIntent("replied: which service", after=[forge.reply(text)])
-
-
-def _trigger(context: HandlerContext, thread: Thread, forge: ForgeClient, **fields: Any) -> Trigger:
-    return Trigger(
-        source=thread.kind.source,
+def _enqueue(
+    context: HandlerContext,
+    scope: Scope,
+    forge: ForgeClient,
+    command: Command,
+    service: Service,
+    target: Target,
+    rollback_to: int | None = None,
+) -> Enqueue:
+    head = target.head
+    trigger = Trigger(
+        source=scope.source,
         actor=forge.login,
-        delivery_id=context.delivery_id,
-        answer=forge.answer(fields.get("commit_sha")),
-        **fields,
+        delivery_id=context.delivery_id or None,
+        answer=forge.answer(head.commit_sha),
+        reason=scope.reason(command),
+        environment=target.environment,
+        ref=head.ref,
+        commit_sha=head.commit_sha,
+        rollback_to=rollback_to,
     )
+    return Enqueue(service, target.environment, head.ref, head.commit_sha, trigger)
 
 
 async def run_deploy(
     context: HandlerContext,
-    thread: Thread,
+    scope: Scope,
     forge: ForgeClient,
     command: Command,
     services: list[Service],
 ) -> DeliveryIntent:
-    """A preview of the request's head (forks too: someone with write access asked), or
-    of `--ref`."""
-    if command.ref is not None:
-        head = Head(command.ref, None)
-    else:
-        head = await forge.head()
-    environment = thread.environment
+    """`/deploy`: where the scope says; `rollback`: production goes back to each service's
+    previous image (re-tagged by the pipeline, not rebuilt)."""
     intent = DeliveryIntent("queued", after=[forge.react("eyes")])
     for service in services:
-        trigger = _trigger(
-            context,
-            thread,
-            forge,
-            environment=environment,
-            ref=head.ref,
-            commit_sha=head.commit_sha,
-            reason=thread.kind.reason,
-        )
-        intent.enqueue.append(Enqueue(service, environment, head.ref, head.commit_sha, trigger))
-    return intent
-
-
-async def run_rollback(
-    context: HandlerContext, thread: Thread, forge: ForgeClient, services: list[Service]
-) -> DeliveryIntent:
-    """Production goes back to each service's previous image: re-tagged, not rebuilt."""
-    intent = DeliveryIntent("queued", after=[forge.react("eyes")])
-    for service in services:
-        try:
-            target = await rollback_target(context.store, service, "production")
-        except NothingToRollBack as error:
-            return refused(forge, f"Nothing was queued: {error}.")
-        trigger = _trigger(
-            context,
-            thread,
-            forge,
-            environment="production",
-            ref=target.ref,
-            commit_sha=target.commit_sha,
-            reason=thread.kind.reason.replace("/deploy", "/deploy rollback", 1),
-            rollback_to=target.id,
-        )
+        earlier: Deployment | None = None
+        if command.name == "rollback":
+            try:
+                earlier = await rollback_target(context.store, service, "production")
+            except NothingToRollBack as error:
+                return refused(forge, f"Nothing was queued: {error}.")
+            target = Target("production", Head(earlier.ref, earlier.commit_sha))
+        else:
+            target = await scope.target(command, service)
+        rollback_to = None if earlier is None else earlier.id
         intent.enqueue.append(
-            Enqueue(service, "production", target.ref, target.commit_sha, trigger)
+            _enqueue(context, scope, forge, command, service, target, rollback_to)
         )
     return intent
 
 
 async def run_cancel(
-    context: HandlerContext, thread: Thread, forge: ForgeClient, services: list[Service]
+    context: HandlerContext, scope: Scope, forge: ForgeClient, services: list[Service]
 ) -> DeliveryIntent:
-    environment = thread.environment
-    rows = await context.pool.fetch(
-        q("forge_active_deployments"), [service.id for service in services], environment
-    )
-    active = [Deployment.from_row(row) for row in rows]
+    active = await scope.to_cancel(context, services)
     if not active:
-        text = f"Nothing to cancel: no deployment of `{environment}` is queued or running."
-        return DeliveryIntent("nothing to cancel", after=[forge.reply(text)])
-    lines = []
-    for deployment in active:
-        outcome = await context.queue.cancel(deployment.id)
-        lines.append(f"- `{deployment.service_name}` deployment {deployment.id}: {outcome.outcome}")
-    return DeliveryIntent("cancelled", after=[forge.react("eyes"), forge.reply("\n".join(lines))])
+        return DeliveryIntent(
+            "nothing to cancel", after=[forge.reply(scope.cancelled([], services))]
+        )
+    results = [await context.queue.cancel(deployment.id) for deployment in active]
+    return DeliveryIntent(
+        "cancelled", after=[forge.react("eyes"), forge.reply(scope.cancelled(results, services))]
+    )
 
 
 async def run_status(
     context: HandlerContext,
-    thread: Thread,
+    scope: Scope,
     forge: ForgeClient,
     services: list[Service],
     hidden: int,
 ) -> DeliveryIntent:
-    """The request's deployments of `services` (those the commenter may deploy)."""
-    rows = await context.pool.fetch(
-        q(thread.kind.status_query), thread.repository, str(thread.number)
-    )
-    shown = {service.id for service in services}
-    deployments = [Deployment.from_row(row) for row in rows]
-    deployments = [deployment for deployment in deployments if deployment.service_id in shown]
-    text = (
-        status_table(context.settings, deployments)
-        if deployments
-        else f"No deployments for this {thread.kind.noun} yet."
-    )
-    if hidden:
-        text += f"\n\n{hidden} protected service(s) you are not on the allowlist of: not shown."
+    """The deployments of `services` (those the asker may deploy); `hidden`: how many
+    others there are."""
+    deployments = await scope.to_show(context, services)
+    text = scope.status(context.settings, deployments, hidden)
     return DeliveryIntent("status", after=[forge.reply(text)])

@@ -1,5 +1,6 @@
-"""Previews, every forge alike: which services have them, and a closed preview's image
-tags leaving the registry (after the answer)."""
+"""Previews, every forge alike: which services have them; a closed preview stops serving
+(its containers or Swarm service, and its route) and its image tags leave the registry
+(after the answer)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import structlog
 
 from bot.forge.intent import After
 from pipeline.db.queries import q
+from pipeline.errors import ClickDeployError
 from pipeline.models import Service
 from pipeline.registry import RegistryClient, RegistryError, RegistryNotFound, parse_reference
+from pipeline.release import ReleaseStore, stop_environment
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.trigger import Source
@@ -28,10 +31,24 @@ async def preview_services(
 def delete_preview_images(
     settings: Settings, pool: asyncpg.Pool, service: Service, environment: str
 ) -> After:
-    """Every image tag a preview got leaves the registry (after the answer; GitHub and
-    GitLab alike)."""
+    """The preview stops serving, then every image tag it got leaves the registry (after
+    the answer; GitHub and GitLab alike)."""
 
     async def run() -> None:
+        try:
+            stopped = await stop_environment(
+                service.id,
+                service.name,
+                environment,
+                service.options.release,
+                settings,
+                ReleaseStore(pool),
+                lambda line: log.info(line, service=service.name, environment=environment),
+            )
+            if stopped:
+                log.info("preview stopped", service=service.name, environment=environment)
+        except ClickDeployError as error:
+            log.warning("preview not stopped", service=service.name, error=str(error))
         if settings.registry_url is None:
             return
         rows = await pool.fetch(q("forge_environment_images"), service.id, environment)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.commands.parser import Ignore, parse
-from bot.forge.commands import Head, Reaction, Thread, run_comment
+from bot.forge.commands import Head, Reaction
 from bot.forge.intent import After, DeliveryIntent
+from bot.forge.requests import Thread, run_comment
 from bot.github.access import GitHubMember
 from bot.github.client import GitHubClient
 from bot.github.context import Context

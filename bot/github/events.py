@@ -7,10 +7,10 @@ from typing import Any
 
 import structlog
 
-from bot.forge.commands import RequestKind
 from bot.forge.intent import DeliveryIntent, Enqueue
 from bot.forge.previews import delete_preview_images, preview_services
 from bot.forge.pushes import push_intent
+from bot.forge.requests import RequestKind
 from bot.github.context import Context
 from bot.github.models import PullRequestEvent, installation_id, push_from_payload
 from bot.github.previews import retire_preview_deployments

@@ -167,13 +167,21 @@ class GitLabApi:
 
         return await self._call("deployment", run)
 
-    async def update_deployment(self, project: int | str, deployment_id: int, status: str) -> None:
-        def run() -> None:
-            self._project(project).deployments.update(
+    async def update_deployment(
+        self, project: int | str, deployment_id: int, status: str
+    ) -> int | None:
+        """PUT /projects/:id/deployments/:deployment_id: its environment's id (GitLab's
+        answer carries the deployment's environment), None if the answer has none."""
+
+        def run() -> int | None:
+            updated = self._project(project).deployments.update(
                 deployment_id, {"status": status}, max_retries=_MAX_RETRIES
             )
+            environment = (updated or {}).get("environment")
+            found = environment.get("id") if isinstance(environment, dict) else None
+            return found if isinstance(found, int) else None
 
-        await self._call("deployment status", run)
+        return await self._call("deployment status", run)
 
     async def set_external_url(self, project: int | str, environment_id: int, url: str) -> None:
         """PUT /projects/:id/environments/:environment_id: where the environment is seen."""

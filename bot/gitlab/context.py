@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bot.forge.commands import RequestKind
 from bot.forge.context import HandlerContext
+from bot.forge.requests import RequestKind
 from bot.gitlab.api import GitLabApi, GitLabError
 
 SOURCE: Final = "gitlab"

@@ -25,6 +25,7 @@ import asyncpg
 
 from pipeline.buildkit.factory import builder_addresses
 from pipeline.db.migrate import load_migrations
+from pipeline.db.queries import q
 from pipeline.errors import ConfigError
 from pipeline.registry import (
     RegistryAuthError,
@@ -106,7 +107,7 @@ async def check_database(
     """One query: the database answers, and every migration of this code is applied."""
     reached = passed("database", f"{where}: reachable" if where else "ok")
     try:
-        rows = await asyncio.wait_for(pool.fetch("SELECT version FROM schema_migrations"), patience)
+        rows = await asyncio.wait_for(pool.fetch(q("migrations_applied")), patience)
     except asyncpg.UndefinedTableError:
         return [
             reached,

@@ -5,19 +5,22 @@ that is down). `/healthz` (bot.serve.health) only says the process is alive.
 The checks are `bot.ops.checks`' (the same ones `click-deploy doctor` runs); readiness runs
 the fast, local ones concurrently under a short timeout, so a probe answers within
 CHECK_TIMEOUT_SECONDS whatever is down: 200 with the details, or 503 naming what is not
-ready. A configured Centrifugo is shown but never makes the process unready. The registry
+ready. A configured Centrifugo and the services' release targets are shown but never make
+the process unready. The registry
 and the forges are `doctor`'s: a probe must not push blobs or spend a
 vendor's rate limit every few seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
 
 from bot.centrifugo.check import check_centrifugo
 from bot.ops.checks import CheckResult, Level, check_builders, check_database
+from bot.ops.release_checks import check_release_targets
 from bot.runtime import Runtime
 from pipeline.settings import Settings
 
@@ -55,6 +58,10 @@ async def readiness(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
     # its copy of the logs is late while it is down (PostgreSQL keeps them all).
     if centrifugo.level is not Level.UNCONFIGURED:
         checks.append(centrifugo)
+    # Release targets likewise: a target that is down fails the releases that need it.
+    with contextlib.suppress(Exception):  # the database check above says why
+        services = await asyncio.wait_for(runtime.store.list_services(), CHECK_TIMEOUT_SECONDS)
+        checks += await check_release_targets(runtime.settings, services, CHECK_TIMEOUT_SECONDS)
     body: dict[str, Any] = {
         "status": "ready" if not failing else "not ready",
         "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},

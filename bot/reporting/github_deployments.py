@@ -43,9 +43,12 @@ def deployment_state(deployment: Deployment) -> DeploymentState:
 
 
 def environment_url(settings: Settings, deployment: Deployment, service: Service) -> str:
-    """Where the environment can be seen: a preview's `config.preview_url` (with
-    `{environment}` and `{service}` filled in), production's `config.url`, else the
-    service's page (its current image per environment)."""
+    """Where the environment can be seen: the live URL its release answers on (set only
+    once the new version is healthy and has the traffic), else a preview's
+    `config.preview_url` (with `{environment}` and `{service}` filled in), production's
+    `config.url`, else the service's page (its current image per environment)."""
+    if deployment.live_url:
+        return deployment.live_url
     options = service.options
     template = options.url if deployment.environment == PRODUCTION else options.preview_url
     if template:

@@ -1,6 +1,7 @@
 """Reporting a deployment to GitLab: a commit status `click-deploy/<service>` (pending,
-running, success, failed, canceled) linking to the deployment's page, and the merge
-request's one note (edited in place). Rendered from the deployment's current state every
+running, success, failed, canceled) linking to the deployment's page, or, once the release
+is healthy, to where the new version answers; and the merge request's one note (edited in
+place). Rendered from the deployment's current state every
 time, so a coalesced or late report is still right."""
 
 from __future__ import annotations
@@ -53,6 +54,24 @@ GITLAB_DEPLOYMENT_STATUS: dict[Status, str] = {
 }
 
 
+# GitLab keeps at most 255 characters of a commit status's description.
+DESCRIPTION_LIMIT = 255
+
+
+def status_link(settings: Settings, deployment: Deployment) -> tuple[str, str]:
+    """The commit status's `target_url` and `description`. A deployment whose release
+    answers (succeeded with a live URL, set only once the new version is healthy and has
+    the traffic) links there and says so first, so the cut at 255 characters never cuts
+    the URL; every other one links its deployment page."""
+    summary = summary_line(deployment)
+    if deployment.status == Status.SUCCEEDED and deployment.live_url:
+        live = f"Live at {deployment.live_url}"
+        if len(live) > DESCRIPTION_LIMIT:
+            live = "Live (the link opens it)"
+        return deployment.live_url, f"{live}. {summary}"[:DESCRIPTION_LIMIT]
+    return deployment_page_url(settings, deployment.id), summary[:DESCRIPTION_LIMIT]
+
+
 class GitLabReporter:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, api: GitLabApi) -> None:
         self.settings = settings
@@ -94,13 +113,14 @@ class GitLabReporter:
                 if deployment.ref and not deployment.ref.startswith("refs/")
                 else None
             )
+            target_url, description = status_link(self.settings, deployment)
             await self.api.commit_status(
                 project_id,
                 sha,
                 state=new_state,
                 name=check_name(deployment),
-                target_url=deployment_page_url(self.settings, deployment.id),
-                description=summary_line(deployment),
+                target_url=target_url,
+                description=description,
                 ref=ref,
             )
         remote_id = state["remote_id"] if state is not None else None
@@ -129,9 +149,9 @@ class GitLabReporter:
         remote_id: int | None,
     ) -> int | None:
         """A preview is a GitLab deployment to its environment (`mr-N`), with the preview's
-        URL as the environment's external URL: the merge request's widget links it. Its
-        status follows the deployment's; a queued one has none yet. The GitLab
-        deployment's id is kept as the report's remote id."""
+        URL as the environment's external URL: the merge request's widget links it (the
+        release's live URL once it answers). Its status follows the deployment's; a queued
+        one has none yet. The GitLab deployment's id is kept as the report's remote id."""
         status = GITLAB_DEPLOYMENT_STATUS.get(deployment.status)
         if status is None:
             return remote_id
@@ -150,7 +170,10 @@ class GitLabReporter:
             await self.api.set_external_url(project_id, environment_id, url)
             return made
         if sent is None or GITLAB_DEPLOYMENT_STATUS.get(Status(sent)) != status:
-            await self.api.update_deployment(project_id, remote_id, status)
+            updated_in = await self.api.update_deployment(project_id, remote_id, status)
+            if deployment.live_url and updated_in is not None:
+                # Made while it built, with the configured URL: now where the release answers.
+                await self.api.set_external_url(project_id, updated_in, deployment.live_url)
         return remote_id
 
     async def _react(

@@ -102,6 +102,8 @@ def check_output(
         f"Environment `{deployment.environment}`, commit `{(deployment.commit_sha or '?')[:12]}`. "
         f"[Live log]({url})",
     ]
+    if deployment.live_url:
+        lines += ["", f"Live at {deployment.live_url}"]
     if current:
         lines += ["", "| step | status | duration |", "| --- | --- | ---: |"]
         lines += [f"| {step.name} | {step.status} | {_seconds(step)} |" for step in current]
@@ -124,6 +126,10 @@ def _when(at: datetime) -> str:
 
 
 def preview_link(deployment: Deployment, template: object) -> str:
+    """The PR comment's link: where the release answers (production too), else a
+    preview's `preview_url`."""
+    if deployment.live_url:
+        return f"[open]({deployment.live_url})"
     if deployment.environment == "production" or not isinstance(template, str):
         return "–"
     try:

@@ -1,29 +1,18 @@
 """The buttons (Block Kit `block_actions`): Cancel, Redeploy and Rollback on a deployment's
-message, and Deploy on a protected service's confirmation prompt. Each authorizes the
-person who clicked, as the slash command does."""
+message, and Deploy on a protected service's confirmation prompt. Each is a command for
+the one runner (bot/forge/commands.py), for the person who clicked, as a slash command
+is; a button behind a confirm dialog comes confirmed."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import structlog
-
-from bot.commands.parser import Command, deployment_id
+from bot.commands.parser import Command, Response, Result, deployment_id
 from bot.slack import blocks
-from bot.slack.commands import (
-    Asker,
-    SlackContext,
-    allowed,
-    enqueue_deploy,
-    find_service,
-    run_cancel,
-    run_rollback,
-)
-from pipeline.errors import ClickDeployError, NotFound
+from bot.slack.commands import carry_out
+from bot.slack.member import Asker, SlackContext
 from pipeline.values import valid_ref
-
-log = structlog.get_logger(__name__)
 
 
 def _text(body: Any, *path: str) -> str | None:
@@ -47,71 +36,47 @@ def action_of(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-async def run_action(context: SlackContext, body: dict[str, Any]) -> None:
-    """After the acknowledgement: one button click."""
-    asker = asker_of(body)
-    action = action_of(body)
-    if asker is None:
-        return
+def command_of(action: dict[str, Any]) -> tuple[Result, bool] | None:
+    """The command a click asks for, and whether it comes confirmed; None for a click that
+    asks for nothing (an unknown button, a value of another shape)."""
     action_id = action.get("action_id")
     value = action.get("value")
     value = value if isinstance(value, str) else ""
     number = deployment_id(value)
-    try:
-        if action_id == blocks.CANCEL and number is not None:
-            await run_cancel(context, asker, number)
-        elif action_id == blocks.REDEPLOY and number is not None:
-            await redeploy(context, asker, number)
-        elif action_id == blocks.ROLLBACK and value:
-            # The Rollback button carries a confirm dialog: the click is the yes.
-            await run_rollback(context, asker, value, confirmed=True)
-        elif action_id == blocks.CONFIRM_DEPLOY:
-            await confirmed_deploy(context, asker, value)
-    except ClickDeployError as error:
-        await context.say(asker, str(error))
-    except Exception as error:
-        log.warning("slack action failed", error=f"{type(error).__name__}: {error}"[:300])
-        await context.say(asker, "Something went wrong on our side; nothing was changed.")
+    if action_id == blocks.CANCEL and number is not None:
+        return Command("cancel", target=str(number)), False
+    if action_id == blocks.REDEPLOY and number is not None:
+        # A protected service's Redeploy button carries a confirm dialog: the click is the yes.
+        return Command("deploy", target=str(number)), True
+    if action_id == blocks.ROLLBACK and value:
+        return Command("rollback", service=value), True  # behind a confirm dialog too
+    if action_id == blocks.CONFIRM_DEPLOY:
+        return confirmed_command(value)
+    return None
 
 
-async def redeploy(context: SlackContext, asker: Asker, deployment_id: int) -> None:
-    store = context.runtime.store
-    try:
-        earlier = await store.get_deployment(deployment_id)
-    except NotFound:
-        await context.say(asker, f"There is no deployment #{deployment_id}.")
-        return
-    service = await store.get_service(earlier.service_id)
-    if not await allowed(context, asker, service):
-        return
-    # A protected service's Redeploy button carries a confirm dialog; the click is the yes.
-    await enqueue_deploy(
-        context,
-        asker,
-        service,
-        earlier.ref,
-        environment=earlier.environment,
-        commit_sha=earlier.commit_sha,
-        reason=f"redeploy of #{earlier.id} from Slack",
-    )
-
-
-async def confirmed_deploy(context: SlackContext, asker: Asker, value: str) -> None:
+def confirmed_command(value: str) -> tuple[Result, bool] | None:
+    """The Deploy (or Roll back) button of a protected service's confirmation prompt."""
     try:
         asked = json.loads(value)
     except (ValueError, RecursionError):
-        return
+        return None
     if not isinstance(asked, dict) or not isinstance(asked.get("service"), str):
-        return
+        return None
     if asked.get("rollback") is True:
-        await run_rollback(context, asker, asked["service"], confirmed=True)
-        return
+        return Command("rollback", service=asked["service"]), True
     ref = asked.get("ref")
     if ref is not None and not (isinstance(ref, str) and valid_ref(ref)):
-        await context.say(asker, "That ref is not a branch, tag or commit. Nothing was queued.")
-        return
-    command = Command("deploy", asked["service"], ref)
-    service = await find_service(context, asker, command.service or "")
-    if service is None or not await allowed(context, asker, service):
-        return
-    await enqueue_deploy(context, asker, service, command.ref, reason="/deploy (confirmed)")
+        return Response(
+            "usage", "That ref is not a branch, tag or commit. Nothing was queued."
+        ), True
+    return Command("deploy", service=asked["service"], ref=ref), True
+
+
+async def run_action(context: SlackContext, body: dict[str, Any]) -> None:
+    """After the acknowledgement: one button click."""
+    asker = asker_of(body)
+    asked = command_of(action_of(body))
+    if asker is not None and asked is not None:
+        command, confirmed = asked
+        await carry_out(context, asker, command, confirmed=confirmed)

@@ -119,6 +119,8 @@ def deployment_message(deployment: Deployment, log_url: str, protected: bool) ->
         fields.append(mrkdwn(f"*Duration*\n{took:.1f} s"))
     if deployment.image:
         fields.append(mrkdwn(f"*Image*\n`{deployment.image}`"))
+    if deployment.live_url:
+        fields.append(mrkdwn(f"*Live at*\n<{deployment.live_url}>"))
     buttons: list[dict[str, Any]] = []
     if deployment.status not in FINAL:
         buttons.append(

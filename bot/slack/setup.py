@@ -36,7 +36,8 @@ from bot.request_body import (
 )
 from bot.runtime import Runtime
 from bot.slack.actions import run_action
-from bot.slack.commands import Asker, SlackContext, run_command
+from bot.slack.commands import run_command
+from bot.slack.member import Asker, SlackContext
 from bot.slack.reporter import TARGET, SlackReporter
 from bot.slack.signature import InvalidSignature, check_headers, check_mac, new_mac
 

@@ -94,6 +94,7 @@ SCRIPT = """
     const badge = document.getElementById('status');
     badge.textContent = d.status; badge.className = 'badge ' + d.status;
     text('image', d.image); text('digest', d.digest); text('error', d.error);
+    if (d.live_url && !document.querySelector('#live_url a')) text('live_url', d.live_url);
     text('commit', d.commit);
     text('progress', d.steps_total ? ('step ' + d.step + ' of ' + d.steps_total +
       (d.progress_message ? ': ' + d.progress_message : '')) : d.progress_message);

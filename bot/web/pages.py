@@ -85,6 +85,13 @@ def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S %Z}" if moment else "-"
 
 
+def _live_link(url: str | None) -> str:
+    """Where the deployment's release answers, as a link (http and https only)."""
+    if not url or not url.startswith(("http://", "https://")):
+        return "-"
+    return f'<a href="{escape(url)}">{escape(url)}</a>'
+
+
 def _duration(deployment: Deployment) -> str:
     if deployment.started_at is None:
         return "-"
@@ -150,6 +157,7 @@ async def deployment_page(request: web.Request) -> web.Response:
 <dt>progress</dt><dd id=progress>{escape(progress)}</dd>
 <dt>image</dt><dd id=image>{escape(d.image or "-")}</dd>
 <dt>digest</dt><dd id=digest>{escape(d.digest or "-")}</dd>
+<dt>live at</dt><dd id=live_url>{_live_link(d.live_url)}</dd>
 <dt>error</dt><dd id=error>{escape(d.error or "-")}</dd>
 <dt>created</dt><dd>{_when(d.created_at)}</dd>
 <dt>duration</dt><dd>{_duration(d)}</dd>

@@ -25,3 +25,8 @@ def _queries() -> dict[str, str]:
 def q(name: str) -> str:
     """The SQL of the query called `name`."""
     return _queries()[name]
+
+
+def query_names() -> frozenset[str]:
+    """The names queries.sql defines."""
+    return frozenset(_queries())

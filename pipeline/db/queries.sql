@@ -1,5 +1,47 @@
 -- Every query click-deploy runs, by name. Values only ever as $n parameters.
--- Loaded by pipeline/db/queries.py; a block starts with "-- name: NAME".
+-- Loaded by pipeline/db/queries.py; a block starts with "-- name: NAME". The SQL functions
+-- some of them call are in functions/<name>.sql, one a file (README.md in this folder).
+
+-- name: migration_lock
+-- Migrations and function files (pipeline/db/migrate.py): one process at a time.
+SELECT pg_advisory_lock($1);
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock($1);
+
+-- name: schema_migrations_create
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now());
+
+-- name: schema_functions_create
+-- The text of each function file (pipeline/db/functions) the database last received.
+CREATE TABLE IF NOT EXISTS schema_functions (
+    name       text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now());
+
+-- name: migrations_applied
+SELECT version, name, checksum FROM schema_migrations;
+
+-- name: migration_record
+INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+-- name: functions_applied
+SELECT name, checksum FROM schema_functions;
+
+-- name: function_record
+INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+
+-- name: function_overloads
+SELECT p.oid::regprocedure::text AS signature FROM pg_proc p
+WHERE p.proname = $1 AND p.pronamespace = current_schema()::regnamespace ORDER BY 1;
+
+-- name: functions_forget
+DELETE FROM schema_functions WHERE name = ANY ($1::text[]);
 
 -- name: service_insert
 INSERT INTO services (name, provider, repository, branch, root_dir, config)
@@ -43,7 +85,7 @@ WHERE service_id = $1 AND status IN ('queued', 'cloning', 'building', 'pushing')
 SELECT click_deploy_target_lock($1, $2);
 
 -- name: enqueue
--- Supersedes the request waiting for the same target, inserts, notifies (migration 0003).
+-- Supersedes the request waiting for the same target, inserts, notifies (functions/click_deploy_enqueue.sql).
 SELECT * FROM click_deploy_enqueue($1, $2, $3, $4, $5, $6);
 
 -- name: deployment_by_id
@@ -272,7 +314,7 @@ LIMIT 1;
 -- the target, so the queue is woken for whatever waits behind it. Answers one row per
 -- change that applied (the columns it can have changed), or one all-NULL row when none did.
 -- A change may pass through several build states at once ($8: the last one it reached).
--- The statement is the function click_deploy_job_writes (migrations 0004, 0008), for its plan.
+-- The statement is a function for its plan (functions/click_deploy_job_writes.sql).
 SELECT * FROM click_deploy_job_writes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                                       $14, $15, $16, $17, $18, $19, $20, $21, $22, $23);
 
@@ -492,6 +534,31 @@ FROM forge_reports r JOIN deployments d ON d.id = r.deployment_id
 WHERE d.service_id = $1 AND d.environment = $2 AND r.target = 'github'
   AND r.github_deployment_id IS NOT NULL AND r.github_deployment_state = 'success'
 ORDER BY r.deployment_id;
+
+-- name: release_live
+SELECT * FROM releases WHERE service_id = $1 AND environment = $2 AND stopped_at IS NULL;
+
+-- name: releases_live_for_service
+SELECT * FROM releases WHERE service_id = $1 AND stopped_at IS NULL ORDER BY environment;
+
+-- name: releases_live_previews
+SELECT * FROM releases
+WHERE service_id = $1 AND stopped_at IS NULL AND environment <> 'production'
+ORDER BY started_at, id;
+
+-- name: release_stop
+UPDATE releases SET stopped_at = now() WHERE id = $1 AND stopped_at IS NULL RETURNING id;
+
+-- name: release_insert
+INSERT INTO releases (service_id, environment, deployment_id, target, image, digest, engine,
+                      runs_as, url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *;
+
+-- name: deployment_set_live_url
+UPDATE deployments SET live_url = $3, updated_at = now()
+WHERE id = $1 AND ($2::uuid IS NULL OR lease_token = $2)
+RETURNING id;
 
 -- name: centrifugo_publisher_lock
 -- The Centrifugo publisher's lock (bot/centrifugo), session-level: held by the one process

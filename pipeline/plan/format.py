@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pipeline.plan.model import PlanResult
 
 
-def format_plan(result: PlanResult) -> str:
+def format_plan(
+    result: PlanResult, *, builder: str | None = None, details: Sequence[str] = ()
+) -> str:
+    """RESULT for people. `builder`: who planned it and why (a line of its own, first);
+    `details`: the builder's own account of its plan, before the Dockerfile."""
+    head = [f"builder:    {builder}"] if builder else []
     if not result.ok or result.plan is None:
-        return f"cannot plan: {result.message or 'unknown reason'}\n"
+        return "\n".join([*head, f"cannot plan: {result.message or 'unknown reason'}"]) + "\n"
     plan = result.plan
-    lines = []
+    lines = list(head)
     runtime = plan.runtime + (f" {plan.version}" if plan.version else "")
     lines.append(f"runtime:    {runtime}")
     lines.append(f"context:    {plan.context_dir}")
@@ -36,6 +43,9 @@ def format_plan(result: PlanResult) -> str:
         lines.append("")
         lines.append("messages:")
         lines += [f"  {message.level}: {message.text}" for message in plan.messages]
+    if details:
+        lines.append("")
+        lines += details
     lines.append("")
     lines.append("--- Dockerfile " + "-" * 50)
     lines.append(plan.dockerfile.rstrip("\n"))

@@ -16,6 +16,10 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[str], None]
 
+# Connecting, the connection's set-up queries and the LISTENs, together: a server that
+# takes the connection and then stops answering must not hold the listener forever.
+SETUP_SECONDS = 20.0
+
 
 class Listener:
     """Calls `handlers[channel](payload)` for every notification. After each (re)connect it
@@ -50,20 +54,24 @@ class Listener:
 
     async def run(self) -> None:
         backoff = 0.05
-        first = True
+        # Whether an attempt failed since the last connection: then the next one is "back",
+        # also when the very first attempts failed (a process that starts, or is still
+        # connecting, as the database goes away), or the warnings would have no end.
+        failed = False
         while not self._stopping.is_set():
             connection: asyncpg.Connection | None = None
             try:
-                connection = await connect(self._url)
                 dropped = asyncio.Event()
-                connection.add_termination_listener(lambda _c, event=dropped: event.set())
-                for channel in self._handlers:
-                    await connection.add_listener(channel, self._dispatch)
+                async with asyncio.timeout(SETUP_SECONDS):
+                    connection = await connect(self._url)
+                    connection.add_termination_listener(lambda _c, event=dropped: event.set())
+                    for channel in self._handlers:
+                        await connection.add_listener(channel, self._dispatch)
                 self.backend_pid = connection.get_server_pid()
-                if not first:
+                if failed:
                     self.reconnects += 1
                     log.info("LISTEN connection is back", reconnects=self.reconnects)
-                first = False
+                failed = False
                 backoff = 0.05
                 self.connected.set()
                 if self._on_connect is not None:
@@ -72,6 +80,7 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any connection fault: wait, then connect again
+                failed = True
                 if not self._stopping.is_set():
                     log.warning("LISTEN connection lost", error=str(error) or type(error).__name__)
             finally:

@@ -43,11 +43,14 @@ DATABASE_FAULTS = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-# Those met by the pipeline in one of its job's writes (asyncpg's, and a refused
-# reconnect): not the build's fault, so the run is retried like a transient failure. (Not
-# any OSError or TimeoutError: a build step's own are its business.)
+# Those met by the pipeline in one of its job's writes (asyncpg's, and a reconnect refused,
+# or reset by a server that is shutting down): not the build's fault, so the run is retried
+# like a transient failure. (Not any OSError or TimeoutError: a build step's own are its
+# business.)
 PIPELINE_DATABASE_FAULTS = (
     ConnectionRefusedError,
+    ConnectionResetError,
+    asyncpg.CrashShutdownError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,

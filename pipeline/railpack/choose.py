@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pipeline.errors import ConfigError
 from pipeline.models import Service
@@ -52,20 +54,23 @@ def image_map(settings: Settings) -> Callable[[str], str]:
     return mapped
 
 
-def chosen_builder(app_dir: Path, build: BuildSettings) -> BuilderName:
-    """The service's builder, else the app's click-deploy.toml's, else "auto". A
-    click-deploy.toml that cannot be read decides nothing here (the planner reports it)."""
+def builder_setting(
+    app_dir: Path, build: BuildSettings, own: str = "in the service's config"
+) -> tuple[BuilderName, str | None]:
+    """The builder and where it is set: BUILD's own (`build.builder`, set OWN), else the
+    app's click-deploy.toml's, else "auto" (set nowhere: None). A click-deploy.toml that
+    cannot be read decides nothing here (the planner reports it)."""
     if build.builder is not None:
-        return build.builder
+        return build.builder, own
     app = App(app_dir)
     try:
         if app.present(REPO_CONFIG_FILE):
             repo = parse_repo_config(app.read_toml(REPO_CONFIG_FILE))
             if repo.builder is not None:
-                return repo.builder
+                return repo.builder, f"in {REPO_CONFIG_FILE}"
     except (InvalidFile, ConfigError):
         pass
-    return "auto"
+    return "auto", None
 
 
 def _evidence(prepared: Prepared) -> list[str]:
@@ -138,21 +143,34 @@ def _app_dir(checkout: Path, label: str) -> Path | None:
     return app_dir
 
 
-async def plan_with_railpack(
-    checkout: Path, service: Service, settings: Settings, *, cache_namespace: str | None
-) -> PlanResult:
+@dataclass(frozen=True)
+class Choice:
+    """Who planned a service, why, and the plan (or why there is none)."""
+
+    result: PlanResult
+    builder: Literal["click-deploy", "railpack"]
+    reason: str  # for a person: the setting that chose the builder, or what made auto pick it
+    railpack: Prepared | None = None  # Railpack's own plan, when it made one
+
+
+async def _railpack_plan(
+    checkout: Path,
+    label: str,
+    build: BuildSettings,
+    settings: Settings,
+    *,
+    cache_namespace: str | None,
+) -> tuple[PlanResult, Prepared | None]:
     railpack = find_railpack(settings.railpack_path)
     if railpack is None:
         return PlanResult.failure(
             f'builder = "railpack" but there is no railpack CLI ({settings.railpack_path} is '
             "not on PATH): install railpack on the worker, set RAILPACK_PATH, or remove "
             "the builder setting"
-        )
-    label = service.root_dir
+        ), None
     app_dir = await asyncio.to_thread(_app_dir, checkout, label)
     if app_dir is None:
-        return PlanResult.failure(f"root dir {label}/ is not a directory in the repository")
-    build = service.options.build
+        return PlanResult.failure(f"root dir {label}/ is not a directory in the repository"), None
     try:
         prepared = await prepare(
             railpack,
@@ -170,8 +188,66 @@ async def plan_with_railpack(
             cache_namespace=cache_namespace,
         )
     except RailpackError as error:
-        return PlanResult.failure(str(error))
-    return PlanResult.success(plan)
+        return PlanResult.failure(str(error)), None
+    return PlanResult.success(plan), prepared
+
+
+async def choose(
+    checkout: Path,
+    label: str,
+    build: BuildSettings | None,
+    settings: Settings,
+    planner: Callable[[], PlanResult],
+    *,
+    cache_namespace: str | None,
+    own: str = "in the service's config",
+) -> Choice:
+    """Plan the app in `label` of `checkout` with click-deploy's `planner` (run in a
+    thread) or Railpack, as the builder setting says (OWN: where BUILD's own comes from,
+    for the reason). `build` None: the service's config is not valid, so only the planner
+    runs (and reports it)."""
+    if build is None:
+        reason = "the service's config is not valid"
+        return Choice(await asyncio.to_thread(planner), "click-deploy", reason)
+    builder, where = await asyncio.to_thread(builder_setting, checkout / label, build, own)
+    if builder == "railpack":
+        result, prepared = await _railpack_plan(
+            checkout, label, build, settings, cache_namespace=cache_namespace
+        )
+        return Choice(result, "railpack", f'builder = "railpack" {where}', prepared)
+    result = await asyncio.to_thread(planner)
+    if builder == "click-deploy":
+        return Choice(result, "click-deploy", f'builder = "click-deploy" {where}')
+    if result.ok:
+        return Choice(result, "click-deploy", "auto: click-deploy's planner planned it")
+    if not result.no_runtime:
+        return Choice(
+            result,
+            "click-deploy",
+            "auto: click-deploy's planner found the runtime (Railpack is tried only when it "
+            "finds none)",
+        )
+    railpack = find_railpack(settings.railpack_path)
+    if railpack is None:
+        return Choice(
+            result,
+            "click-deploy",
+            "auto: click-deploy's planner found no runtime, and there is no railpack CLI "
+            f"to try instead (RAILPACK_PATH: {settings.railpack_path})",
+        )
+    reason = f"auto: click-deploy's planner found no runtime, and railpack is at {railpack}"
+    fallback, prepared = await _railpack_plan(
+        checkout, label, build, settings, cache_namespace=cache_namespace
+    )
+    if not fallback.ok or fallback.plan is None:
+        failed = PlanResult.failure(
+            f"{result.message}. Railpack could not plan it either: {fallback.message}"
+        )
+        return Choice(failed, "railpack", reason)
+    note = Message("info", "click-deploy's planner found no runtime: Railpack planned the build")
+    plan = fallback.plan
+    planned = PlanResult.success(dataclasses.replace(plan, messages=(note, *plan.messages)))
+    return Choice(planned, "railpack", reason, prepared)
 
 
 async def choose_plan(
@@ -183,28 +259,8 @@ async def choose_plan(
     cache_namespace: str | None,
 ) -> PlanResult:
     """The plan of a service: click-deploy's `planner` (run in a thread) or Railpack."""
-    if service.options.problem is None:
-        builder = await asyncio.to_thread(
-            chosen_builder, checkout / service.root_dir, service.options.build
-        )
-        if builder == "railpack":
-            return await plan_with_railpack(
-                checkout, service, settings, cache_namespace=cache_namespace
-            )
-    else:
-        builder = "click-deploy"
-    result = await asyncio.to_thread(planner)
-    if builder != "auto" or result.ok or not result.no_runtime:
-        return result
-    if find_railpack(settings.railpack_path) is None:
-        return result
-    fallback = await plan_with_railpack(
-        checkout, service, settings, cache_namespace=cache_namespace
+    build = service.options.build if service.options.problem is None else None
+    chosen = await choose(
+        checkout, service.root_dir, build, settings, planner, cache_namespace=cache_namespace
     )
-    if not fallback.ok or fallback.plan is None:
-        return PlanResult.failure(
-            f"{result.message}. Railpack could not plan it either: {fallback.message}"
-        )
-    note = Message("info", "click-deploy's planner found no runtime: Railpack planned the build")
-    plan = fallback.plan
-    return PlanResult.success(dataclasses.replace(plan, messages=(note, *plan.messages)))
+    return chosen.result

@@ -4,7 +4,8 @@ script keys: sleep (seconds, spread over the build states), lines (log lines to 
 fail ("permanent" | "crash"), transient_until (attempt number that first succeeds),
 hang (never finish unless cancelled), hang_until (hang on attempts before this one),
 gate (in-process only: wait for a test's Event), sleep_random ([low, high]: a random
-sleep in that range instead of `sleep`).
+sleep in that range instead of `sleep`), live_url (where the release answers: set on
+the deployment after the push, as the release step does).
 Usable in-process and, through WORKER_PIPELINE=tests.support.pipelines:scripted, in a
 real worker process; there SCRIPTED_PIPELINE_SCRIPT (JSON) is the script of deployments
 whose trigger has none (a webhook's, say).
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import DeploymentFailure, TransientError
+from pipeline.release import ReleaseStore
 from pipeline.runner import BuildResult, Job
 from pipeline.settings import Settings
 from pipeline.states import Status
@@ -88,6 +90,10 @@ class ScriptedPipeline:
             push = job.step("push")
             await asyncio.sleep(pause)
             push.done()
+            if isinstance(script.get("live_url"), str):
+                await ReleaseStore(job.store.pool).set_live_url(
+                    deployment.id, job.lease_token, script["live_url"]
+                )
             run.outcome = "succeeded"
             return BuildResult(
                 image=f"registry.test/{deployment.service_name}:{deployment.id}",

@@ -328,6 +328,8 @@ class NodeProvider:
         if server is not None and server.copies is not None and ctx.start_override is None:
             layout.stage = "build"
             layout.runtime = RuntimeStage(image=layout.image, copies=list(server.copies))
+            if manager.on_bun_image:
+                layout.runtime.run.append(BUN_AS_NODE)
             kept = ", ".join(source.removeprefix("/app/") for source, _ in server.copies)
             ctx.decided(server.source, f"the image holds only {kept}")
             return
@@ -342,9 +344,11 @@ class NodeProvider:
         layout.after_build.append(prune)
         layout.stage = "build"
         layout.runtime = RuntimeStage(image=layout.image, copies=[("/app", "/app")])
+        if manager.on_bun_image:
+            layout.runtime.run.append(BUN_AS_NODE)  # as in the build stage
         if (
             layout.start
-            and manager.name in ("pnpm", "yarn")
+            and manager.name in ("pnpm", "yarn", "berry")
             and layout.start.startswith(f"{manager.command} run ")
         ):
             # npm is in the image; the manager installed in the build stage is not.
@@ -361,13 +365,20 @@ class NodeProvider:
         """Why the dev dependencies must stay, or None when they can go."""
         if manager.prune() is None:
             return f"{manager.label} has no prune that keeps what the build generated"
+        if manager.name in ("bun", "berry") and manifest.has("prisma", "@prisma/client"):
+            # Their prune installs node_modules anew: the client prisma generated into it
+            # would be lost.
+            return f"{manager.label} reinstalls node_modules to prune it, losing the Prisma client"
         start = ctx.start_override or layout.start or ""
         if start.startswith(f"{manager.command} run "):
             script = start.split(" run ", 1)[1].split()[0]
             words = script_words(manifest.scripts().get(script, ""))
         else:
             words = script_words(start)
-        if any(word in ("bun", "bunx", "pnpm", "yarn") for word in words):
+        build_only = {"bun", "bunx", "pnpm", "yarn"}
+        if manager.name == "bun" and manager.on_bun_image:
+            build_only -= {"bun", "bunx"}  # the image's own runtime
+        if any(word in build_only for word in words):
             return "the start command calls a tool installed for the build only"
         for word in words:
             name = word.removeprefix("node_modules/.bin/")

@@ -153,6 +153,20 @@ class PackageManager:
                 f"YARN_CACHE_FOLDER={YARN_CACHE} yarn install --production --prefer-offline",
                 (YARN_CACHE,),
             )
+        if self.name == "berry" and not self.pnp:
+            # `workspaces focus` is built into Yarn 4 (a plugin fetched from the network
+            # before); --production keeps only the dependencies, for every workspace. Not
+            # with Plug'n'Play: the app then runs through yarn, which the image lacks.
+            major = re.match(r"(\d+)", self.version or "")
+            if major is None or int(major.group(1)) < 4:
+                return None
+            return Step("yarn workspaces focus --all --production", (BERRY_GLOBAL_CACHE,))
+        if self.name == "bun":
+            # bun install --production leaves what is installed in place: a fresh one from
+            # the lockfile (and the download cache) is the prune.
+            return Step(
+                "rm -rf node_modules && bun install --production --frozen-lockfile", (BUN_CACHE,)
+            )
         return None
 
 

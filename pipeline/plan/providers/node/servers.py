@@ -46,29 +46,79 @@ def _keeps_script(script: str | None, *dev_commands: str) -> bool:
     return not any(re.search(rf"\b{re.escape(command)}\b", script) for command in dev_commands)
 
 
+# Lockfiles: where one is, Next traces the standalone output from (its tracing root).
+_LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lock")
+
+
+def _next_standalone(
+    source: str, text: str, app: App, build_env: dict[str, str], *, automatic: bool
+) -> ServerStart:
+    dist = string_option(text, "distDir") or ".next"
+    copies = [
+        (f"/app/{dist}/standalone", "/app"),
+        (f"/app/{dist}/static", f"/app/{dist}/static"),
+    ]
+    if app.has_dir("public"):
+        copies.append(("/app/public", "/app/public"))
+    notes = [f"{dist}/standalone holds the server and the dependencies it traces"]
+    if automatic:
+        notes.insert(
+            0,
+            f"{source} sets no output: standalone output is made (NEXT_PRIVATE_STANDALONE=1, "
+            "read by Next's default config), so the image holds only the traced server; "
+            "set output in the Next config to decide yourself",
+        )
+    return ServerStart(
+        "Next.js (standalone)",
+        source,
+        "node server.js",
+        env={"HOSTNAME": ALL_INTERFACES},
+        build_env=build_env,
+        copies=copies,
+        writable=[f"{dist}/cache"],
+        build_caches=(f"/app/{dist}/cache",),
+        notes=notes,
+    )
+
+
+def _standalone_by_default(app: App, manifest: Manifest, text: str) -> bool:
+    """Whether Next can be asked for standalone output without changing the app: the
+    config leaves `output` to the default (NEXT_PRIVATE_STANDALONE sets it, Next 12.2 and
+    later), the build is `next build`, the start plain `next start` (no custom server),
+    and the lockfile is in the app's folder (in a workspace Next traces from the
+    workspace root, and the server lands elsewhere in the output)."""
+    if re.search(r"\boutput\s*:", text):
+        return False
+    scripts = manifest.scripts()
+    if not re.fullmatch(r"\s*next build\s*", scripts.get("build", "")):
+        return False
+    start = scripts.get("start")
+    if start is not None and not re.fullmatch(r"\s*next start\s*", start):
+        return False
+    if not any(app.has_file(name) for name in _LOCKFILES):
+        return False
+    version = re.search(r"(\d+)(?:\.(\d+))?", manifest.dependencies().get("next", ""))
+    if version is not None:
+        major, minor = int(version.group(1)), int(version.group(2) or 0)
+        if (major, minor) < (12, 2):
+            return False
+    return True
+
+
 def next_js(app: App, manifest: Manifest, manager: PackageManager) -> ServerStart | None:
     if not manifest.has("next"):
         return None
     source, text = config_text(app, "next.config")
     build_env = {"NEXT_TELEMETRY_DISABLED": "1"}
     if source and re.search(r"\boutput\s*:\s*['\"]standalone['\"]", text):
-        dist = string_option(text, "distDir") or ".next"
-        copies = [
-            (f"/app/{dist}/standalone", "/app"),
-            (f"/app/{dist}/static", f"/app/{dist}/static"),
-        ]
-        if app.has_dir("public"):
-            copies.append(("/app/public", "/app/public"))
-        return ServerStart(
-            "Next.js (standalone)",
-            source,
-            "node server.js",
-            env={"HOSTNAME": ALL_INTERFACES},
-            build_env=build_env,
-            copies=copies,
-            writable=[f"{dist}/cache"],
-            build_caches=(f"/app/{dist}/cache",),
-            notes=[f"{dist}/standalone holds the server and the dependencies it traces"],
+        return _next_standalone(source, text, app, build_env, automatic=False)
+    if _standalone_by_default(app, manifest, text):
+        return _next_standalone(
+            source or manifest.file,
+            text,
+            app,
+            {**build_env, "NEXT_PRIVATE_STANDALONE": "1"},
+            automatic=True,
         )
     script = manifest.scripts().get("start")
     if _keeps_script(script, "next dev") and not _port_is_fixed(script or ""):
