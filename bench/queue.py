@@ -90,10 +90,10 @@ from pydantic import SecretStr
 from pipeline.db.connect import create_pool
 from pipeline.db.migrate import migrate
 from pipeline.db.queries import q
+from pipeline.job import BuildResult
+from pipeline.job import Job as DeployJob
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.runner import BuildResult
-from pipeline.runner import Job as DeployJob
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import NewService, Store

@@ -40,10 +40,10 @@ from bot.runtime import (
 from bot.serve import bind_http, run_server, run_worker
 from pipeline import values
 from pipeline.errors import ConfigError
+from pipeline.job import load_pipeline
 from pipeline.plan.config import PROVIDER_NAMES, BuilderName
 from pipeline.queue.queue import CancelOutcome
 from pipeline.rollback import enqueue_rollback
-from pipeline.runner import load_pipeline
 from pipeline.states import Status
 from pipeline.trigger import Trigger
 

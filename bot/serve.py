@@ -27,8 +27,8 @@ from bot.slack.setup import setup as slack_setup
 from bot.web.pages import setup_pages
 from pipeline.app_credentials import use_stored_app
 from pipeline.errors import ConfigError
+from pipeline.job import Pipeline
 from pipeline.queue.worker import Worker
-from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)

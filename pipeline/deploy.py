@@ -38,13 +38,13 @@ from pipeline.buildkit.events import (
 from pipeline.buildkit.factory import make_builder
 from pipeline.clone import CloneRequest, GitAuth, clone, remove_build_dir
 from pipeline.errors import ClickDeployError, ConfigError, DeploymentFailure, InvalidValue
+from pipeline.job import BuildResult, Job, StepHandle
 from pipeline.models import Service
 from pipeline.plan import BaseImages, PlanResult, parse_build_config, plan_app
 from pipeline.railpack import choose_plan
 from pipeline.registry import RegistryClient, image_reference, parse_reference
 from pipeline.release import ReleaseRequest, ReleaseStore, release
 from pipeline.rollback import NothingToRollBack, rollback_target
-from pipeline.runner import BuildResult, Job, StepHandle
 from pipeline.settings import Settings
 from pipeline.states import Status
 

@@ -17,9 +17,9 @@ import pytest
 from bot.logs import configure_logging
 from pipeline.db.connect import create_pool
 from pipeline.db.migrate import migrate
+from pipeline.job import Pipeline
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.store import NewService, Store
 from tests.support.waiting import PATIENCE

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
+from pipeline.job import LOG_FLUSH_SECONDS, Job
 from pipeline.queue.queue import Queue
-from pipeline.runner import LOG_FLUSH_SECONDS, Job
 from pipeline.states import Status
 from pipeline.store import LeaseLost, Store
 from tests.support.waiting import FENCE, PATIENCE, queue_fence

@@ -23,9 +23,9 @@ from bot.runtime import Runtime
 from bot.serve import make_app
 from pipeline.db.connect import connect, create_pool
 from pipeline.db.migrate import migrate
+from pipeline.job import BuildResult, Job
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.runner import BuildResult, Job
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.ops.logcontext import bind_request_context
 from bot.ops.redact import MASK, RedactSecrets, configured_secrets
+from pipeline.job import BuildResult, Job
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.runner import BuildResult, Job
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import Store

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from pipeline.job import BuildResult, Job
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
-from pipeline.runner import BuildResult, Job
 from pipeline.states import Status
 from pipeline.store import NewService, Store
 from tests.support.pipelines import ScriptedPipeline

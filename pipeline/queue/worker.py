@@ -21,10 +21,10 @@ import asyncpg
 import structlog
 
 from pipeline.errors import DeploymentFailure, TransientError
+from pipeline.job import BuildResult, Job, Pipeline
 from pipeline.models import Deployment
 from pipeline.queue.listener import Listener
 from pipeline.queue.queue import CANCEL_CHANNEL, QUEUE_CHANNEL, Queue
-from pipeline.runner import BuildResult, Job, Pipeline
 from pipeline.settings import Settings
 from pipeline.states import Status
 from pipeline.store import BatchWriter, LeaseLost, Store

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import DeploymentFailure, TransientError
+from pipeline.job import BuildResult, Job
 from pipeline.release import ReleaseStore
-from pipeline.runner import BuildResult, Job
 from pipeline.settings import Settings
 from pipeline.states import Status
 
