@@ -10,6 +10,10 @@ import structlog
 from bot.ops.redact import RedactSecrets
 from pipeline.settings import Settings
 
+# Loggers cache their configuration on first use (cheaper lines). The test suite turns this
+# off: structlog.testing.capture_logs cannot see a logger that cached it before.
+CACHE_LOGGERS = True
+
 
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
@@ -35,5 +39,5 @@ def configure_logging(settings: Settings) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )

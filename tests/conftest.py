@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from bot import logs as bot_logs
 from bot.logs import configure_logging
 from pipeline.db.connect import create_pool
 from pipeline.db.migrate import migrate
@@ -26,7 +27,10 @@ from tests.support.waiting import PATIENCE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Logs as in production on a non-terminal: JSON lines, no tracebacks with local variables.
+# Logs as in production on a non-terminal: JSON lines, no tracebacks with local variables;
+# loggers never cache their configuration, so that capture_logs sees every one whatever ran
+# before it in this process.
+bot_logs.CACHE_LOGGERS = False
 configure_logging(Settings(_env_file=None, log_format="json", log_level="info"))  # type: ignore[call-arg]
 
 # Real services: Docker engine, registries, base images, git servers.
