@@ -201,6 +201,7 @@ async def run(args: argparse.Namespace, centrifugo: bool) -> None:
             "HTTP_PORT": str(port),
             "DATA_DIR": f"/tmp/{name}",
             "LOG_LEVEL": "warning",
+            "LOCAL_SERVICES": "false",  # serve only serves logs here: no engine, no registry
             "PYTHONPATH": str(ROOT),
         }
         if centrifugo:

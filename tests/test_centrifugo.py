@@ -25,16 +25,12 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from bot.api.app import setup_api
-from bot.api.live import LogHub
+from bot.api.live import Lines, LogHub
+from bot.api.log_messages import encoded_lines, log_message
 from bot.api.tokens import Scope, TokenStore
 from bot.centrifugo.check import check_centrifugo
-from bot.centrifugo.publisher import (
-    BYTES_PER_PUBLICATION,
-    LINES_PER_PUBLICATION,
-    Publisher,
-    chunks,
-    encoded_size,
-)
+from bot.centrifugo.publisher import Publisher
+from bot.centrifugo.sender import BYTES_PER_PUBLICATION, LINES_PER_PUBLICATION, chunks
 from bot.centrifugo.setup import PUBLISHER_KEY
 from bot.centrifugo.setup import setup as centrifugo_setup
 from bot.doctor import run_checks
@@ -113,7 +109,7 @@ class Process:
 
     def __init__(self, settings: Settings, store: Store, url: str) -> None:
         self.hub = LogHub(url, store)
-        self.publisher = Publisher(settings, store, url)
+        self.publisher = Publisher(settings, self.hub, url)
         self.hub.observers.append(self.publisher)
 
     async def start(self) -> None:
@@ -466,18 +462,17 @@ async def test_a_namespace_centrifugo_does_not_know_is_named_once(
 def test_publications_stay_below_centrifugos_message_size() -> None:
     from datetime import UTC, datetime
 
-    from bot.api.stream import line_json
-
     now = datetime.now(UTC)
     lines = [LogLine(n, now, "stdout", "x" * (n % 7 * 900)) for n in range(1, 2001)]
-    parts = list(chunks(lines))
-    assert [line.seq for part in parts for line in part] == list(range(1, 2001))
+    encoded = encoded_lines(Lines(lines))
+    parts = list(chunks(encoded))
+    assert [line.seq for part in parts for line in lines[part]] == list(range(1, 2001))
     for part in parts:
-        assert len(part) <= LINES_PER_PUBLICATION
-        data = {"type": "log", "lines": [line_json(line) for line in part]}
-        assert encoded_size(data) <= max(BYTES_PER_PUBLICATION, 65536)
+        assert len(lines[part]) <= LINES_PER_PUBLICATION
+        assert len(log_message(encoded[part]).encode()) <= max(BYTES_PER_PUBLICATION, 65536)
     huge = [LogLine(1, now, "stdout", "y" * 100_000), LogLine(2, now, "stdout", "z")]
-    assert [len(part) for part in chunks(huge)] == [1, 1]
+    huge_parts = list(chunks(encoded_lines(Lines(huge))))
+    assert [len(huge[part]) for part in huge_parts] == [1, 1]
 
 
 # --- the app: token route, metrics, wiring --------------------------------------------------

@@ -35,9 +35,13 @@ PAGE_LINES = 1000
 SAFETY_POLL_SECONDS = 5.0  # NOTIFY is the signal; this only covers a lost one
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Lines:
     lines: list[LogLine]
+    # Made of these lines to send them (bot/api/log_messages.py) and kept: the feed offers
+    # one Lines to every viewer and the publisher, so each is made once.
+    encoded: list[str] | None = None  # each line's JSON
+    sse: bytes | None = None  # as server-sent events
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class Viewer:
                 self._needs_catch_up = True
                 return await self._catch_up()
             self.cursor = fresh[-1].seq
-            return [Lines(fresh)]
+            return [item if len(fresh) == len(item.lines) else Lines(fresh)]
         if item.deployment.status.is_final:
             self._needs_catch_up = True  # its last lines are stored: read them, then end
             return await self._catch_up()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from bot.api import schemas as s
 from bot.api.errors import ApiError
-from bot.api.live import End, Event, Lines, LogHub, StatusChange
+from bot.api.live import LogHub
+from bot.api.log_messages import event_text, sse_chunk
 from bot.api.operations import MAX_ID, operation, path_id
 from bot.api.queries import LogsQuery, WatchQuery
 from bot.api.routes import query, reply, runtime_of
@@ -21,33 +20,6 @@ from pipeline.errors import NotFound
 
 HUB = web.AppKey("log_hub", LogHub)
 KEEPALIVE_SECONDS = 15.0
-
-
-def status_json(change: StatusChange | End) -> dict[str, Any]:
-    body: dict[str, Any] = s.DeploymentOut.of(change.deployment).model_dump(mode="json")
-    if isinstance(change, StatusChange):
-        body["steps"] = [s.StepOut.of(step).model_dump(mode="json") for step in change.steps]
-    return body
-
-
-def line_json(line: Any) -> dict[str, Any]:
-    return {"seq": line.seq, "at": line.at.isoformat(), "stream": line.stream, "line": line.line}
-
-
-def sse_chunk(events: list[Event]) -> bytes:
-    """`id:` is the line's seq, so a reconnecting EventSource resumes with Last-Event-ID."""
-    out: list[str] = []
-    for event in events:
-        if isinstance(event, Lines):
-            for line in event.lines:
-                data = json.dumps(line_json(line), separators=(",", ":"))
-                out.append(f"id: {line.seq}\nevent: log\ndata: {data}\n\n")
-        elif isinstance(event, StatusChange):
-            out.append(f"event: status\ndata: {json.dumps(status_json(event))}\n\n")
-        else:
-            data = json.dumps({"status": str(event.deployment.status)})
-            out.append(f"event: end\ndata: {data}\n\n")
-    return "".join(out).encode()
 
 
 def wants_stream(request: web.Request, follow: bool) -> bool:
@@ -129,7 +101,7 @@ async def deployment_logs_ws(request: web.Request) -> web.StreamResponse:
         async with request.app[HUB].watch(deployment_id, wanted.after) as viewer:
             while not viewer.finished and not closed.is_set() and not socket.closed:
                 for event in await viewer.next(1.0):
-                    await socket.send_json(ws_message(event))
+                    await socket.send_str(event_text(event))
         await socket.close()
     except NotFound:
         await socket.send_json({"type": "end", "status": "deleted"})
@@ -141,11 +113,3 @@ async def deployment_logs_ws(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.CancelledError):
             await reader
     return socket
-
-
-def ws_message(event: Event) -> dict[str, Any]:
-    if isinstance(event, Lines):
-        return {"type": "log", "lines": [line_json(line) for line in event.lines]}
-    if isinstance(event, StatusChange):
-        return {"type": "status", "deployment": status_json(event)}
-    return {"type": "end", "status": str(event.deployment.status)}

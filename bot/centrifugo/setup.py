@@ -17,7 +17,7 @@ PUBLISHER_KEY = web.AppKey("centrifugo_publisher", Publisher)
 def setup(app: web.Application, runtime: Runtime) -> None:
     if not configured(runtime.settings):
         return
-    publisher = Publisher(runtime.settings, runtime.store, runtime.url)
+    publisher = Publisher(runtime.settings, app[HUB], runtime.url)
     app[PUBLISHER_KEY] = publisher
     app[HUB].observers.append(publisher)
 
