@@ -24,9 +24,10 @@ from cent.exceptions import CentApiResponseError, CentUnauthorizedError
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from bot.api import log_messages
 from bot.api.app import setup_api
 from bot.api.live import Lines, LogHub
-from bot.api.log_messages import encoded_lines, log_message
+from bot.api.log_messages import encoded_lines, log_message, sse_chunk
 from bot.api.tokens import Scope, TokenStore
 from bot.centrifugo.check import check_centrifugo
 from bot.centrifugo.publisher import Publisher
@@ -39,7 +40,7 @@ from bot.ops.checks import Level
 from bot.ops.health import readiness
 from bot.runtime import Runtime
 from pipeline.errors import ConfigError
-from pipeline.models import LogLine
+from pipeline.models import LogLine, Page
 from pipeline.queue.queue import Queue
 from pipeline.queue.worker import Worker
 from pipeline.settings import Settings, load_settings
@@ -255,6 +256,69 @@ async def test_a_build_is_published_once_by_one_of_two_processes_in_order_and_co
     stored_again = (await store.read_logs(again.id, limit=5000)).items
     assert published_lines(again_messages()) == [line.seq for line in stored_again]
     assert other.publisher.stats.lines == len(stored_again)
+
+
+class CountingStore(Store):
+    """A store that counts the reads of log lines that found any."""
+
+    lines_read = 0
+
+    async def read_logs(
+        self, deployment_id: int, after: int = 0, limit: int = 1000
+    ) -> Page[LogLine]:
+        page = await super().read_logs(deployment_id, after=after, limit=limit)
+        if page.items:
+            self.lines_read += len(page.items)
+        return page
+
+
+async def test_viewers_and_the_publisher_share_one_read_and_one_encoding_of_each_line(
+    settings: Settings,
+    store: Store,
+    queue: Queue,
+    service: int,
+    database_url: str,
+    centrifugo: FakeCentrifugo,
+    processes: list[Process],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counting = CountingStore(store.pool)
+    process = await start_process(
+        processes, with_centrifugo(settings, centrifugo), counting, database_url
+    )
+    await until(lambda: process.publisher.stats.leader, "the publisher leads")
+    deployment_id = await running_deployment(queue, service)
+    seq = await store.append_logs(deployment_id, 1, [LogEntry(f"first {n}") for n in range(10)])
+    await until(lambda: process.publisher.cursors.get(deployment_id) == 10, "the publisher follows")
+    sent: list[list[int]] = [[], []]
+
+    async def view(shown: list[int]) -> None:  # as the SSE route does: events, then bytes
+        async with process.hub.watch(deployment_id, after=10) as viewer:
+            while len(shown) < 50:
+                events = await viewer.next(1.0)
+                sse_chunk(events)
+                shown.extend(line.seq for e in events if isinstance(e, Lines) for line in e.lines)
+
+    encodings = 0
+    original = log_messages.line_json
+
+    def counted(line: LogLine) -> dict[str, Any]:
+        nonlocal encodings
+        encodings += 1
+        return original(line)
+
+    viewers = [asyncio.create_task(view(shown)) for shown in sent]
+    await until(lambda: len(process.hub.feeds[deployment_id].viewers) == 3, "all three follow")
+    monkeypatch.setattr(log_messages, "line_json", counted)
+    counting.lines_read = 0
+    await store.append_logs(deployment_id, seq, [LogEntry(f"live {n}") for n in range(50)])
+    await asyncio.wait_for(asyncio.gather(*viewers), PATIENCE)
+    await until(
+        lambda: len(published_lines(centrifugo.messages(channel(deployment_id)))) == 60, "published"
+    )
+    assert sent == [list(range(11, 61))] * 2
+    # 50 new lines, 2 viewers and Centrifugo: each line read once and encoded once.
+    assert (counting.lines_read, encodings) == (50, 50)
 
 
 async def running_deployment(queue: Queue, service: int) -> int:

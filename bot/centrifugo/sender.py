@@ -51,9 +51,10 @@ UNKNOWN_CHANNEL = 102  # Centrifugo's error code for a namespace it does not kno
 LINES_PER_PUBLICATION = 200
 BYTES_PER_PUBLICATION = 48_000
 MAX_BACKOFF_SECONDS = 5.0
-# The sender waits this long after a first publication for more to share its request:
-# fewer requests cost the process less (a worker flushes every LOG_FLUSH_SECONDS anyway).
-LINGER_SECONDS = 0.05
+# At most one request this often, unless a batch is full: under load the publications of
+# that time share one request (fewer requests cost the process less; a worker flushes its
+# lines every LOG_FLUSH_SECONDS, 0.2 s, anyway), and after a quiet spell one goes at once.
+REQUEST_INTERVAL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -235,13 +236,17 @@ class Sender:
         """Send until cancelled; `pause(seconds)` waits between failed attempts."""
         backoff = 0.0
         size = self.settings.centrifugo_batch_size
+        loop = asyncio.get_running_loop()
+        last_request = -REQUEST_INTERVAL_SECONDS
         while True:
             if self.queue.empty() and not self._sendable_gaps():
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            if 0 < self.queue.qsize() < size:
-                await asyncio.sleep(LINGER_SECONDS)
+            wait = last_request + REQUEST_INTERVAL_SECONDS - loop.time()
+            if wait > 0 and self.queue.qsize() < size:
+                await asyncio.sleep(wait)
+            last_request = loop.time()
             batch: list[Publication] = []
             while len(batch) < size and not self.queue.empty():
                 publication = self.queue.get_nowait()
